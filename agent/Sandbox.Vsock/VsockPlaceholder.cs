@@ -1,0 +1,1 @@
+namespace Sandbox.Vsock; public static class VsockPlaceholder {}

@@ -1,0 +1,59 @@
+namespace Sandbox.Hypervisors;
+
+/// <summary>Everything a VMM needs to boot one sandbox VM.</summary>
+public sealed record VmConfig
+{
+    /// <summary>Sandbox id, used in names and error messages.</summary>
+    public required string SandboxId { get; init; }
+    /// <summary>Per-sandbox state directory (sockets, console log, pid files). Must exist or be creatable.</summary>
+    public required string StateDirectory { get; init; }
+    /// <summary>Uncompressed PVH vmlinux.</summary>
+    public required string KernelPath { get; init; }
+    public required string InitrdPath { get; init; }
+    /// <summary>Extra kernel command line parameters appended after the adapter's own.</summary>
+    public string ExtraKernelParameters { get; init; } = "";
+    public int Vcpus { get; init; } = 1;
+    public int MemoryMiB { get; init; } = 256;
+    public Acceleration Acceleration { get; init; } = Acceleration.Auto;
+    public VsockMode VsockMode { get; init; } = VsockMode.Auto;
+    public MachineType MachineType { get; init; } = MachineType.Microvm;
+    /// <summary>Host directory exported to the guest over 9p with tag <see cref="ShareMountTag"/>; null = none.</summary>
+    public string? SharedDirectory { get; init; }
+    public string ShareMountTag { get; init; } = "share";
+    /// <summary>Path of qemu-system-x86_64 (or another VMM binary); null = look it up on PATH.</summary>
+    public string? VmmPath { get; init; }
+    /// <summary>Path of vhost-device-vsock, used in hybrid vsock mode; null = look it up on PATH.</summary>
+    public string? VhostDeviceVsockPath { get; init; }
+    /// <summary>Guest CID for kernel vhost-vsock; 0 = pick a free one.</summary>
+    public uint GuestCid { get; init; }
+    /// <summary>Verbose guest console (no `quiet`).</summary>
+    public bool Debug { get; init; }
+}
+
+public enum Acceleration { Auto, Kvm, Tcg }
+
+/// <summary>Kernel = /dev/vhost-vsock with AF_VSOCK on the host; Hybrid = vhost-device-vsock and a Unix socket
+/// speaking CONNECT/OK (Firecracker and Cloud Hypervisor's "hybrid vsock").</summary>
+public enum VsockMode { Auto, Kernel, Hybrid }
+
+public enum MachineType { Microvm, Q35 }
+
+/// <summary>How the VMM process ended.</summary>
+public sealed record VmExit(int ExitCode, DateTimeOffset ExitedAt);
+
+/// <summary>What a VMM adapter resolved and supports on this host.</summary>
+public sealed record HypervisorCapabilities(
+    string Name,
+    Acceleration Acceleration,
+    VsockMode VsockMode,
+    bool SharedFilesystem,
+    string? Reason);
+
+/// <summary>Where to dial the in-guest agent.</summary>
+public abstract record AgentEndpoint(uint Port);
+
+/// <summary>AF_VSOCK (cid, port) through the kernel's vhost-vsock.</summary>
+public sealed record KernelVsockEndpoint(uint Cid, uint Port) : AgentEndpoint(Port);
+
+/// <summary>A host Unix socket; write "CONNECT port\n", read "OK n\n", then the stream.</summary>
+public sealed record HybridVsockEndpoint(string SocketPath, uint Port) : AgentEndpoint(Port);
