@@ -1,0 +1,73 @@
+using System.Diagnostics;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Sandbox.Agent.Protocol;
+using AgentClient = Sandbox.Agent.Protocol.Agent.AgentClient;
+
+namespace Sandbox.Runtime.Agent;
+
+/// <summary>
+/// A gRPC channel to one sandbox's agent. HTTP/2 cleartext over whatever stream the dialer opens (vsock or hybrid
+/// vsock). The channel reconnects by itself when a connection drops; each call should carry a deadline.
+/// </summary>
+public sealed class AgentConnection : IDisposable
+{
+    private readonly GrpcChannel _channel;
+
+    public AgentConnection(IAgentDialer dialer, string sandboxId)
+    {
+        Dialer = dialer;
+        SandboxId = sandboxId;
+        var handler = new SocketsHttpHandler
+        {
+            ConnectCallback = async (_, cancellationToken) => await dialer.DialAsync(cancellationToken),
+            EnableMultipleHttp2Connections = true,
+            PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
+            KeepAlivePingDelay = TimeSpan.FromSeconds(30),
+            KeepAlivePingTimeout = TimeSpan.FromSeconds(20),
+        };
+        _channel = GrpcChannel.ForAddress("http://agent", new GrpcChannelOptions
+        {
+            HttpHandler = handler,
+            MaxReceiveMessageSize = 16 * 1024 * 1024,
+            MaxSendMessageSize = 16 * 1024 * 1024,
+        });
+        Client = new AgentClient(_channel);
+    }
+
+    public IAgentDialer Dialer { get; }
+    public string SandboxId { get; }
+    public AgentClient Client { get; }
+
+    /// <summary>
+    /// Calls Health until the agent answers or <paramref name="timeout"/> passes. Until the guest listens, dialling
+    /// fails (refused, reset, or closed during the handshake): that is expected and retried.
+    /// </summary>
+    public async Task<HealthResponse> WaitUntilReadyAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        Exception? last = null;
+        while (clock.Elapsed < timeout)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            try
+            {
+                var remaining = timeout - clock.Elapsed;
+                var perAttempt = remaining < TimeSpan.FromSeconds(5) ? remaining : TimeSpan.FromSeconds(5);
+                return await Client.HealthAsync(new HealthRequest(),
+                    deadline: DateTime.UtcNow + perAttempt, cancellationToken: cancellationToken);
+            }
+            catch (RpcException e) when (e.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded
+                                         or StatusCode.Internal or StatusCode.Unknown)
+            {
+                last = e;
+                await Task.Delay(TimeSpan.FromMilliseconds(25), cancellationToken);
+            }
+        }
+        throw new TimeoutException(
+            $"sandbox {SandboxId}: the agent did not answer Health on {Dialer.Description} within {timeout.TotalSeconds:0.#} s " +
+            $"(last error: {last?.Message ?? "none"}). Check the guest console log in the sandbox's state directory.", last);
+    }
+
+    public void Dispose() => _channel.Dispose();
+}

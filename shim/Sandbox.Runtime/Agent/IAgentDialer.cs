@@ -1,0 +1,10 @@
+namespace Sandbox.Runtime.Agent;
+
+/// <summary>Opens one byte stream to the in-guest agent. Each call is a new connection.</summary>
+public interface IAgentDialer
+{
+    /// <summary>Human-readable address for error messages, e.g. "hybrid vsock /run/.../vsock.sock port 1024".</summary>
+    string Description { get; }
+
+    Task<Stream> DialAsync(CancellationToken cancellationToken);
+}

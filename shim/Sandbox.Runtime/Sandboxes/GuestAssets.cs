@@ -1,0 +1,43 @@
+namespace Sandbox.Runtime.Sandboxes;
+
+/// <summary>The guest kernel and initramfs that every sandbox VM boots.</summary>
+public sealed record GuestAssets(string KernelPath, string InitrdPath)
+{
+    /// <summary>Where `make install` puts them.</summary>
+    public const string InstalledDirectory = "/usr/share/sandbox/guest";
+
+    /// <summary>
+    /// $SANDBOX_GUEST_DIR, else the installed directory, else build/guest of the source tree this program runs from
+    /// (so tests and `dotnet run` work in a checkout). Throws with every place looked at when none has both files.
+    /// </summary>
+    public static GuestAssets Locate()
+    {
+        var candidates = new List<string>();
+        var fromEnvironment = Environment.GetEnvironmentVariable("SANDBOX_GUEST_DIR");
+        if (!string.IsNullOrEmpty(fromEnvironment))
+            candidates.Add(fromEnvironment);
+        candidates.Add(InstalledDirectory);
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "Sandbox.sln")))
+            {
+                candidates.Add(Path.Combine(dir.FullName, "build", "guest"));
+                break;
+            }
+        }
+        foreach (var dir in candidates)
+        {
+            var assets = InDirectory(dir);
+            if (File.Exists(assets.KernelPath) && File.Exists(assets.InitrdPath))
+                return assets;
+        }
+        throw new FileNotFoundException(
+            "guest kernel and initramfs not found (vmlinux and initramfs.cpio) in: " + string.Join(", ", candidates) +
+            ". Build them with `make image` or install them with `make install`, or set SANDBOX_GUEST_DIR.");
+    }
+
+    public static GuestAssets InDirectory(string directory) =>
+        new(Path.Combine(directory, "vmlinux"), Path.Combine(directory, "initramfs.cpio"));
+
+    public string Directory => Path.GetDirectoryName(KernelPath)!;
+}

@@ -1,0 +1,44 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Sandbox.Runtime.Sandboxes;
+
+/// <summary>sandbox.json: what a sandbox is, for operators and sandboxctl.</summary>
+public sealed record SandboxMetadata
+{
+    public required string SandboxId { get; init; }
+    public required DateTimeOffset CreatedAt { get; init; }
+    public int? VmmPid { get; init; }
+    public required string Hypervisor { get; init; }
+    public required string Acceleration { get; init; }
+    public required string VsockMode { get; init; }
+    public required string AgentEndpoint { get; init; }
+    public required string ConsoleLog { get; init; }
+    public required string KernelPath { get; init; }
+    public required string InitrdPath { get; init; }
+    public int Vcpus { get; init; }
+    public int MemoryMiB { get; init; }
+
+    public void Write(string path)
+    {
+        var temporary = path + ".tmp";
+        File.WriteAllText(temporary, JsonSerializer.Serialize(this, SandboxMetadataJson.Default.SandboxMetadata));
+        File.Move(temporary, path, overwrite: true);
+    }
+
+    public static SandboxMetadata? TryRead(string path)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize(File.ReadAllText(path), SandboxMetadataJson.Default.SandboxMetadata);
+        }
+        catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+}
+
+[JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
+[JsonSerializable(typeof(SandboxMetadata))]
+internal sealed partial class SandboxMetadataJson : JsonSerializerContext;

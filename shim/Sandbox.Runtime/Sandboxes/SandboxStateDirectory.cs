@@ -1,0 +1,62 @@
+namespace Sandbox.Runtime.Sandboxes;
+
+/// <summary>
+/// The one directory that holds everything about one sandbox: the VMM's files (console log, command lines, pid,
+/// sockets), the shared directory exported to the guest, and sandbox.json. sandboxctl reads it; nothing about a
+/// sandbox lives anywhere else.
+/// </summary>
+public sealed class SandboxStateDirectory
+{
+    /// <summary>Default parent of every sandbox's state directory.</summary>
+    public const string DefaultRoot = "/run/sandbox/sandboxes";
+
+    public SandboxStateDirectory(string root, string sandboxId)
+    {
+        if (string.IsNullOrWhiteSpace(sandboxId) || sandboxId.Contains('/') || sandboxId is "." or "..")
+            throw new ArgumentException($"'{sandboxId}' is not a valid sandbox id (non-empty, no '/')", nameof(sandboxId));
+        Root = root;
+        SandboxId = sandboxId;
+        Path = System.IO.Path.Combine(root, sandboxId);
+    }
+
+    /// <summary>The state root in effect: $SANDBOX_STATE_ROOT, else <see cref="DefaultRoot"/>.</summary>
+    public static string ResolveRoot(string? configured = null) =>
+        configured ?? Environment.GetEnvironmentVariable("SANDBOX_STATE_ROOT") ?? DefaultRoot;
+
+    public string Root { get; }
+    public string SandboxId { get; }
+    public string Path { get; }
+
+    /// <summary>Host directory exported to the guest over 9p (container root filesystems and volumes go below it).</summary>
+    public string SharedDirectory => System.IO.Path.Combine(Path, "shared");
+
+    /// <summary>What the sandbox is: id, VMM pid, agent endpoint, configuration used.</summary>
+    public string MetadataFile => System.IO.Path.Combine(Path, "sandbox.json");
+
+    public void Create()
+    {
+        Directory.CreateDirectory(Path);
+        Directory.CreateDirectory(SharedDirectory);
+    }
+
+    /// <summary>Removes the directory. Refuses (with a message naming what is left) while something is still mounted
+    /// below it, so that a bind-mounted container rootfs is never deleted through the mount.</summary>
+    public void Delete()
+    {
+        if (!Directory.Exists(Path))
+            return;
+        var mounted = MountTable.MountPointsBelow(Path);
+        if (mounted.Count > 0)
+            throw new IOException(
+                $"sandbox {SandboxId}: cannot remove state directory {Path}: still mounted below it: {string.Join(", ", mounted)}");
+        Directory.Delete(Path, recursive: true);
+    }
+
+    public static IEnumerable<SandboxStateDirectory> List(string root)
+    {
+        if (!Directory.Exists(root))
+            yield break;
+        foreach (var dir in Directory.EnumerateDirectories(root).Order(StringComparer.Ordinal))
+            yield return new SandboxStateDirectory(root, System.IO.Path.GetFileName(dir));
+    }
+}

@@ -1,0 +1,206 @@
+using Sandbox.Agent.Protocol;
+using Sandbox.Hypervisors;
+using Sandbox.Runtime.Agent;
+
+namespace Sandbox.Runtime.Sandboxes;
+
+/// <summary>How to boot one sandbox VM.</summary>
+public sealed record SandboxVmOptions
+{
+    public required string SandboxId { get; init; }
+    public required GuestAssets Assets { get; init; }
+    /// <summary>Parent of the state directories; null = <see cref="SandboxStateDirectory.ResolveRoot"/>.</summary>
+    public string? StateRoot { get; init; }
+    public string? Hostname { get; init; }
+    public int Vcpus { get; init; } = 1;
+    public int MemoryMiB { get; init; } = 256;
+    public Acceleration Acceleration { get; init; } = Acceleration.Auto;
+    public VsockMode VsockMode { get; init; } = VsockMode.Auto;
+    public MachineType MachineType { get; init; } = MachineType.Microvm;
+    public string? VmmPath { get; init; }
+    public string? VhostDeviceVsockPath { get; init; }
+    public string ExtraKernelParameters { get; init; } = "";
+    /// <summary>How long the guest may take to boot until its agent answers (TCG boots take seconds).</summary>
+    public TimeSpan AgentReadyTimeout { get; init; } = TimeSpan.FromSeconds(60);
+    public bool Debug { get; init; }
+}
+
+/// <summary>
+/// One running sandbox: its VM (through <see cref="IHypervisor"/>), its agent connection and its state directory.
+/// BootAsync returns once the agent answered and the sandbox (hostname, shared directory) is set up in the guest.
+/// </summary>
+public sealed class SandboxVm : IAsyncDisposable
+{
+    public const uint AgentPort = 1024;
+    public const string GuestSharedMountPoint = "/run/sandbox/shared";
+
+    private int _stopped;
+
+    private SandboxVm(SandboxStateDirectory state, IHypervisor hypervisor, AgentConnection agent)
+    {
+        State = state;
+        Hypervisor = hypervisor;
+        Agent = agent;
+    }
+
+    public string SandboxId => State.SandboxId;
+    public SandboxStateDirectory State { get; }
+    public IHypervisor Hypervisor { get; }
+    public AgentConnection Agent { get; }
+
+    /// <summary>Guest path under which a host path below <see cref="SandboxStateDirectory.SharedDirectory"/> appears.</summary>
+    public string GuestPathOf(string hostPathInShare)
+    {
+        var relative = Path.GetRelativePath(State.SharedDirectory, hostPathInShare);
+        if (relative.StartsWith("..", StringComparison.Ordinal) || Path.IsPathRooted(relative))
+            throw new ArgumentException($"sandbox {SandboxId}: {hostPathInShare} is not inside the shared directory {State.SharedDirectory}");
+        return relative == "." ? GuestSharedMountPoint : GuestSharedMountPoint + "/" + relative.Replace('\\', '/');
+    }
+
+    public static async Task<SandboxVm> BootAsync(SandboxVmOptions options, IHypervisor hypervisor, CancellationToken cancellationToken)
+    {
+        var state = new SandboxStateDirectory(SandboxStateDirectory.ResolveRoot(options.StateRoot), options.SandboxId);
+        if (Directory.Exists(state.Path))
+            throw new InvalidOperationException(
+                $"sandbox {options.SandboxId}: state directory {state.Path} already exists (a sandbox with this id runs, or was not cleaned up; `sandboxctl list` shows it)");
+        state.Create();
+        AgentConnection? agent = null;
+        try
+        {
+            var config = new VmConfig
+            {
+                SandboxId = options.SandboxId,
+                StateDirectory = state.Path,
+                KernelPath = options.Assets.KernelPath,
+                InitrdPath = options.Assets.InitrdPath,
+                ExtraKernelParameters = options.ExtraKernelParameters,
+                Vcpus = options.Vcpus,
+                MemoryMiB = options.MemoryMiB,
+                Acceleration = options.Acceleration,
+                VsockMode = options.VsockMode,
+                MachineType = options.MachineType,
+                SharedDirectory = state.SharedDirectory,
+                VmmPath = options.VmmPath,
+                VhostDeviceVsockPath = options.VhostDeviceVsockPath,
+                Debug = options.Debug,
+            };
+            await hypervisor.PrepareAsync(config, cancellationToken);
+            await hypervisor.StartAsync(cancellationToken);
+            agent = new AgentConnection(DialerFor(hypervisor.AgentEndpoint), options.SandboxId);
+            WriteMetadata(state, hypervisor, options);
+
+            await WaitForAgentAsync(agent, hypervisor, options, cancellationToken);
+            await agent.Client.CreateSandboxAsync(new CreateSandboxRequest
+            {
+                SandboxId = options.SandboxId,
+                Hostname = options.Hostname ?? "",
+                ShareMountTag = config.ShareMountTag,
+                SharedMountPoint = GuestSharedMountPoint,
+            }, deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: cancellationToken);
+            return new SandboxVm(state, hypervisor, agent);
+        }
+        catch
+        {
+            agent?.Dispose();
+            await hypervisor.StopAsync(CancellationToken.None);
+            TryDeleteState(state);
+            throw;
+        }
+    }
+
+    public static IAgentDialer DialerFor(AgentEndpoint endpoint) => endpoint switch
+    {
+        HybridVsockEndpoint hybrid => new HybridVsockDialer(hybrid.SocketPath, hybrid.Port),
+        KernelVsockEndpoint kernel => new KernelVsockDialer(kernel.Cid, kernel.Port),
+        _ => throw new NotSupportedException($"agent endpoint {endpoint} has no dialer"),
+    };
+
+    /// <summary>Waits for Health, but fails at once (with the console's last lines) if the VMM exits meanwhile.</summary>
+    private static async Task WaitForAgentAsync(AgentConnection agent, IHypervisor hypervisor, SandboxVmOptions options,
+        CancellationToken cancellationToken)
+    {
+        using var stopWaiting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var ready = agent.WaitUntilReadyAsync(options.AgentReadyTimeout, stopWaiting.Token);
+        var exited = hypervisor.WaitForExitAsync(stopWaiting.Token);
+        var first = await Task.WhenAny(ready, exited);
+        stopWaiting.Cancel();
+        if (first == ready)
+        {
+            await ready;
+            return;
+        }
+        var exit = await exited.ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : null, TaskScheduler.Default);
+        throw new InvalidOperationException(
+            $"sandbox {options.SandboxId}: the VM exited (code {exit?.ExitCode.ToString() ?? "?"}) before its agent answered. " +
+            $"Last console lines ({hypervisor.ConsoleLogPath}):\n{ConsoleTail(hypervisor.ConsoleLogPath, 20)}");
+    }
+
+    public static string ConsoleTail(string path, int lines)
+    {
+        try
+        {
+            return string.Join('\n', File.ReadLines(path).TakeLast(lines));
+        }
+        catch (IOException e)
+        {
+            return $"(console log unreadable: {e.Message})";
+        }
+    }
+
+    private static void WriteMetadata(SandboxStateDirectory state, IHypervisor hypervisor, SandboxVmOptions options)
+    {
+        var caps = hypervisor.Capabilities;
+        new SandboxMetadata
+        {
+            SandboxId = options.SandboxId,
+            CreatedAt = DateTimeOffset.UtcNow,
+            VmmPid = hypervisor.Pid,
+            Hypervisor = caps.Name,
+            Acceleration = caps.Acceleration.ToString().ToLowerInvariant(),
+            VsockMode = caps.VsockMode.ToString().ToLowerInvariant(),
+            AgentEndpoint = DialerFor(hypervisor.AgentEndpoint).Description,
+            ConsoleLog = hypervisor.ConsoleLogPath,
+            KernelPath = options.Assets.KernelPath,
+            InitrdPath = options.Assets.InitrdPath,
+            Vcpus = options.Vcpus,
+            MemoryMiB = options.MemoryMiB,
+        }.Write(state.MetadataFile);
+    }
+
+    /// <summary>Tears the guest down politely (DestroySandbox, short deadline), stops the VM, removes the state directory.</summary>
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (Interlocked.Exchange(ref _stopped, 1) == 1)
+            return;
+        try
+        {
+            await Agent.Client.DestroySandboxAsync(new DestroySandboxRequest(),
+                deadline: DateTime.UtcNow.AddSeconds(5), cancellationToken: cancellationToken);
+        }
+        catch (Grpc.Core.RpcException)
+        {
+            // The guest is going away regardless; a dead or wedged agent must not block the stop.
+        }
+        Agent.Dispose();
+        await Hypervisor.StopAsync(cancellationToken);
+        TryDeleteState(State);
+    }
+
+    private static void TryDeleteState(SandboxStateDirectory state)
+    {
+        try
+        {
+            state.Delete();
+        }
+        catch (IOException e)
+        {
+            Console.Error.WriteLine(e.Message);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync(CancellationToken.None);
+        await Hypervisor.DisposeAsync();
+    }
+}
