@@ -25,6 +25,11 @@ public sealed class HybridVsockDialer(string socketPath, uint port) : IAgentDial
                 throw new IOException($"{Description}: expected 'OK <n>' after CONNECT, got '{reply}'");
             return new NetworkStream(socket, ownsSocket: true);
         }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new IOException($"{Description}: {e.Message}", e);
+        }
         catch
         {
             socket.Dispose();
