@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# Builds the Sandbox guest image from the Debian kernel package, the host's busybox-static and crun, and the agent.
+#
+#   images/build-image.sh OUT_DIR AGENT_BINARY
+#
+# Outputs (in OUT_DIR):
+#   vmlinux         uncompressed PVH ELF kernel (from the .deb's vmlinuz)
+#   initramfs.cpio  uncompressed newc initramfs: busybox, kernel modules + modules.dep, crun + libs, agent, init
+#   kernel-release  the kernel release string (e.g. 6.1.0-57-amd64), the directory name under /lib/modules
+#   manifest.txt    every input with version and sha256, every file in the cpio, the sha256 of the outputs
+#
+# Inputs (environment, all optional):
+#   KERNEL_DEB         kernel package (default /var/cache/sandbox/kernel/linux-image.deb, made by setup-host.sh)
+#   BUSYBOX            static busybox (default /bin/busybox)
+#   CRUN               crun binary (default /usr/bin/crun)
+#   SOURCE_DATE_EPOCH  mtime of every file in the cpio (default: the vmlinuz mtime recorded in the kernel package)
+#
+# The build is reproducible (same inputs, same bytes) and is skipped when the inputs match the existing manifest.
+# Must run as root (the cpio carries a /dev/console device node).
+set -euo pipefail
+export LC_ALL=C
+
+die() { printf 'build-image: ERROR: %s\n' "$*" >&2; exit 1; }
+say() { printf 'build-image: %s\n' "$*"; }
+
+[ $# -eq 2 ] || die "usage: $0 OUT_DIR AGENT_BINARY"
+out_dir=$1
+agent=$2
+images_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+kernel_deb=${KERNEL_DEB:-/var/cache/sandbox/kernel/linux-image.deb}
+busybox=${BUSYBOX:-/bin/busybox}
+crun=${CRUN:-/usr/bin/crun}
+
+# Modules in the image; their dependencies are added automatically. The init loads only virtio_mmio/virtio_pci and
+# the vsock transport; the agent loads the rest on demand (modprobe 9pnet_virtio 9p, overlay, virtio_net).
+guest_modules=(virtio_mmio virtio_pci vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport
+               9pnet 9pnet_virtio netfs fscache 9p overlay virtio_net)
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (mknod of /dev/console for the initramfs)"
+for tool in dpkg-deb dpkg-query tar xz cpio depmod modinfo readelf ldd sha256sum od; do
+    command -v "$tool" >/dev/null || die "'$tool' not found; run images/setup-host.sh"
+done
+[ -f "$kernel_deb" ] || die "kernel package $kernel_deb not found; run images/setup-host.sh (or set KERNEL_DEB)"
+[ -f "$agent" ] || die "agent binary $agent not found; build the agent first (make agent)"
+[ -x "$busybox" ] || die "busybox $busybox not found (package busybox-static)"
+[ -x "$crun" ] || die "crun $crun not found (package crun)"
+"$busybox" --list-full >/dev/null 2>&1 || die "$busybox is not a busybox multi-call binary"
+kernel_deb=$(readlink -f "$kernel_deb")
+agent=$(readlink -f "$agent")
+busybox=$(readlink -f "$busybox")
+crun=$(readlink -f "$crun")
+
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# Shared libraries (and the loader) a dynamic executable needs, as "path-in-guest" lines, from ldd.
+libraries_of() {
+    local out
+    if ! out=$(ldd "$1" 2>&1); then
+        case $out in *"not a dynamic executable"*|*"statically linked"*) return 0 ;; esac
+        die "ldd $1 failed: $out"
+    fi
+    printf '%s\n' "$out" | awk '
+        $2 == "=>" && $3 ~ /^\// { print $3; next }
+        $2 == "=>" && $3 == "not" { print "MISSING " $1; next }
+        $1 ~ /^\// { print $1 }'
+}
+
+crun_libs=$(libraries_of "$crun")
+agent_libs=$(libraries_of "$agent")
+if grep -q '^MISSING' <<<"$crun_libs$agent_libs"; then
+    die "missing shared libraries: $(grep '^MISSING' <<<"$crun_libs$agent_libs" | tr '\n' ' ')"
+fi
+all_libs=$(printf '%s\n%s\n' "$crun_libs" "$agent_libs" | sed '/^$/d' | sort -u)
+
+# --- Input key: skip the build when nothing changed ------------------------------------------------------------
+kernel_sha=$(sha "$kernel_deb")
+inputs=$(
+    printf 'kernel-deb %s\n' "$kernel_sha"
+    printf 'agent %s\n' "$(sha "$agent")"
+    printf 'busybox %s\n' "$(sha "$busybox")"
+    printf 'crun %s\n' "$(sha "$crun")"
+    for f in $all_libs; do printf 'lib %s %s\n' "$f" "$(sha "$f")"; done
+    for f in build-image.sh init floor-init; do printf 'script %s %s\n' "$f" "$(sha "$images_dir/$f")"; done
+    printf 'source-date-epoch %s\n' "${SOURCE_DATE_EPOCH:-from-kernel}"
+    printf 'modules %s\n' "${guest_modules[*]}"
+)
+input_key=$(sha256sum <<<"$inputs" | cut -d' ' -f1)
+if [ -f "$out_dir/manifest.txt" ] && grep -qx "input-key $input_key" "$out_dir/manifest.txt" \
+   && [ -f "$out_dir/vmlinux" ] && [ -f "$out_dir/initramfs.cpio" ] && [ -f "$out_dir/kernel-release" ]; then
+    say "up to date: $out_dir (input-key $input_key)"
+    exit 0
+fi
+
+mkdir -p "$out_dir"
+out_dir=$(cd "$out_dir" && pwd)
+work=$(mktemp -d "$out_dir/.build.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+# --- Kernel: extract, find the release, decompress the bzImage payload to the PVH vmlinux ----------------------
+say "extracting $kernel_deb"
+kernel_package=$(dpkg-deb -f "$kernel_deb" Package)
+kernel_package_version=$(dpkg-deb -f "$kernel_deb" Version)
+mkdir "$work/kernel"
+dpkg-deb --fsys-tarfile "$kernel_deb" | tar -x -C "$work/kernel" ./boot ./lib/modules \
+    || die "cannot extract ./boot and ./lib/modules from $kernel_deb"
+releases=$(ls "$work/kernel/lib/modules")
+[ "$(wc -w <<<"$releases")" -eq 1 ] || die "expected one kernel release in $kernel_deb, found: $releases"
+kernel_release=$releases
+vmlinuz=$work/kernel/boot/vmlinuz-$kernel_release
+[ -f "$vmlinuz" ] || die "$kernel_deb has no boot/vmlinuz-$kernel_release"
+: "${SOURCE_DATE_EPOCH:=$(stat -c %Y "$vmlinuz")}"
+
+u8() { od -An -tu1 -j "$2" -N1 "$1" | tr -d ' '; }
+u32() { od -An -tu4 -j "$2" -N4 "$1" | tr -d ' '; }
+[ "$(od -An -c -j $((0x202)) -N4 "$vmlinuz" | tr -d ' ')" = HdrS ] || die "$vmlinuz is not a bzImage (no HdrS header)"
+setup_sects=$(u8 "$vmlinuz" $((0x1f1)))
+[ "$setup_sects" -eq 0 ] && setup_sects=4
+payload_offset=$(( (setup_sects + 1) * 512 + $(u32 "$vmlinuz" $((0x248))) ))
+payload_length=$(u32 "$vmlinuz" $((0x24c)))
+[ "$(od -An -tx1 -j "$payload_offset" -N6 "$vmlinuz" | tr -d ' ')" = fd377a585a00 ] \
+    || die "$vmlinuz: the bzImage payload at offset $payload_offset is not xz (only xz kernels are supported)"
+# The payload is the xz stream followed by the 4-byte little-endian uncompressed size.
+expected_size=$(u32 "$vmlinuz" $((payload_offset + payload_length - 4)))
+say "decompressing vmlinux (xz payload at offset $payload_offset, $payload_length bytes)"
+dd if="$vmlinuz" iflag=skip_bytes,count_bytes skip="$payload_offset" count=$((payload_length - 4)) status=none \
+    | xz -dc > "$work/vmlinux" \
+    || die "xz decompression of the $vmlinuz payload failed"
+[ "$(stat -c %s "$work/vmlinux")" -eq "$expected_size" ] \
+    || die "vmlinux is $(stat -c %s "$work/vmlinux") bytes, the bzImage says $expected_size"
+readelf -h "$work/vmlinux" 2>/dev/null | grep -q 'Class:[[:space:]]*ELF64' || die "vmlinux is not an ELF64 file"
+# XEN_ELFNOTE_PHYS32_ENTRY (0x12) is the PVH entry point QEMU boots through.
+readelf -n "$work/vmlinux" 2>/dev/null | grep -Eq '^[[:space:]]*Xen[[:space:]].*\(0x00000012\)' \
+    || die "vmlinux has no PVH entry note (Xen note 0x12); QEMU cannot boot it with -kernel"
+
+# --- Root filesystem staging -----------------------------------------------------------------------------------
+root=$work/root
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,lib/x86_64-linux-gnu,lib64,etc,dev,proc,sys,run,tmp,mnt,root,var,newroot}
+mknod -m 600 "$root/dev/console" c 5 1
+
+# Modules: the requested ones plus their dependency closure (from modinfo), then depmod on the staged copy.
+modules_src=$work/kernel/lib/modules/$kernel_release
+modules_dst=$root/lib/modules/$kernel_release
+declare -A module_path=()
+while IFS= read -r path; do
+    name=${path##*/}; name=${name%.ko}; name=${name//-/_}
+    module_path[$name]=$path
+done < <(cd "$modules_src" && find kernel -name '*.ko' | sort)
+declare -A module_included=()
+pending=("${guest_modules[@]}")
+while [ ${#pending[@]} -gt 0 ]; do
+    name=${pending[0]//-/_}; pending=("${pending[@]:1}")
+    [ -n "${module_included[$name]:-}" ] && continue
+    if [ -z "${module_path[$name]:-}" ]; then
+        grep -q "/$name.ko\$" "$modules_src/modules.builtin" && { module_included[$name]=builtin; continue; }
+        die "module $name is neither in $kernel_package nor built in"
+    fi
+    module_included[$name]=${module_path[$name]}
+    deps=$(modinfo -F depends "$modules_src/${module_path[$name]}")
+    [ -n "$deps" ] && IFS=, read -r -a more <<<"$deps" && pending+=("${more[@]}")
+done
+for name in "${!module_included[@]}"; do
+    rel=${module_included[$name]}
+    [ "$rel" = builtin ] && continue
+    mkdir -p "$modules_dst/$(dirname "$rel")"
+    cp "$modules_src/$rel" "$modules_dst/$rel"
+done
+cp "$modules_src/modules.builtin" "$modules_src/modules.builtin.modinfo" "$modules_dst/"
+grep -Fx -f <(cd "$modules_dst" && find kernel -name '*.ko') "$modules_src/modules.order" > "$modules_dst/modules.order" || true
+# (Debian's boot/System.map is a placeholder, so depmod cannot check symbols; modinfo's "depends" comes from modpost.)
+depmod_log=$(depmod -b "$root" "$kernel_release" 2>&1) || die "depmod failed: $(head -n 5 <<<"$depmod_log")"
+[ -z "$depmod_log" ] || die "depmod reports problems with the module set: $(head -n 5 <<<"$depmod_log")"
+
+# busybox and its applet links.
+cp "$busybox" "$root/bin/busybox"
+while IFS= read -r applet; do
+    [ "$applet" = linuxrc ] && continue
+    [ -e "$root/$applet" ] || [ -L "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
+done < <("$busybox" --list-full | sort)
+
+# crun, the agent, and the libraries they need (at the paths ldd reports, so the loader finds them).
+cp "$crun" "$root/usr/bin/crun"
+cp "$agent" "$root/sbin/sandbox-agent"
+for lib in $all_libs; do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+done
+
+# init, floor-init, minimal /etc.
+cp "$images_dir/init" "$root/init"
+cp "$images_dir/floor-init" "$root/sbin/floor-init"
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$root/etc/passwd"
+printf 'root:x:0:\ntty:x:5:\nnogroup:x:65534:\n' > "$root/etc/group"
+# Mounted by the init in one `mount -a` (the rest need directories inside the fresh devtmpfs first).
+cat > "$root/etc/fstab" <<'EOF'
+devtmpfs /dev           devtmpfs nosuid,noexec,mode=0755     0 0
+proc     /proc          proc     nosuid,nodev,noexec         0 0
+sysfs    /sys           sysfs    nosuid,nodev,noexec         0 0
+cgroup2  /sys/fs/cgroup cgroup2  nosuid,nodev,noexec         0 0
+tmpfs    /run           tmpfs    nosuid,nodev,mode=0755      0 0
+tmpfs    /tmp           tmpfs    nosuid,nodev,mode=1777      0 0
+EOF
+cat > "$root/etc/fstab.dev" <<'EOF'
+devpts   /dev/pts       devpts   nosuid,noexec,newinstance,ptmxmode=0666,mode=0620,gid=5 0 0
+tmpfs    /dev/shm       tmpfs    nosuid,nodev,mode=1777      0 0
+EOF
+
+# Normalise modes, owners and times.
+chmod 0755 "$root/init" "$root/sbin/floor-init" "$root/sbin/sandbox-agent" "$root/usr/bin/crun" "$root/bin/busybox"
+chmod 1777 "$root/tmp"
+find "$root" -type d ! -path "$root/tmp" -exec chmod 0755 {} +
+find "$root" -type f -perm -u+x -exec chmod 0755 {} +
+find "$root" -type f ! -perm -u+x -exec chmod 0644 {} +
+chown -hR 0:0 "$root"
+find "$root" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+
+say "writing initramfs.cpio"
+(cd "$root" && find . -print0 | sort -z | cpio --quiet --null --reproducible -H newc -o -R 0:0) > "$work/initramfs.cpio" \
+    || die "cpio failed"
+printf '%s\n' "$kernel_release" > "$work/kernel-release"
+
+# --- Manifest --------------------------------------------------------------------------------------------------
+# dpkg knows files by their pre-merged-/usr paths (/lib/..., /bin/...), so try those too.
+package_of() {
+    local p
+    for p in "$1" "${1#/usr}"; do
+        dpkg-query -S "$p" 2>/dev/null | head -n1 | cut -d: -f1 | grep . && return 0
+    done
+    return 0
+}
+version_of() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null; }
+describe_file() {
+    local pkg; pkg=$(package_of "$1")
+    printf '%s sha256 %s package %s %s\n' "$1" "$(sha "$1")" "${pkg:--}" "$( [ -n "$pkg" ] && version_of "$pkg")"
+}
+{
+    echo "# Sandbox guest image manifest (images/build-image.sh)"
+    echo "input-key $input_key"
+    echo "source-date-epoch $SOURCE_DATE_EPOCH"
+    echo "kernel-package $kernel_package $kernel_package_version sha256 $kernel_sha file $kernel_deb"
+    echo "kernel-release $kernel_release"
+    echo "busybox $(describe_file "$busybox")"
+    echo "crun $(describe_file "$crun")"
+    echo "agent $agent sha256 $(sha "$agent")"
+    for f in $all_libs; do echo "library $(describe_file "$(readlink -f "$f")") as $f"; done
+    for f in build-image.sh init floor-init; do echo "script images/$f sha256 $(sha "$images_dir/$f")"; done
+    echo "modules-requested ${guest_modules[*]}"
+    echo "modules-included $(printf '%s\n' "${!module_included[@]}" | sort | tr '\n' ' ')"
+    echo "# initramfs contents: type mode path sha256|target|device"
+    (cd "$root" && find . -print0 | sort -z | while IFS= read -r -d '' f; do
+        mode=$(stat -c %a "$f")
+        if [ -L "$f" ]; then echo "l $mode ${f#.} -> $(readlink "$f")"
+        elif [ -d "$f" ]; then echo "d $mode ${f#.}"
+        elif [ -c "$f" ]; then echo "c $mode ${f#.} $(stat -c '%t:%T' "$f")"
+        else echo "f $mode ${f#.} $(sha "$f")"; fi
+    done)
+    echo "# outputs"
+    for f in vmlinux initramfs.cpio kernel-release; do
+        echo "output $f sha256 $(sha "$work/$f") size $(stat -c %s "$work/$f")"
+    done
+} > "$work/manifest.txt"
+
+for f in vmlinux initramfs.cpio kernel-release manifest.txt; do mv -f "$work/$f" "$out_dir/$f"; done
+say "built $out_dir: kernel $kernel_release, initramfs $(stat -c %s "$out_dir/initramfs.cpio") bytes"
+grep '^output ' "$out_dir/manifest.txt" | sed 's/^/build-image: /'
