@@ -87,6 +87,8 @@ inputs=$(
 input_key=$(sha256sum <<<"$inputs" | cut -d' ' -f1)
 if [ -f "$out_dir/manifest.txt" ] && grep -qx "input-key $input_key" "$out_dir/manifest.txt" \
    && [ -f "$out_dir/vmlinux" ] && [ -f "$out_dir/initramfs.cpio" ] && [ -f "$out_dir/kernel-release" ]; then
+    # Refresh the mtimes so make sees the outputs as newer than the inputs it tracks (the bytes are unchanged).
+    touch "$out_dir/vmlinux" "$out_dir/initramfs.cpio" "$out_dir/kernel-release" "$out_dir/manifest.txt"
     say "up to date: $out_dir (input-key $input_key)"
     exit 0
 fi
