@@ -123,5 +123,8 @@ else
 fi
 # A stable name for the build script (images/build-image.sh reads it by default).
 [ "$(readlink "$kernel_dir/linux-image.deb" 2>/dev/null)" = "$deb_name" ] || ln -sfn "$deb_name" "$kernel_dir/linux-image.deb"
+for old in "$kernel_dir"/linux-image-*-unsigned_*.deb; do
+    [ -f "$old" ] && [ "${old##*/}" != "$deb_name" ] && { rm -f "$old"; say "kernel: removed the superseded ${old##*/}"; }
+done
 say "kernel: $kernel_dir/linux-image.deb -> $deb_name (sha256 $expected_sha)"
 say "done"
