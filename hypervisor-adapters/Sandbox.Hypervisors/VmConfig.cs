@@ -39,7 +39,15 @@ public enum VsockMode { Auto, Kernel, Hybrid }
 public enum MachineType { Microvm, Q35 }
 
 /// <summary>How the VMM process ended.</summary>
-public sealed record VmExit(int ExitCode, DateTimeOffset ExitedAt);
+public sealed record VmExit(int ExitCode, DateTimeOffset ExitedAt)
+{
+    /// <summary>True when StopAsync ended the VM; false when it ended by itself (guest poweroff, reboot or panic, a VMM
+    /// crash, a kill from outside, a failed start).</summary>
+    public bool StoppedByHost { get; init; }
+
+    /// <summary>For an exit the host did not ask for: what the VMM printed and the last console lines. Empty otherwise.</summary>
+    public string Diagnostics { get; init; } = "";
+}
 
 /// <summary>What a VMM adapter resolved and supports on this host.</summary>
 public sealed record HypervisorCapabilities(

@@ -1,0 +1,115 @@
+using System.Diagnostics;
+
+namespace Sandbox.Hypervisors.Processes;
+
+/// <summary>
+/// One long-lived child process (QEMU, vhost-device-vsock) that this process owns: started with a closed stdin, its
+/// stdout and stderr kept as a bounded tail, its exit observable by any number of waiters, and stopped with SIGTERM
+/// then SIGKILL. Its lifetime is not tied to any CancellationToken; only <see cref="TerminateAsync"/>,
+/// <see cref="Kill"/> and <see cref="Dispose"/> end it.
+/// </summary>
+public sealed class SupervisedProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly OutputTail _output = new();
+
+    private SupervisedProcess(string name, Process process)
+    {
+        Name = name;
+        _process = process;
+        Pid = process.Id;
+        Exited = WatchExitAsync();
+    }
+
+    /// <summary>Short name for messages ("QEMU", "vhost-device-vsock").</summary>
+    public string Name { get; }
+    public int Pid { get; }
+    /// <summary>Completes with the exit code (128+signal when killed by a signal) when the process ends. Never faults.</summary>
+    public Task<int> Exited { get; }
+    public DateTimeOffset? ExitedAt { get; private set; }
+    public bool HasExited => Exited.IsCompleted;
+    /// <summary>The last lines of stderr and stdout, interleaved as they arrived.</summary>
+    public string OutputTail => _output.ToString();
+
+    /// <summary>Starts <paramref name="path"/>. Throws <see cref="System.ComponentModel.Win32Exception"/> when the
+    /// binary cannot be executed.</summary>
+    public static SupervisedProcess Start(string name, string path, IReadOnlyList<string> args, string? workingDirectory = null)
+    {
+        var startInfo = new ProcessStartInfo(path)
+        {
+            UseShellExecute = false,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = workingDirectory ?? "/",
+        };
+        foreach (var arg in args)
+            startInfo.ArgumentList.Add(arg);
+        var process = new Process { StartInfo = startInfo };
+        process.Start();
+        var supervised = new SupervisedProcess(name, process);
+        process.ErrorDataReceived += (_, e) => supervised._output.Add(e.Data);
+        process.OutputDataReceived += (_, e) => supervised._output.Add(e.Data);
+        process.BeginErrorReadLine();
+        process.BeginOutputReadLine();
+        process.StandardInput.Close();
+        return supervised;
+    }
+
+    private async Task<int> WatchExitAsync()
+    {
+        await _process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
+        ExitedAt = DateTimeOffset.UtcNow;
+        var exitCode = _process.ExitCode;
+        _process.Dispose();
+        return exitCode;
+    }
+
+    /// <summary>SIGTERM, then SIGKILL if it has not exited after <paramref name="grace"/> (or at once when
+    /// <paramref name="cancellationToken"/> fires). Returns once the process has exited; always ends it.</summary>
+    public async Task TerminateAsync(TimeSpan grace, CancellationToken cancellationToken)
+    {
+        if (HasExited)
+            return;
+        PosixSignal.Send(Pid, PosixSignal.SigTerm);
+        await WaitAsync(grace, cancellationToken).ConfigureAwait(false);
+        if (!HasExited)
+            Kill();
+        await Exited.ConfigureAwait(false);
+    }
+
+    /// <summary>Waits up to <paramref name="timeout"/> for the exit; returns whether it exited. Cancellation ends the
+    /// wait early without throwing.</summary>
+    public async Task<bool> WaitAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await Exited.WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        return HasExited;
+    }
+
+    /// <summary>SIGKILL, without waiting.</summary>
+    public void Kill()
+    {
+        if (HasExited)
+            return;
+        try
+        {
+            _process.Kill();
+        }
+        catch (InvalidOperationException)
+        {
+            // Exited (and was disposed) meanwhile.
+        }
+    }
+
+    /// <summary>Kills the process if it still runs; the handle is released once its exit is observed.</summary>
+    public void Dispose() => Kill();
+}

@@ -1,0 +1,400 @@
+using System.ComponentModel;
+using System.Diagnostics;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Sandbox.Hypervisors.Processes;
+
+namespace Sandbox.Hypervisors.Qemu;
+
+/// <summary>Timeouts and limits of <see cref="QemuAdapter"/>.</summary>
+public sealed record QemuAdapterOptions
+{
+    /// <summary>From QEMU's exec until QMP reports the VM "running" (QEMU loads a 65 MB kernel in well under 1 s).</summary>
+    public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>From vhost-device-vsock's exec until its vhost-user socket exists.</summary>
+    public TimeSpan DaemonSocketTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>How long a stop waits for QMP `quit` to end QEMU before SIGTERM.</summary>
+    public TimeSpan QuitTimeout { get; init; } = TimeSpan.FromSeconds(2);
+    /// <summary>How long a process gets between SIGTERM and SIGKILL.</summary>
+    public TimeSpan TerminateGrace { get; init; } = TimeSpan.FromSeconds(2);
+    /// <summary>TCG translation cache (tb-size) in MiB.</summary>
+    public int TcgTranslationCacheMiB { get; init; } = 64;
+    /// <summary>QEMU starts tried when an automatically chosen kernel-vsock CID turns out to be taken.</summary>
+    public int GuestCidAttempts { get; init; } = 5;
+}
+
+/// <summary>
+/// <see cref="IHypervisor"/> on QEMU: microvm (or q35) with PVH direct boot of the guest vmlinux, KVM or TCG, kernel
+/// or hybrid vsock (one vhost-device-vsock daemon per VM), an optional 9p share, the serial console in
+/// &lt;state&gt;/console.log, QMP on &lt;state&gt;/qmp.sock. The exact command lines are written to
+/// &lt;state&gt;/qemu.cmdline and &lt;state&gt;/vsockd.cmdline.
+/// QEMU and the daemon are children of this process and live until StopAsync/DisposeAsync (or the guest powers off);
+/// the token given to StartAsync only bounds the start-up.
+/// </summary>
+public sealed class QemuAdapter : IHypervisor
+{
+    /// <summary>The guest agent's vsock port.</summary>
+    public const uint AgentPort = 1024;
+
+    private readonly QemuAdapterOptions _options;
+    private readonly ILogger _logger;
+    private readonly SemaphoreSlim _lifecycle = new(1, 1);
+    private readonly CancellationTokenSource _abortStart = new();
+    private readonly TaskCompletionSource<VmExit> _exit = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private QemuLaunchPlan? _plan;
+    private SupervisedProcess? _qemu;
+    private SupervisedProcess? _daemon;
+    private bool _startCalled;
+    private volatile bool _stopRequested;
+
+    public QemuAdapter(QemuAdapterOptions? options = null, ILogger<QemuAdapter>? logger = null)
+    {
+        _options = options ?? new QemuAdapterOptions();
+        _logger = logger ?? (ILogger)NullLogger.Instance;
+    }
+
+    public HypervisorCapabilities Capabilities => Plan.Capabilities;
+    public int? Pid => _qemu?.Pid;
+    /// <summary>Host pid of the vhost-device-vsock daemon (hybrid vsock), or null.</summary>
+    public int? VsockDaemonPid => _daemon?.Pid;
+    public string ConsoleLogPath => Plan.Spec.Files.ConsoleLog;
+
+    public AgentEndpoint AgentEndpoint => Plan.Spec.VsockMode == VsockMode.Hybrid
+        ? new HybridVsockEndpoint(Plan.Spec.Files.HybridVsockSocket, AgentPort)
+        : new KernelVsockEndpoint(Plan.Spec.GuestCid, AgentPort);
+
+    /// <summary>The resolved launch plan (after PrepareAsync): the command line's inputs, the binaries used.</summary>
+    public QemuLaunchPlan Plan => _plan ?? throw new InvalidOperationException("QemuAdapter: call PrepareAsync first");
+
+    private string SandboxId => Plan.Spec.SandboxId;
+    private QemuStateFiles Files => Plan.Spec.Files;
+
+    public Task PrepareAsync(VmConfig config, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        if (_plan is not null)
+            throw new InvalidOperationException($"sandbox {config.SandboxId}: PrepareAsync was already called");
+        var plan = QemuLaunchPlanner.Plan(config, QemuHostFactsProbe.Detect(config));
+        plan = plan with { Spec = plan.Spec with { TcgTranslationCacheMiB = _options.TcgTranslationCacheMiB } };
+        try
+        {
+            Directory.CreateDirectory(plan.Spec.Files.Directory);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new HypervisorException(config.SandboxId, $"cannot create state directory {plan.Spec.Files.Directory}: {e.Message}", e);
+        }
+        _plan = plan;
+        WriteCommandLines();
+        _logger.LogInformation("sandbox {SandboxId}: QEMU {Machine}, {Capabilities}; command line in {CommandLineFile}",
+            config.SandboxId, plan.Spec.Machine, plan.Capabilities.Reason, plan.Spec.Files.QemuCommandLine);
+        return Task.CompletedTask;
+    }
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var plan = Plan;
+        using var startup = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _abortStart.Token);
+        await _lifecycle.WaitAsync(startup.Token).ConfigureAwait(false);
+        try
+        {
+            if (_startCalled)
+                throw new InvalidOperationException($"sandbox {SandboxId}: StartAsync was already called");
+            if (_stopRequested)
+                throw new InvalidOperationException($"sandbox {SandboxId}: the VM was stopped; it cannot be started again");
+            _startCalled = true;
+            try
+            {
+                await StartProcessesAsync(startup.Token).ConfigureAwait(false);
+            }
+            catch (Exception failure)
+            {
+                await AbandonStartAsync(failure).ConfigureAwait(false);
+                if (failure is OperationCanceledException && !cancellationToken.IsCancellationRequested && _abortStart.IsCancellationRequested)
+                    throw new HypervisorException(SandboxId, "start-up was aborted by StopAsync", failure);
+                throw;
+            }
+        }
+        finally
+        {
+            _lifecycle.Release();
+        }
+    }
+
+    private async Task StartProcessesAsync(CancellationToken cancellationToken)
+    {
+        var watch = Stopwatch.StartNew();
+        RemoveEphemeralFiles();
+        AppDomain.CurrentDomain.ProcessExit += KillOnProcessExit;
+        if (Plan.Spec.VsockMode == VsockMode.Hybrid)
+            await StartVsockDaemonAsync(cancellationToken).ConfigureAwait(false);
+
+        for (var attempt = 1; ; attempt++)
+        {
+            var args = QemuCommandLine.Build(Plan.Spec);
+            WriteCommandLines();
+            var qemu = StartProcess("QEMU", Plan.QemuPath, args);
+            _qemu = qemu;
+            _logger.LogInformation("sandbox {SandboxId}: QEMU started, pid {Pid}", SandboxId, qemu.Pid);
+            if (await WaitUntilRunningAsync(qemu, cancellationToken).ConfigureAwait(false))
+            {
+                _logger.LogInformation("sandbox {SandboxId}: VM running after {Milliseconds} ms", SandboxId, watch.ElapsedMilliseconds);
+                break;
+            }
+            var exitCode = await qemu.Exited.ConfigureAwait(false);
+            if (exitCode == 0)
+            {
+                // The guest ran and powered off before we saw it running (possible with a trivial guest): not a failure.
+                _logger.LogInformation("sandbox {SandboxId}: QEMU exited with code 0 during start-up", SandboxId);
+                break;
+            }
+            if (Plan.GuestCidIsAutomatic && attempt < _options.GuestCidAttempts && IsGuestCidInUse(qemu.OutputTail))
+            {
+                var taken = Plan.Spec.GuestCid;
+                _plan = Plan with { Spec = Plan.Spec with { GuestCid = QemuLaunchPlanner.PickGuestCid() } };
+                _logger.LogInformation("sandbox {SandboxId}: guest CID {Taken} is in use, retrying with {Cid}", SandboxId, taken, Plan.Spec.GuestCid);
+                continue;
+            }
+            throw new HypervisorException(SandboxId, "QEMU failed to start. " + DescribeExit(qemu, exitCode));
+        }
+        _ = RecordExitAsync(_qemu);
+        if (_daemon is not null)
+            _ = WatchDaemonAsync(_daemon);
+    }
+
+    private async Task StartVsockDaemonAsync(CancellationToken cancellationToken)
+    {
+        var socket = Files.VhostUserVsockSocket;
+        var daemon = StartProcess("vhost-device-vsock", Plan.VsockDaemonPath!, VsockDaemonCommandLine.Build(Files));
+        _daemon = daemon;
+        _logger.LogInformation("sandbox {SandboxId}: vhost-device-vsock started, pid {Pid}", SandboxId, daemon.Pid);
+        var deadline = Stopwatch.StartNew();
+        while (!File.Exists(socket))
+        {
+            if (daemon.HasExited)
+                throw new HypervisorException(SandboxId,
+                    $"vhost-device-vsock (pid {daemon.Pid}) exited with code {await daemon.Exited.ConfigureAwait(false)} before creating {socket}. " +
+                    $"It said:\n{Indent(daemon.OutputTail)}\nCommand line: {Files.VsockDaemonCommandLine}");
+            if (deadline.Elapsed > _options.DaemonSocketTimeout)
+                throw new HypervisorException(SandboxId,
+                    $"vhost-device-vsock (pid {daemon.Pid}) did not create {socket} within {_options.DaemonSocketTimeout.TotalSeconds} s. " +
+                    $"It said:\n{Indent(daemon.OutputTail)}\nCommand line: {Files.VsockDaemonCommandLine}");
+            await Task.WhenAny(daemon.Exited, Task.Delay(10, cancellationToken)).ConfigureAwait(false);
+            cancellationToken.ThrowIfCancellationRequested();
+        }
+    }
+
+    /// <summary>True once QMP reports the VM running; false when QEMU exits first. Throws on timeout or cancellation.</summary>
+    private async Task<bool> WaitUntilRunningAsync(SupervisedProcess qemu, CancellationToken cancellationToken)
+    {
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        wait.CancelAfter(_options.ReadyTimeout);
+        var running = WaitForQmpRunningAsync(Files.QmpSocket, wait.Token);
+        if (await Task.WhenAny(running, qemu.Exited).ConfigureAwait(false) != running)
+        {
+            await wait.CancelAsync().ConfigureAwait(false);
+            await running.ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
+            return false;
+        }
+        try
+        {
+            await running.ConfigureAwait(false);
+            return true;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new HypervisorException(SandboxId,
+                $"QEMU (pid {qemu.Pid}) did not report the VM running on {Files.QmpSocket} within {_options.ReadyTimeout.TotalSeconds} s. " +
+                $"QEMU said:\n{Indent(qemu.OutputTail)}\nCommand line: {Files.QemuCommandLine}");
+        }
+    }
+
+    private static async Task WaitForQmpRunningAsync(string socketPath, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            try
+            {
+                await using var qmp = await QmpClient.ConnectAsync(socketPath, cancellationToken).ConfigureAwait(false);
+                while (await qmp.QueryStatusAsync(cancellationToken).ConfigureAwait(false) != "running")
+                    await Task.Delay(10, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            catch (SocketException)
+            {
+                // Not listening yet.
+            }
+            catch (QmpException e) when (e.ConnectionClosed)
+            {
+                // QEMU is going away; the caller sees the exit.
+            }
+            await Task.Delay(10, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Start-up failed or was cancelled: nothing may keep running, and waiters learn how it ended.</summary>
+    private async Task AbandonStartAsync(Exception failure)
+    {
+        var qemu = _qemu;
+        var daemon = _daemon;
+        qemu?.Kill();
+        daemon?.Kill();
+        if (qemu is not null)
+            await qemu.Exited.ConfigureAwait(false);
+        if (daemon is not null)
+            await daemon.Exited.ConfigureAwait(false);
+        RemoveEphemeralFiles();
+        AppDomain.CurrentDomain.ProcessExit -= KillOnProcessExit;
+        if (qemu is not null)
+            await RecordExitAsync(qemu).ConfigureAwait(false);
+        else
+            _exit.TrySetResult(new VmExit(-1, DateTimeOffset.UtcNow) { Diagnostics = "QEMU never started: " + failure.Message });
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        _stopRequested = true;
+        await _abortStart.CancelAsync().ConfigureAwait(false);
+        await _lifecycle.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+        try
+        {
+            if (_qemu is { HasExited: false } qemu)
+                await StopQemuAsync(qemu, cancellationToken).ConfigureAwait(false);
+            if (_daemon is { HasExited: false } daemon)
+                await daemon.TerminateAsync(_options.TerminateGrace, cancellationToken).ConfigureAwait(false);
+            if (_plan is not null)
+                RemoveEphemeralFiles();
+            AppDomain.CurrentDomain.ProcessExit -= KillOnProcessExit;
+            if (_qemu is null)
+                _exit.TrySetResult(new VmExit(-1, DateTimeOffset.UtcNow) { StoppedByHost = true, Diagnostics = "QEMU never started" });
+        }
+        finally
+        {
+            _lifecycle.Release();
+        }
+    }
+
+    /// <summary>QMP quit, then SIGTERM, then SIGKILL. Cancellation skips straight to SIGKILL.</summary>
+    private async Task StopQemuAsync(SupervisedProcess qemu, CancellationToken cancellationToken)
+    {
+        using (var quit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+        {
+            quit.CancelAfter(_options.QuitTimeout);
+            try
+            {
+                await using var qmp = await QmpClient.ConnectAsync(Files.QmpSocket, quit.Token).ConfigureAwait(false);
+                await qmp.QuitAsync(quit.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is SocketException or QmpException or IOException or OperationCanceledException)
+            {
+                _logger.LogWarning("sandbox {SandboxId}: QMP quit failed ({Error}); sending SIGTERM", SandboxId, e.Message);
+            }
+        }
+        if (await qemu.WaitAsync(_options.QuitTimeout, cancellationToken).ConfigureAwait(false))
+            return;
+        _logger.LogWarning("sandbox {SandboxId}: QEMU pid {Pid} still runs after quit; terminating", SandboxId, qemu.Pid);
+        await qemu.TerminateAsync(_options.TerminateGrace, cancellationToken).ConfigureAwait(false);
+    }
+
+    public Task<VmExit> WaitForExitAsync(CancellationToken cancellationToken) => _exit.Task.WaitAsync(cancellationToken);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_plan is null)
+            return;
+        await StopAsync(CancellationToken.None).ConfigureAwait(false);
+    }
+
+    private async Task RecordExitAsync(SupervisedProcess qemu)
+    {
+        var exitCode = await qemu.Exited.ConfigureAwait(false);
+        var byHost = _stopRequested;
+        var exit = new VmExit(exitCode, qemu.ExitedAt ?? DateTimeOffset.UtcNow)
+        {
+            StoppedByHost = byHost,
+            Diagnostics = byHost ? "" : DescribeExit(qemu, exitCode),
+        };
+        if (_exit.TrySetResult(exit))
+        {
+            if (byHost)
+                _logger.LogInformation("sandbox {SandboxId}: QEMU exited with code {ExitCode} after a stop", SandboxId, exitCode);
+            else
+                _logger.LogWarning("sandbox {SandboxId}: {Exit}", SandboxId, exit.Diagnostics);
+        }
+    }
+
+    private async Task WatchDaemonAsync(SupervisedProcess daemon)
+    {
+        var exitCode = await daemon.Exited.ConfigureAwait(false);
+        if (!_stopRequested && _qemu is { HasExited: false })
+            _logger.LogError("sandbox {SandboxId}: vhost-device-vsock (pid {Pid}) exited with code {ExitCode} while the VM runs; the agent is unreachable. It said:\n{Output}",
+                SandboxId, daemon.Pid, exitCode, daemon.OutputTail);
+    }
+
+    private string DescribeExit(SupervisedProcess qemu, int exitCode)
+    {
+        var how = exitCode > 128 ? $"was killed by signal {exitCode - 128}" : $"exited with code {exitCode}";
+        var output = qemu.OutputTail;
+        return $"QEMU (pid {qemu.Pid}) {how}. QEMU said:\n{(output.Length == 0 ? "  (nothing)" : Indent(output))}\n" +
+               $"Last console lines ({Files.ConsoleLog}):\n{Indent(ConsoleLogTail.Read(Files.ConsoleLog))}\n" +
+               $"Command line: {Files.QemuCommandLine}";
+    }
+
+    /// <summary>QEMU's message when the kernel refuses a vhost-vsock CID: "vhost-vsock: unable to set guest cid:
+    /// Address already in use".</summary>
+    public static bool IsGuestCidInUse(string qemuOutput) =>
+        qemuOutput.Contains("unable to set guest cid", StringComparison.OrdinalIgnoreCase) &&
+        qemuOutput.Contains("in use", StringComparison.OrdinalIgnoreCase);
+
+    private SupervisedProcess StartProcess(string name, string path, IReadOnlyList<string> args)
+    {
+        try
+        {
+            return SupervisedProcess.Start(name, path, args);
+        }
+        catch (Win32Exception e)
+        {
+            throw new HypervisorException(SandboxId, $"cannot run {name} ({path}): {e.Message}", e);
+        }
+    }
+
+    private void WriteCommandLines()
+    {
+        try
+        {
+            File.WriteAllText(Files.QemuCommandLine, CommandLineText.Format(Plan.QemuPath, QemuCommandLine.Build(Plan.Spec)));
+            if (Plan.VsockDaemonPath is { } daemonPath)
+                File.WriteAllText(Files.VsockDaemonCommandLine, CommandLineText.Format(daemonPath, VsockDaemonCommandLine.Build(Files)));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new HypervisorException(SandboxId, $"cannot write the command line files in {Files.Directory}: {e.Message}", e);
+        }
+    }
+
+    private void RemoveEphemeralFiles()
+    {
+        foreach (var path in Files.Ephemeral)
+        {
+            try
+            {
+                File.Delete(path);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                _logger.LogWarning("sandbox {SandboxId}: cannot remove {Path}: {Error}", SandboxId, path, e.Message);
+            }
+        }
+    }
+
+    /// <summary>If this process exits without stopping the VM (an unhandled shutdown path), take the VM with it.</summary>
+    private void KillOnProcessExit(object? sender, EventArgs e)
+    {
+        _qemu?.Kill();
+        _daemon?.Kill();
+    }
+
+    private static string Indent(string text) =>
+        string.Join('\n', text.Split('\n').Select(line => "  " + line));
+}

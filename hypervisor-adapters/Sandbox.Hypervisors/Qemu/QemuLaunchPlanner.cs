@@ -1,0 +1,126 @@
+using Sandbox.Hypervisors.HostDetection;
+
+namespace Sandbox.Hypervisors.Qemu;
+
+/// <summary>What the host offers, gathered once by <see cref="QemuAdapter.PrepareAsync"/>.</summary>
+public sealed record QemuHostFacts(string? QemuPath, string QemuReason, KvmProbeResult Kvm, VsockProbeResult Vsock, TscFrequencyResult Tsc);
+
+/// <summary>The outcome of planning: the spec for the command line plus what is needed to run it.</summary>
+public sealed record QemuLaunchPlan(
+    QemuLaunchSpec Spec,
+    string QemuPath,
+    string? VsockDaemonPath,
+    bool GuestCidIsAutomatic,
+    HypervisorCapabilities Capabilities);
+
+/// <summary>
+/// Validates a <see cref="VmConfig"/> and resolves its "auto" choices against the host facts: KVM only when the KVM
+/// probe says usable, else TCG; kernel vsock when /dev/vhost-vsock opens, else hybrid. Every refusal is a
+/// <see cref="HypervisorException"/> that says what to check.
+/// </summary>
+public static class QemuLaunchPlanner
+{
+    public const int MinimumMemoryMiB = 64;
+
+    public static QemuLaunchPlan Plan(VmConfig config, QemuHostFacts host)
+    {
+        var id = config.SandboxId;
+        if (string.IsNullOrWhiteSpace(id))
+            throw new ArgumentException("VmConfig.SandboxId is empty", nameof(config));
+        HypervisorException Fail(string message) => new(id, message);
+
+        if (config.Vcpus < 1)
+            throw Fail($"Vcpus must be at least 1, not {config.Vcpus}");
+        if (config.MemoryMiB < MinimumMemoryMiB)
+            throw Fail($"MemoryMiB must be at least {MinimumMemoryMiB}, not {config.MemoryMiB}");
+        if (string.IsNullOrWhiteSpace(config.StateDirectory))
+            throw Fail("StateDirectory is empty");
+        if (!File.Exists(config.KernelPath))
+            throw Fail($"guest kernel {config.KernelPath} does not exist (build the guest image, or check the kernel path in the configuration)");
+        if (!File.Exists(config.InitrdPath))
+            throw Fail($"guest initrd {config.InitrdPath} does not exist (build the guest image, or check the initrd path in the configuration)");
+        if (config.SharedDirectory is not null && !Directory.Exists(config.SharedDirectory))
+            throw Fail($"shared directory {config.SharedDirectory} does not exist");
+        if (config.SharedDirectory is not null && string.IsNullOrWhiteSpace(config.ShareMountTag))
+            throw Fail("ShareMountTag is empty");
+        if (host.QemuPath is null)
+            throw Fail($"QEMU not found: {host.QemuReason}");
+
+        var (acceleration, accelerationReason) = config.Acceleration switch
+        {
+            Acceleration.Kvm when host.Kvm.Usable => (Acceleration.Kvm, "kvm (requested): " + host.Kvm.Reason),
+            Acceleration.Kvm => throw Fail($"KVM was requested but cannot be used: {host.Kvm.Reason}. Use acceleration auto or tcg."),
+            Acceleration.Tcg => (Acceleration.Tcg, "tcg (requested)"),
+            _ when host.Kvm.Usable => (Acceleration.Kvm, "kvm: " + host.Kvm.Reason),
+            _ => (Acceleration.Tcg, "tcg, because " + host.Kvm.Reason),
+        };
+        if (acceleration == Acceleration.Tcg && config.MachineType == MachineType.Microvm && host.Tsc.KHz is null)
+            throw Fail($"a microvm guest under TCG needs the host TSC frequency (tsc_early_khz), but {host.Tsc.Detail}. " +
+                       "Use machine type q35, or make the kernel log readable.");
+
+        if (!host.Vsock.Usable)
+            throw Fail($"no host<->guest vsock: {host.Vsock.Reason}");
+        var vsockMode = host.Vsock.Mode!.Value;
+
+        var files = new QemuStateFiles(config.StateDirectory);
+        var tooLong = files.TooLongSocketPaths(vsockMode == VsockMode.Hybrid).ToList();
+        if (tooLong.Count > 0)
+            throw Fail($"socket paths longer than {QemuStateFiles.MaxSocketPathBytes} bytes: {string.Join(", ", tooLong)}. Use a shorter state directory.");
+
+        uint cid;
+        bool cidIsAutomatic = false;
+        if (vsockMode == VsockMode.Hybrid)
+            cid = QemuLaunchSpec.HybridGuestCid;
+        else if (config.GuestCid == 0)
+        {
+            cid = PickGuestCid();
+            cidIsAutomatic = true;
+        }
+        else if (config.GuestCid is < 3 or uint.MaxValue)
+            throw Fail($"guest CID {config.GuestCid} is reserved (0, 1, 2 and 0xFFFFFFFF); use 3 or more, or 0 for automatic");
+        else
+            cid = config.GuestCid;
+
+        var spec = new QemuLaunchSpec
+        {
+            SandboxId = id,
+            Files = files,
+            KernelPath = Path.GetFullPath(config.KernelPath),
+            InitrdPath = Path.GetFullPath(config.InitrdPath),
+            KernelParameters = KernelCommandLine.Build(acceleration, host.Tsc.KHz, config.Debug, config.ExtraKernelParameters),
+            Machine = config.MachineType,
+            Acceleration = acceleration,
+            Vcpus = config.Vcpus,
+            MemoryMiB = config.MemoryMiB,
+            VsockMode = vsockMode,
+            GuestCid = cid,
+            SharedDirectory = config.SharedDirectory is null ? null : Path.GetFullPath(config.SharedDirectory),
+            ShareMountTag = config.ShareMountTag,
+        };
+        var capabilities = new HypervisorCapabilities("qemu", acceleration, vsockMode, SharedFilesystem: true,
+            Reason: $"{accelerationReason}; vsock: {host.Vsock.Reason}");
+        return new QemuLaunchPlan(spec, host.QemuPath, vsockMode == VsockMode.Hybrid ? host.Vsock.VhostDeviceVsockPath : null,
+            cidIsAutomatic, capabilities);
+    }
+
+    /// <summary>A random CID well away from the reserved and the small, commonly hand-picked ones. The kernel refuses
+    /// a CID already in use; the adapter then retries with another.</summary>
+    public static uint PickGuestCid() => (uint)Random.Shared.NextInt64(1024, int.MaxValue);
+}
+
+/// <summary>Gathers <see cref="QemuHostFacts"/> with the real probes.</summary>
+public static class QemuHostFactsProbe
+{
+    /// <summary>Locates QEMU and probes KVM, vsock and the TSC as <paramref name="config"/> needs them.
+    /// Reads files and device nodes only; runs no process.</summary>
+    public static QemuHostFacts Detect(VmConfig config)
+    {
+        var qemuPath = QemuProbe.Locate(config.VmmPath, out var qemuReason);
+        var kvm = config.Acceleration == Acceleration.Tcg
+            ? new KvmProbeResult(false, null, null, "not probed (tcg requested)")
+            : new KvmProbe().Probe();
+        var vsock = new VsockProbe(daemonPath: config.VhostDeviceVsockPath).Probe(config.VsockMode);
+        var tsc = new TscFrequency().Detect();
+        return new QemuHostFacts(qemuPath, qemuReason, kvm, vsock, tsc);
+    }
+}

@@ -1,0 +1,33 @@
+namespace Sandbox.Hypervisors.Qemu;
+
+/// <summary>
+/// Everything resolved that the QEMU command line is made from: no "auto" values left (acceleration is Kvm or Tcg,
+/// vsock is Kernel or Hybrid), paths absolute. Built by <see cref="QemuLaunchPlanner"/>, turned into arguments by
+/// <see cref="QemuCommandLine"/>.
+/// </summary>
+public sealed record QemuLaunchSpec
+{
+    public required string SandboxId { get; init; }
+    public required QemuStateFiles Files { get; init; }
+    public required string KernelPath { get; init; }
+    public required string InitrdPath { get; init; }
+    /// <summary>The complete guest kernel command line (see <see cref="KernelCommandLine"/>).</summary>
+    public required string KernelParameters { get; init; }
+    public MachineType Machine { get; init; } = MachineType.Microvm;
+    /// <summary>Kvm or Tcg.</summary>
+    public Acceleration Acceleration { get; init; } = Acceleration.Tcg;
+    /// <summary>TCG translation cache size. QEMU's default grows with guest RAM (up to 1 GiB); bounding it keeps the
+    /// host memory per pod small.</summary>
+    public int TcgTranslationCacheMiB { get; init; } = 64;
+    public int Vcpus { get; init; } = 1;
+    public int MemoryMiB { get; init; } = 256;
+    /// <summary>Kernel or Hybrid.</summary>
+    public VsockMode VsockMode { get; init; } = VsockMode.Hybrid;
+    /// <summary>Guest CID (kernel vsock; in hybrid mode the daemon's CID, always <see cref="HybridGuestCid"/>).</summary>
+    public uint GuestCid { get; init; } = HybridGuestCid;
+    public string? SharedDirectory { get; init; }
+    public string ShareMountTag { get; init; } = "share";
+
+    /// <summary>Every hybrid VM has its own daemon, so the guest CID does not need to be unique.</summary>
+    public const uint HybridGuestCid = 3;
+}

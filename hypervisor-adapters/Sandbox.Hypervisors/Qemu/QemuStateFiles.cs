@@ -1,0 +1,37 @@
+namespace Sandbox.Hypervisors.Qemu;
+
+/// <summary>
+/// The files one QEMU sandbox keeps in its state directory. console.log and the *.cmdline files stay after a stop (they
+/// are the sandbox's record; the runtime removes the directory); sockets and the pid file are removed on stop.
+/// </summary>
+public sealed class QemuStateFiles
+{
+    /// <summary>Longest Unix socket path the kernel accepts (sun_path is 108 bytes with the terminating NUL).</summary>
+    public const int MaxSocketPathBytes = 107;
+
+    public QemuStateFiles(string stateDirectory)
+    {
+        Directory = Path.GetFullPath(stateDirectory);
+    }
+
+    public string Directory { get; }
+    public string ConsoleLog => Path.Combine(Directory, "console.log");
+    public string QemuCommandLine => Path.Combine(Directory, "qemu.cmdline");
+    public string VsockDaemonCommandLine => Path.Combine(Directory, "vsockd.cmdline");
+    public string QemuPidFile => Path.Combine(Directory, "qemu.pid");
+    public string QmpSocket => Path.Combine(Directory, "qmp.sock");
+    /// <summary>vhost-user control socket between QEMU and vhost-device-vsock (hybrid mode).</summary>
+    public string VhostUserVsockSocket => Path.Combine(Directory, "vhost-vsock.sock");
+    /// <summary>Where the host dials the guest in hybrid mode (CONNECT port / OK).</summary>
+    public string HybridVsockSocket => Path.Combine(Directory, "vsock.sock");
+
+    /// <summary>Sockets and temporary files removed on stop (not the console log or the command lines).</summary>
+    public IEnumerable<string> Ephemeral => [QmpSocket, VhostUserVsockSocket, HybridVsockSocket, QemuPidFile];
+
+    /// <summary>Socket paths that would exceed the kernel's limit, for a clear error before anything starts.</summary>
+    public IEnumerable<string> TooLongSocketPaths(bool hybridVsock)
+    {
+        var sockets = hybridVsock ? new[] { QmpSocket, VhostUserVsockSocket, HybridVsockSocket } : [QmpSocket];
+        return sockets.Where(s => System.Text.Encoding.UTF8.GetByteCount(s) > MaxSocketPathBytes);
+    }
+}
