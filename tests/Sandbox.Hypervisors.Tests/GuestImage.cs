@@ -74,7 +74,9 @@ public static class GuestImage
         if (process.ExitCode != 0)
             throw new InvalidOperationException($"building the tiny initramfs failed: {stderr}");
         Directory.Delete(root, recursive: true);
-        return Path.GetFullPath(cpio);
+        var path = Path.GetFullPath(cpio);
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => File.Delete(path);
+        return path;
     }
 
     private static string FindRepositoryRoot()

@@ -102,6 +102,8 @@ public sealed class QemuAdapterVmTests : IDisposable
         _output.WriteLine($"{machine} {vm.Capabilities.Acceleration} {vm.Capabilities.VsockMode}: StartAsync returned after {started.TotalMilliseconds:F0} ms, " +
                           $"QEMU exited (guest poweroff) after {exited.TotalMilliseconds:F0} ms");
         _output.WriteLine(vm.Capabilities.Reason ?? "");
+        _output.WriteLine(await File.ReadAllTextAsync(files.QemuCommandLine));
+        _output.WriteLine(await File.ReadAllTextAsync(files.VsockDaemonCommandLine));
 
         await vm.StopAsync(CancellationToken.None);
         AssertNothingLeft(files);

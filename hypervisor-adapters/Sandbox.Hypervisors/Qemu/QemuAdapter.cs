@@ -48,10 +48,19 @@ public sealed class QemuAdapter : IHypervisor
     private bool _startCalled;
     private volatile bool _stopRequested;
 
+    private readonly Func<VmConfig, QemuHostFacts> _probeHost;
+
     public QemuAdapter(QemuAdapterOptions? options = null, ILogger<QemuAdapter>? logger = null)
+        : this(options, logger, QemuHostFactsProbe.Detect)
+    {
+    }
+
+    /// <summary>For tests: host facts from <paramref name="probeHost"/> instead of the real probes.</summary>
+    internal QemuAdapter(QemuAdapterOptions? options, ILogger<QemuAdapter>? logger, Func<VmConfig, QemuHostFacts> probeHost)
     {
         _options = options ?? new QemuAdapterOptions();
         _logger = logger ?? (ILogger)NullLogger.Instance;
+        _probeHost = probeHost;
     }
 
     public HypervisorCapabilities Capabilities => Plan.Capabilities;
@@ -75,7 +84,7 @@ public sealed class QemuAdapter : IHypervisor
         cancellationToken.ThrowIfCancellationRequested();
         if (_plan is not null)
             throw new InvalidOperationException($"sandbox {config.SandboxId}: PrepareAsync was already called");
-        var plan = QemuLaunchPlanner.Plan(config, QemuHostFactsProbe.Detect(config));
+        var plan = QemuLaunchPlanner.Plan(config, _probeHost(config));
         plan = plan with { Spec = plan.Spec with { TcgTranslationCacheMiB = _options.TcgTranslationCacheMiB } };
         try
         {
@@ -94,15 +103,13 @@ public sealed class QemuAdapter : IHypervisor
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        var plan = Plan;
+        _ = Plan;
+        ThrowIfNotStartable();
         using var startup = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _abortStart.Token);
         await _lifecycle.WaitAsync(startup.Token).ConfigureAwait(false);
         try
         {
-            if (_startCalled)
-                throw new InvalidOperationException($"sandbox {SandboxId}: StartAsync was already called");
-            if (_stopRequested)
-                throw new InvalidOperationException($"sandbox {SandboxId}: the VM was stopped; it cannot be started again");
+            ThrowIfNotStartable();
             _startCalled = true;
             try
             {
@@ -120,6 +127,14 @@ public sealed class QemuAdapter : IHypervisor
         {
             _lifecycle.Release();
         }
+    }
+
+    private void ThrowIfNotStartable()
+    {
+        if (_startCalled)
+            throw new InvalidOperationException($"sandbox {SandboxId}: StartAsync was already called");
+        if (_stopRequested)
+            throw new InvalidOperationException($"sandbox {SandboxId}: the VM was stopped; it cannot be started again");
     }
 
     private async Task StartProcessesAsync(CancellationToken cancellationToken)
