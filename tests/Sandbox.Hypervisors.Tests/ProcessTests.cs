@@ -68,3 +68,32 @@ public class ProcessTests
         Assert.Contains("no console log at", ConsoleLogTail.Read(Path.Combine(dir.Path, "missing.log")));
     }
 }
+
+public class LeftoverVmProcessesTests
+{
+    [Fact]
+    public async Task Finds_and_kills_processes_naming_the_state_directory_only()
+    {
+        using var dir = new TempDirectory();
+        var state = Directory.CreateDirectory(Path.Combine(dir.Path, "state")).FullName;
+        var sibling = Directory.CreateDirectory(Path.Combine(dir.Path, "state2")).FullName;
+        // $0 of the shell names a file in the directory, as QEMU's -pidfile/-qmp arguments do.
+        using var leftover = SupervisedProcess.Start("sh", "/bin/sh", ["-c", "while :; do sleep 1; done", Path.Combine(state, "qmp.sock")]);
+        using var other = SupervisedProcess.Start("sh", "/bin/sh", ["-c", "while :; do sleep 1; done", Path.Combine(sibling, "qmp.sock")]);
+        try
+        {
+            var found = LeftoverVmProcesses.Find(state);
+            Assert.Equal([leftover.Pid], found.Select(p => p.Pid));
+
+            var killed = await LeftoverVmProcesses.KillAsync(state, new CancellationTokenSource(TimeSpan.FromMinutes(1)).Token);
+            Assert.Equal([leftover.Pid], killed.Select(p => p.Pid));
+            Assert.Equal(128 + PosixSignal.SigKill, await leftover.Exited.WaitAsync(TimeSpan.FromMinutes(1)));
+            Assert.False(other.HasExited);
+            Assert.Empty(LeftoverVmProcesses.Find(state));
+        }
+        finally
+        {
+            other.Kill();
+        }
+    }
+}
