@@ -1,0 +1,207 @@
+using Google.Protobuf;
+using Grpc.Core;
+using Sandbox.Agent.Containers;
+using Sandbox.Agent.Native;
+using Sandbox.Agent.Protocol;
+
+namespace Sandbox.Agent;
+
+/// <summary>The RPCs of agent.proto. Nothing here runs before the agent listens.</summary>
+public sealed class AgentService(AgentRuntime runtime) : Protocol.Agent.AgentBase
+{
+    private const int OutputChunkSize = 32 * 1024;
+    private readonly ContainerRunner _containers = runtime.CreateContainerRunner();
+    private readonly SandboxSetup _sandbox = new(runtime);
+    private double _readyUptime;
+
+    public void MarkReady(double uptimeSeconds) => _readyUptime = uptimeSeconds;
+
+    /// <summary>Work that can wait until the agent listens: start the reaper (the agent is PID 1) and the fd poller.</summary>
+    public void StartBackgroundWork()
+    {
+        _ = ChildProcesses.Shared;
+        _ = FdPoller.Shared;
+    }
+
+    public override Task<HealthResponse> Health(HealthRequest request, ServerCallContext context) =>
+        Task.FromResult(new HealthResponse { AgentVersion = AgentVersion.Text });
+
+    public override Task<GetGuestInfoResponse> GetGuestInfo(GetGuestInfoRequest request, ServerCallContext context) =>
+        Task.FromResult(new GetGuestInfoResponse
+        {
+            KernelRelease = GuestFacts.KernelRelease(),
+            BootId = GuestFacts.BootId(),
+            AgentRssBytes = GuestFacts.RssBytes(),
+            UptimeSeconds = GuestFacts.UptimeSeconds(),
+            AgentReadyUptimeSeconds = _readyUptime,
+            AgentVersion = AgentVersion.Text,
+        });
+
+    public override async Task<CreateSandboxResponse> CreateSandbox(CreateSandboxRequest request, ServerCallContext context)
+    {
+        await _sandbox.CreateAsync(request.SandboxId, request.Hostname, request.ShareMountTag, request.SharedMountPoint, context.CancellationToken);
+        return new CreateSandboxResponse();
+    }
+
+    public override async Task<DestroySandboxResponse> DestroySandbox(DestroySandboxRequest request, ServerCallContext context)
+    {
+        await _sandbox.DestroyAsync(_containers, context.CancellationToken);
+        return new DestroySandboxResponse();
+    }
+
+    public override async Task<CreateContainerResponse> CreateContainer(CreateContainerRequest request, ServerCallContext context)
+    {
+        int pid = await _containers.CreateAsync(request.ContainerId, request.OciSpecJson.ToByteArray(), request.RootfsPath,
+            request.Terminal, request.Stdin, context.CancellationToken);
+        return new CreateContainerResponse { Pid = (uint)pid };
+    }
+
+    public override async Task<StartContainerResponse> StartContainer(StartContainerRequest request, ServerCallContext context)
+    {
+        int pid = await _containers.StartAsync(request.ContainerId, context.CancellationToken);
+        return new StartContainerResponse { Pid = (uint)pid };
+    }
+
+    public override async Task<RemoveContainerResponse> RemoveContainer(RemoveContainerRequest request, ServerCallContext context)
+    {
+        await _containers.RemoveAsync(request.ContainerId, request.Force, context.CancellationToken);
+        return new RemoveContainerResponse();
+    }
+
+    public override async Task<PauseContainerResponse> PauseContainer(PauseContainerRequest request, ServerCallContext context)
+    {
+        await _containers.PauseAsync(request.ContainerId, context.CancellationToken);
+        return new PauseContainerResponse();
+    }
+
+    public override async Task<ResumeContainerResponse> ResumeContainer(ResumeContainerRequest request, ServerCallContext context)
+    {
+        await _containers.ResumeAsync(request.ContainerId, context.CancellationToken);
+        return new ResumeContainerResponse();
+    }
+
+    public override async Task<ListProcessesResponse> ListProcesses(ListProcessesRequest request, ServerCallContext context)
+    {
+        var response = new ListProcessesResponse();
+        response.Pids.AddRange(await _containers.ListPidsAsync(request.ContainerId, context.CancellationToken));
+        return response;
+    }
+
+    public override async Task<ExecProcessResponse> ExecProcess(ExecProcessRequest request, ServerCallContext context)
+    {
+        int pid = await _containers.ExecAsync(request.ContainerId, request.ExecId, request.ProcessJson.ToByteArray(),
+            request.Terminal, request.Stdin, context.CancellationToken);
+        return new ExecProcessResponse { Pid = (uint)pid };
+    }
+
+    public override async Task<SignalProcessResponse> SignalProcess(SignalProcessRequest request, ServerCallContext context)
+    {
+        await _containers.SignalAsync(request.ContainerId, request.ExecId, (int)request.Signal, request.All, context.CancellationToken);
+        return new SignalProcessResponse();
+    }
+
+    public override async Task<WaitProcessResponse> WaitProcess(WaitProcessRequest request, ServerCallContext context)
+    {
+        ContainerProcess process = _containers.GetProcess(request.ContainerId, request.ExecId);
+        ChildExit exit = await process.Exited.WaitAsync(context.CancellationToken);
+        return new WaitProcessResponse
+        {
+            ExitStatus = exit.ExitStatus,
+            ExitedAtUnixNanos = (exit.ExitedAt - DateTime.UnixEpoch).Ticks * 100,
+        };
+    }
+
+    public override Task ReadStdout(ReadOutputRequest request, IServerStreamWriter<OutputChunk> responseStream, ServerCallContext context) =>
+        StreamOutputAsync(request, "stdout", p => p.Stdio.Stdout, responseStream, context);
+
+    public override Task ReadStderr(ReadOutputRequest request, IServerStreamWriter<OutputChunk> responseStream, ServerCallContext context) =>
+        StreamOutputAsync(request, "stderr", p => p.Stdio.Stderr, responseStream, context);
+
+    private async Task StreamOutputAsync(ReadOutputRequest request, string name, Func<ContainerProcess, OutputStream?> select,
+        IServerStreamWriter<OutputChunk> responseStream, ServerCallContext context)
+    {
+        ContainerProcess process = _containers.GetProcess(request.ContainerId, request.ExecId);
+        OutputStream stream = select(process) ?? throw AgentErrors.FailedPrecondition($"{name} of {process.Name} is not available");
+        if (!stream.TryAttachReader()) throw AgentErrors.FailedPrecondition($"{name} of {process.Name} already has a reader");
+        byte[]? chunk = null;
+        try
+        {
+            while (true)
+            {
+                try
+                {
+                    chunk = await stream.ReadAsync(OutputChunkSize, context.CancellationToken);
+                }
+                catch (ObjectDisposedException)
+                {
+                    return; // the container was removed
+                }
+                if (chunk == null) return;
+                await responseStream.WriteAsync(new OutputChunk { Data = UnsafeByteOperations.UnsafeWrap(chunk) }, context.CancellationToken);
+                chunk = null;
+            }
+        }
+        finally
+        {
+            stream.DetachReader(chunk);
+        }
+    }
+
+    public override async Task<WriteStdinResponse> WriteStdin(IAsyncStreamReader<StdinChunk> requestStream, ServerCallContext context)
+    {
+        if (!await requestStream.MoveNext(context.CancellationToken))
+            throw AgentErrors.InvalidArgument("WriteStdin: the stream carried no message (the first one names the process)");
+        StdinChunk first = requestStream.Current;
+        ContainerProcess process = _containers.GetProcess(first.ContainerId, first.ExecId);
+        InputStream stdin = process.Stdio.Stdin
+            ?? throw AgentErrors.FailedPrecondition($"{process.Name} was created without stdin");
+        if (stdin.IsClosed) throw AgentErrors.FailedPrecondition($"stdin of {process.Name} is already closed");
+        ulong written = 0;
+        try
+        {
+            StdinChunk chunk = first;
+            while (true)
+            {
+                if (!chunk.Data.IsEmpty)
+                {
+                    await stdin.WriteAsync(chunk.Data.Memory, context.CancellationToken);
+                    written += (ulong)chunk.Data.Length;
+                }
+                if (!await requestStream.MoveNext(context.CancellationToken)) break;
+                chunk = requestStream.Current;
+            }
+        }
+        catch (InvalidOperationException e)
+        {
+            throw AgentErrors.FailedPrecondition($"stdin of {process.Name}: {e.Message} after {written} bytes");
+        }
+        catch (IOException e)
+        {
+            throw AgentErrors.Internal($"stdin of {process.Name}: {e.Message} after {written} bytes");
+        }
+        await stdin.CloseAsync();
+        return new WriteStdinResponse { BytesWritten = written };
+    }
+
+    public override async Task<CloseStdinResponse> CloseStdin(CloseStdinRequest request, ServerCallContext context)
+    {
+        ContainerProcess process = _containers.GetProcess(request.ContainerId, request.ExecId);
+        if (process.Stdio.Stdin is { } stdin) await stdin.CloseAsync();
+        return new CloseStdinResponse();
+    }
+
+    public override Task<TtyWinResizeResponse> TtyWinResize(TtyWinResizeRequest request, ServerCallContext context)
+    {
+        ContainerProcess process = _containers.GetProcess(request.ContainerId, request.ExecId);
+        if (!process.Stdio.Terminal) throw AgentErrors.FailedPrecondition($"{process.Name} has no terminal");
+        try
+        {
+            process.Stdio.Resize(request.Rows, request.Columns);
+        }
+        catch (IOException e)
+        {
+            throw AgentErrors.Internal($"resize terminal of {process.Name}: {e.Message}");
+        }
+        return Task.FromResult(new TtyWinResizeResponse());
+    }
+}

@@ -1,0 +1,94 @@
+using Sandbox.Agent.Native;
+
+namespace Sandbox.Agent.Containers;
+
+/// <summary>
+/// The agent's read end of a process's stdout or stderr (a pipe, or the pty master). Non-blocking reads through
+/// <see cref="FdPoller"/>. One reader at a time; what a reader took but could not deliver is handed to the next one.
+/// </summary>
+public sealed class OutputStream : IDisposable
+{
+    private readonly object _lock = new();
+    private int _fd;
+    private bool _readerAttached;
+    private byte[]? _undelivered;
+    private bool _eof;
+
+    /// <param name="fd">The fd to read from (owned; closed on dispose), or -1 for a stream that is empty (stderr of a terminal).</param>
+    public OutputStream(int fd)
+    {
+        _fd = fd;
+        if (fd >= 0) LibC.SetNonBlocking(fd);
+        else _eof = true;
+    }
+
+    public bool TryAttachReader()
+    {
+        lock (_lock)
+        {
+            if (_readerAttached) return false;
+            _readerAttached = true;
+            return true;
+        }
+    }
+
+    public void DetachReader(byte[]? undelivered)
+    {
+        lock (_lock)
+        {
+            _undelivered = undelivered;
+            _readerAttached = false;
+        }
+    }
+
+    /// <summary>The next chunk, or null at EOF (all writers closed; for a pty, the terminal hung up).</summary>
+    public async Task<byte[]?> ReadAsync(int maxBytes, CancellationToken cancellationToken)
+    {
+        byte[]? pending = Interlocked.Exchange(ref _undelivered, null);
+        if (pending != null) return pending;
+        var buffer = new byte[maxBytes];
+        while (true)
+        {
+            int fd;
+            lock (_lock)
+            {
+                if (_eof || _fd < 0) return null;
+                fd = _fd;
+            }
+            int n = ReadOnce(fd, buffer, out int errno);
+            if (n > 0) return buffer.AsSpan(0, n).ToArray();
+            if (n == 0 || errno == LibC.EIO)
+            {
+                lock (_lock) _eof = true;
+                return null;
+            }
+            if (errno == LibC.EINTR) continue;
+            if (errno != LibC.EAGAIN) throw new IOException($"read failed: {LibC.ErrorText(errno)}");
+            await FdPoller.Shared.WaitAsync(fd, forWrite: false, cancellationToken);
+        }
+    }
+
+    private static unsafe int ReadOnce(int fd, byte[] buffer, out int errno)
+    {
+        fixed (byte* p = buffer)
+        {
+            nint n = LibC.Read(fd, p, (nuint)buffer.Length);
+            errno = n < 0 ? LibC.LastError : 0;
+            return (int)n;
+        }
+    }
+
+    public void Dispose()
+    {
+        int fd;
+        lock (_lock)
+        {
+            fd = _fd;
+            _fd = -1;
+            _eof = true;
+        }
+        if (fd < 0) return;
+        FdPoller.Shared.Forget(fd);
+        LibC.Close(fd);
+    }
+}

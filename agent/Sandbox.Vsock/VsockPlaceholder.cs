@@ -1,1 +1,0 @@
-namespace Sandbox.Vsock; public static class VsockPlaceholder {}

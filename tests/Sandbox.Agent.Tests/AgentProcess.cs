@@ -1,0 +1,85 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using Grpc.Net.Client;
+using Sandbox.Agent.Protocol;
+
+namespace Sandbox.Agent.Tests;
+
+/// <summary>
+/// The agent started natively with --listen unix:PATH (crun replaced by fake-crun.py), and a Grpc.Net.Client
+/// channel to it over that socket.
+/// </summary>
+public sealed class AgentProcess : IAsyncLifetime
+{
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), "sandbox-agent-test-" + Guid.NewGuid().ToString("N")[..8]);
+    private Process? _process;
+    private readonly List<string> _stderr = new();
+
+    public string SocketPath => Path.Combine(_directory, "agent.sock");
+    public GrpcChannel Channel { get; private set; } = null!;
+    public Protocol.Agent.AgentClient Client { get; private set; } = null!;
+
+    public IReadOnlyList<string> StderrLines
+    {
+        get { lock (_stderr) return _stderr.ToList(); }
+    }
+
+    public bool HasExited => _process!.HasExited;
+
+    public async Task InitializeAsync()
+    {
+        Directory.CreateDirectory(_directory);
+        string agentDll = Path.Combine(AppContext.BaseDirectory, "sandbox-agent.dll");
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        start.ArgumentList.Add(agentDll);
+        start.ArgumentList.Add("--listen");
+        start.ArgumentList.Add("unix:" + SocketPath);
+        start.Environment["SANDBOX_AGENT_CRUN"] = Path.Combine(AppContext.BaseDirectory, "fake-crun.py");
+        start.Environment["SANDBOX_AGENT_RUN_DIR"] = Path.Combine(_directory, "run");
+        _process = Process.Start(start)!;
+        _process.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (_stderr) _stderr.Add(e.Data); };
+        _process.BeginErrorReadLine();
+        _process.BeginOutputReadLine();
+
+        var handler = new SocketsHttpHandler
+        {
+            ConnectCallback = async (_, ct) =>
+            {
+                var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                try
+                {
+                    await socket.ConnectAsync(new UnixDomainSocketEndPoint(SocketPath), ct);
+                    return new NetworkStream(socket, ownsSocket: true);
+                }
+                catch
+                {
+                    socket.Dispose();
+                    throw;
+                }
+            },
+        };
+        Channel = GrpcChannel.ForAddress("http://localhost", new GrpcChannelOptions { HttpHandler = handler });
+        Client = new Protocol.Agent.AgentClient(Channel);
+
+        // Wait until the agent prints that it listens (bounded by a count of attempts, not by a clock assertion).
+        for (int attempt = 0; attempt < 300; attempt++)
+        {
+            if (StderrLines.Any(l => l.Contains("listening on"))) return;
+            if (_process.HasExited) break;
+            await Task.Delay(100);
+        }
+        throw new InvalidOperationException("the agent did not start listening: " + string.Join("\n", StderrLines));
+    }
+
+    public async Task DisposeAsync()
+    {
+        Channel?.Dispose();
+        if (_process is { HasExited: false })
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+        _process?.Dispose();
+        try { Directory.Delete(_directory, recursive: true); } catch (IOException) { }
+    }
+}
