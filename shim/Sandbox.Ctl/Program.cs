@@ -1,1 +1,6 @@
-Console.WriteLine("sandboxctl");
+using System.CommandLine;
+using Sandbox.Ctl;
+
+var root = new RootCommand("sandboxctl: inspect and troubleshoot Sandbox VMs on this host");
+root.Subcommands.Add(CheckCommand.Create());
+return await root.Parse(args).InvokeAsync();
