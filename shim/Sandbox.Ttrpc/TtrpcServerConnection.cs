@@ -96,16 +96,16 @@ internal sealed class TtrpcServerConnection
 
     private async Task HandleAsync(uint streamId, Request request)
     {
-        Response response;
         try
         {
-            response = await InvokeAsync(request).ConfigureAwait(false);
+            var response = await InvokeAsync(request).ConfigureAwait(false);
+            await RespondAsync(streamId, response).ConfigureAwait(false);
         }
         finally
         {
+            // counted until the answer is on the wire, so that a graceful shutdown does not cut it off
             _server.RequestFinished();
         }
-        await RespondAsync(streamId, response).ConfigureAwait(false);
     }
 
     private async Task<Response> InvokeAsync(Request request)

@@ -1,0 +1,128 @@
+using System.Globalization;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Sandbox.Shim.Backend;
+using Sandbox.Shim.Cli;
+using Sandbox.Shim.Events;
+using Sandbox.Shim.Native;
+using Sandbox.Shim.Rootfs;
+using Sandbox.Shim.Start;
+using Sandbox.Shim.Tasks;
+using Sandbox.Ttrpc;
+
+namespace Sandbox.Shim.Daemon;
+
+/// <summary>
+/// The long-running shim (no action): serves containerd.task.v2.Task on its socket until containerd's Shutdown
+/// finds no container left, or SIGTERM/SIGINT. It is a child subreaper (container processes are re-parented to it),
+/// ignores SIGPIPE, writes its log to &lt;bundle&gt;/log, publishes events to $TTRPC_ADDRESS and removes its socket
+/// when it exits.
+/// </summary>
+public static class ShimDaemon
+{
+    private static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(20);
+    private static readonly TimeSpan EventFlushTimeout = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan ResponseGrace = TimeSpan.FromSeconds(2);
+
+    public static async Task<int> RunAsync(ShimFlags flags, ShimLog log)
+    {
+        string bundle = flags.Bundle.Length > 0 ? flags.Bundle : Environment.CurrentDirectory;
+        RedirectStderrToBundleLog(bundle);
+
+        if (LibC.prctl(LibC.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
+            log.Warn($"cannot become a child subreaper ({LibC.Describe(Marshal.GetLastPInvokeError())}): container exits may be missed");
+        LibC.signal(LibC.SIGPIPE, 1 /* SIG_IGN */);
+        _ = ChildProcessReaper.Shared; // reap from the start
+
+        var listener = TakeListener(flags, log);
+        string socketPath = flags.Socket;
+        string ttrpcAddress = Environment.GetEnvironmentVariable("TTRPC_ADDRESS") ?? "";
+        var context = new ShimContext(flags.Namespace, flags.Address, ttrpcAddress, bundle,
+            Environment.GetEnvironmentVariable(StartCommand.ConfigPathVariable), flags.Debug, log.Info);
+
+        var terminate = new TaskCompletionSource<PosixSignal>(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; terminate.TrySetResult(c.Signal); });
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; terminate.TrySetResult(c.Signal); });
+
+        await using var events = new TtrpcEventPublisher(ttrpcAddress, flags.Namespace, log.Warn);
+        TtrpcServer? server = null;
+        TaskService? service = null;
+        try
+        {
+            var factory = SandboxBackendCatalog.Select();
+            var backend = factory.Create(context);
+            service = new TaskService(backend, events, new LinuxRootfsMounter(), log.Warn);
+            var registry = new TtrpcServiceRegistry();
+            service.RegisterOn(registry);
+            server = new TtrpcServer(registry, new TtrpcServerOptions { Log = log.Warn });
+            server.Start(listener);
+            log.Info($"serving containerd.task.v2.Task on {socketPath} with the {factory.Name} backend");
+
+            var finished = await Task.WhenAny(service.ShutdownRequested, terminate.Task).ConfigureAwait(false);
+            if (finished == terminate.Task)
+                log.Info($"{terminate.Task.Result} received: stopping {service.ContainerCount} container(s) and exiting");
+            else
+                log.Info("containerd asked to shut down and no container is left: exiting");
+        }
+        catch (Exception e)
+        {
+            log.Error($"the shim daemon failed: {e}");
+            return 1;
+        }
+        finally
+        {
+            if (service is not null)
+            {
+                using var stopTimeout = new CancellationTokenSource(StopTimeout);
+                await service.StopAllAsync(stopTimeout.Token).ConfigureAwait(false);
+            }
+            await events.FlushAsync(EventFlushTimeout).ConfigureAwait(false);
+            if (server is not null)
+                await server.ShutdownAsync(ResponseGrace).ConfigureAwait(false);
+            else
+                listener.Dispose();
+            if (socketPath.Length > 0)
+                File.Delete(socketPath);
+        }
+        return 0;
+    }
+
+    /// <summary>The listening socket: fd 3 from `start`, or a new one on -socket.</summary>
+    private static Socket TakeListener(ShimFlags flags, ShimLog log)
+    {
+        if (Environment.GetEnvironmentVariable(StartCommand.ListenFdVariable) is { Length: > 0 } fdText)
+        {
+            Environment.SetEnvironmentVariable(StartCommand.ListenFdVariable, null);
+            int fd = int.Parse(fdText, CultureInfo.InvariantCulture);
+            return new Socket(new SafeSocketHandle(fd, ownsHandle: true));
+        }
+        if (flags.Socket.Length == 0)
+            throw new ShimUsageException("the shim daemon needs -socket PATH (or a listening socket from `start`)");
+        if (File.Exists(flags.Socket))
+        {
+            log.Info($"removing the existing socket file {flags.Socket}");
+            File.Delete(flags.Socket);
+        }
+        Directory.CreateDirectory(Path.GetDirectoryName(flags.Socket)!);
+        return TtrpcServer.ListenUnix(flags.Socket);
+    }
+
+    /// <summary>
+    /// stderr → &lt;bundle&gt;/log, the FIFO containerd reads the shim's log from (opened O_WRONLY, as containerd's
+    /// own shims do; non-blocking open so a missing reader cannot hang the daemon). Without it stderr stays as is.
+    /// </summary>
+    private static void RedirectStderrToBundleLog(string bundle)
+    {
+        string path = Path.Combine(bundle, "log");
+        if (!File.Exists(path))
+            return;
+        int fd = LibC.open(path, LibC.O_WRONLY | LibC.O_NONBLOCK | LibC.O_CLOEXEC, 0);
+        if (fd < 0)
+            return; // ENXIO: nobody reads the FIFO (containerd restarted); keep stderr
+        int flags = LibC.fcntl(fd, LibC.F_GETFL, 0);
+        if (flags >= 0)
+            LibC.fcntl(fd, LibC.F_SETFL, flags & ~LibC.O_NONBLOCK);
+        LibC.dup2(fd, 2);
+        LibC.close(fd);
+    }
+}

@@ -1,0 +1,112 @@
+using System.Runtime.InteropServices;
+using Containerd.Types;
+using Sandbox.Shim.Native;
+
+namespace Sandbox.Shim.Rootfs;
+
+/// <summary>
+/// mount(2) for the rootfs shapes containerd's snapshotters produce: <c>overlay</c> (options become mount data,
+/// except flags such as ro/nosuid) and <c>bind</c> (MS_BIND, with rbind → MS_REC, and a read-only remount for ro).
+/// </summary>
+public sealed class LinuxRootfsMounter : IRootfsMounter
+{
+    private static readonly Dictionary<string, ulong> FlagOptions = new(StringComparer.Ordinal)
+    {
+        ["ro"] = LibC.MS_RDONLY,
+        ["rw"] = 0,
+        ["nosuid"] = LibC.MS_NOSUID,
+        ["nodev"] = LibC.MS_NODEV,
+        ["noexec"] = LibC.MS_NOEXEC,
+        ["sync"] = LibC.MS_SYNCHRONOUS,
+        ["dirsync"] = LibC.MS_DIRSYNC,
+        ["noatime"] = LibC.MS_NOATIME,
+        ["nodiratime"] = LibC.MS_NODIRATIME,
+        ["relatime"] = LibC.MS_RELATIME,
+        ["strictatime"] = LibC.MS_STRICTATIME,
+        ["bind"] = LibC.MS_BIND,
+        ["rbind"] = LibC.MS_BIND | LibC.MS_REC,
+    };
+
+    public void Mount(IReadOnlyList<Mount> mounts, string target)
+    {
+        int done = 0;
+        try
+        {
+            foreach (var mount in mounts)
+            {
+                MountOne(mount, target);
+                done++;
+            }
+        }
+        catch
+        {
+            for (int i = 0; i < done; i++)
+                LibC.umount2(target, LibC.MNT_DETACH);
+            throw;
+        }
+    }
+
+    public void Unmount(string target) => UnmountAll(target);
+
+    /// <summary>Detaches every mount stacked at <paramref name="target"/>. Not mounted or missing: nothing to do.</summary>
+    public static void UnmountAll(string target)
+    {
+        for (int i = 0; i < 64; i++)
+        {
+            if (LibC.umount2(target, LibC.MNT_DETACH) == 0)
+                continue;
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno is LibC.EINVAL or LibC.ENOENT)
+                return;
+            throw new IOException($"cannot unmount {target}: {LibC.Describe(errno)}");
+        }
+    }
+
+    /// <summary>Splits mount options into mount(2) flags and the data string.</summary>
+    public static (ulong Flags, string Data) ParseOptions(IEnumerable<string> options)
+    {
+        ulong flags = 0;
+        var data = new List<string>();
+        foreach (var option in options)
+        {
+            if (FlagOptions.TryGetValue(option, out ulong flag))
+                flags |= flag;
+            else
+                data.Add(option);
+        }
+        return (flags, string.Join(',', data));
+    }
+
+    private static void MountOne(Mount mount, string target)
+    {
+        var (flags, data) = ParseOptions(mount.Options);
+        bool isBind = mount.Type == "bind" || (flags & LibC.MS_BIND) != 0;
+        if (isBind)
+        {
+            ulong bindFlags = LibC.MS_BIND | (flags & LibC.MS_REC);
+            Call(mount.Source, target, null, bindFlags, null, mount);
+            ulong remaining = flags & ~(LibC.MS_BIND | LibC.MS_REC);
+            if (remaining != 0)
+                Call("", target, null, LibC.MS_REMOUNT | LibC.MS_BIND | remaining, null, mount);
+            return;
+        }
+        if (mount.Type != "overlay")
+        {
+            throw new RootfsMountException(
+                $"unsupported rootfs mount type '{mount.Type}' (source '{mount.Source}'): the sandbox shim mounts overlay and bind " +
+                "rootfs only; check the containerd snapshotter (overlayfs or native)");
+        }
+        Call(mount.Source.Length > 0 ? mount.Source : "overlay", target, "overlay", flags, data.Length > 0 ? data : null, mount);
+    }
+
+    private static void Call(string source, string target, string? type, ulong flags, string? data, Mount mount)
+    {
+        if (LibC.mount(source, target, type, flags, data) != 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            throw new RootfsMountException(
+                $"mounting the rootfs ({mount.Type} from '{mount.Source}', options '{string.Join(',', mount.Options)}') at {target} failed: " +
+                LibC.Describe(errno));
+        }
+    }
+}

@@ -1,0 +1,229 @@
+using System.Runtime.InteropServices;
+using Sandbox.Shim.Backend;
+using Sandbox.Shim.Native;
+
+namespace Sandbox.Shim.Runc;
+
+/// <summary>
+/// Connects one process's stdio to containerd's stdio paths: the process gets pipes, and one thread per stream copies
+/// between each pipe and the FIFO (or file) containerd named. FIFOs are opened O_RDWR, which never blocks even when
+/// the reader is not there yet. Output is copied until the pipe reaches end of file (every writer gone), then the
+/// FIFO is closed so that the reader sees end of file too.
+/// </summary>
+internal sealed unsafe class StdioRelay : IDisposable
+{
+    private readonly string _owner;
+    private readonly List<int> _childEnds = new();
+    private readonly TaskCompletionSource _stdoutDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _stderrDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private volatile bool _stdinCloseRequested;
+    private volatile bool _disposed;
+
+    private StdioRelay(string owner)
+    {
+        _owner = owner;
+    }
+
+    /// <summary>fd the child must get as stdin (-1: /dev/null).</summary>
+    public int ChildStdin { get; private set; } = -1;
+
+    public int ChildStdout { get; private set; } = -1;
+
+    public int ChildStderr { get; private set; } = -1;
+
+    /// <summary>Completes when all output was copied (both streams at end of file).</summary>
+    public Task OutputCompleted => Task.WhenAll(_stdoutDone.Task, _stderrDone.Task);
+
+    /// <summary>Opens the destinations and pipes. <paramref name="owner"/> names the process in errors and thread names.</summary>
+    public static StdioRelay Open(ProcessStdio stdio, string owner)
+    {
+        if (stdio.Terminal)
+            throw new SandboxBackendException(Ttrpc.TtrpcStatusCode.Unimplemented,
+                $"{owner}: terminal (tty) mode is not supported by the host runc backend");
+
+        var relay = new StdioRelay(owner);
+        try
+        {
+            relay.OpenStdin(stdio.Stdin);
+            relay.ChildStdout = relay.OpenOutput(stdio.Stdout, "stdout", relay._stdoutDone);
+            relay.ChildStderr = relay.OpenOutput(stdio.Stderr, "stderr", relay._stderrDone);
+            return relay;
+        }
+        catch
+        {
+            relay.ReleaseChildEnds();
+            relay.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Closes this process's copies of the child's pipe ends; call once the child has been started.</summary>
+    public void ReleaseChildEnds()
+    {
+        lock (_childEnds)
+        {
+            foreach (int fd in _childEnds)
+                LibC.close(fd);
+            _childEnds.Clear();
+        }
+    }
+
+    /// <summary>containerd's CloseIO: deliver what is still in the stdin FIFO, then close the child's stdin.</summary>
+    public void CloseStdin() => _stdinCloseRequested = true;
+
+    public void Dispose()
+    {
+        _disposed = true;
+        _stdinCloseRequested = true;
+    }
+
+    private void OpenStdin(string path)
+    {
+        if (path.Length == 0)
+            return;
+        int source = OpenDestination(path, "stdin", LibC.O_RDWR | LibC.O_NONBLOCK);
+        var (readEnd, writeEnd) = CreatePipe("stdin");
+        ChildStdin = readEnd;
+        lock (_childEnds) _childEnds.Add(readEnd);
+        StartThread("stdin", () => CopyStdin(source, writeEnd));
+    }
+
+    private int OpenOutput(string path, string stream, TaskCompletionSource done)
+    {
+        if (path.Length == 0)
+        {
+            done.TrySetResult();
+            return -1;
+        }
+        int destination = OpenDestination(path, stream, LibC.O_RDWR);
+        var (readEnd, writeEnd) = CreatePipe(stream);
+        lock (_childEnds) _childEnds.Add(writeEnd);
+        StartThread(stream, () =>
+        {
+            try
+            {
+                CopyOutput(readEnd, destination);
+            }
+            finally
+            {
+                LibC.close(readEnd);
+                LibC.close(destination);
+                done.TrySetResult();
+            }
+        });
+        return writeEnd;
+    }
+
+    private int OpenDestination(string path, string stream, int fifoFlags)
+    {
+        var uri = StdioPath.Parse(path, _owner, stream);
+        int fd = uri.Kind == StdioPathKind.File
+            ? LibC.open(uri.Path, (stream == "stdin" ? LibC.O_RDONLY : LibC.O_WRONLY | LibC.O_APPEND | LibC.O_CREAT) | LibC.O_CLOEXEC, 0b110_100_000)
+            : LibC.open(uri.Path, fifoFlags | LibC.O_CLOEXEC, 0);
+        if (fd < 0)
+            throw new SandboxBackendException(Ttrpc.TtrpcStatusCode.InvalidArgument,
+                $"{_owner}: cannot open {stream} {path}: {LibC.Describe(Marshal.GetLastPInvokeError())}");
+        return fd;
+    }
+
+    private (int ReadEnd, int WriteEnd) CreatePipe(string stream)
+    {
+        int* fds = stackalloc int[2];
+        if (LibC.pipe2(fds, LibC.O_CLOEXEC) != 0)
+            throw new IOException($"{_owner}: cannot create the {stream} pipe: {LibC.Describe(Marshal.GetLastPInvokeError())}");
+        return (fds[0], fds[1]);
+    }
+
+    private void StartThread(string stream, Action body)
+    {
+        var thread = new Thread(() => body(), maxStackSize: 256 * 1024)
+        {
+            IsBackground = true,
+            Name = $"stdio {stream}",
+        };
+        thread.Start();
+    }
+
+    private static void CopyOutput(int from, int to)
+    {
+        byte* buffer = stackalloc byte[32 * 1024];
+        while (true)
+        {
+            nint n = LibC.read(from, buffer, 32 * 1024);
+            if (n == 0)
+                return;
+            if (n < 0)
+            {
+                if (Marshal.GetLastPInvokeError() == LibC.EINTR)
+                    continue;
+                return;
+            }
+            if (!WriteAll(to, buffer, n))
+            {
+                // nobody can take the output any more: keep draining so the process never blocks on a full pipe
+                while (LibC.read(from, buffer, 32 * 1024) is var m && (m > 0 || (m < 0 && Marshal.GetLastPInvokeError() == LibC.EINTR)))
+                {
+                }
+                return;
+            }
+        }
+    }
+
+    private void CopyStdin(int fifo, int pipeWriteEnd)
+    {
+        byte* buffer = stackalloc byte[32 * 1024];
+        var pollFd = new LibC.PollFd { Fd = fifo, Events = LibC.POLLIN };
+        try
+        {
+            while (!_disposed)
+            {
+                pollFd.Revents = 0;
+                int ready = LibC.poll(&pollFd, 1, 100);
+                if (ready < 0 && Marshal.GetLastPInvokeError() != LibC.EINTR)
+                    return;
+                if (ready <= 0)
+                {
+                    if (_stdinCloseRequested)
+                        return; // nothing left in the FIFO and containerd closed stdin
+                    continue;
+                }
+                nint n = LibC.read(fifo, buffer, 32 * 1024);
+                if (n == 0)
+                    return;
+                if (n < 0)
+                {
+                    int errno = Marshal.GetLastPInvokeError();
+                    if (errno is LibC.EINTR or LibC.EAGAIN)
+                        continue;
+                    return;
+                }
+                if (!WriteAll(pipeWriteEnd, buffer, n))
+                    return; // the process closed its stdin
+            }
+        }
+        finally
+        {
+            LibC.close(pipeWriteEnd);
+            LibC.close(fifo);
+        }
+    }
+
+    private static bool WriteAll(int fd, byte* buffer, nint count)
+    {
+        nint done = 0;
+        while (done < count)
+        {
+            nint n = LibC.write(fd, buffer + done, count - done);
+            if (n < 0)
+            {
+                if (Marshal.GetLastPInvokeError() == LibC.EINTR)
+                    continue;
+                return false;
+            }
+            done += n;
+        }
+        return true;
+    }
+
+    public override string ToString() => $"stdio of {_owner}";
+}

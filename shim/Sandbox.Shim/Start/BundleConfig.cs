@@ -1,0 +1,28 @@
+using System.Text.Json;
+
+namespace Sandbox.Shim.Start;
+
+/// <summary>The parts of a bundle's config.json (the OCI runtime spec) the shim reads before any container exists.</summary>
+public static class BundleConfig
+{
+    public const string SandboxIdAnnotation = "io.kubernetes.cri.sandbox-id";
+
+    /// <summary>
+    /// The group a container belongs to: the CRI sandbox id when there is one (all containers of a pod share one
+    /// shim daemon), else the container itself.
+    /// </summary>
+    public static string GroupIdOf(string configJson, string containerId)
+    {
+        using var document = JsonDocument.Parse(configJson);
+        if (document.RootElement.ValueKind == JsonValueKind.Object
+            && document.RootElement.TryGetProperty("annotations", out var annotations)
+            && annotations.ValueKind == JsonValueKind.Object
+            && annotations.TryGetProperty(SandboxIdAnnotation, out var sandboxId)
+            && sandboxId.ValueKind == JsonValueKind.String
+            && sandboxId.GetString() is { Length: > 0 } id)
+        {
+            return id;
+        }
+        return containerId;
+    }
+}

@@ -1,0 +1,245 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace Sandbox.Shim.Tests.Containerd;
+
+/// <summary>How to run a <see cref="PrivateContainerd"/>.</summary>
+public sealed class PrivateContainerdOptions
+{
+    /// <summary>
+    /// Shim binaries to install as &lt;opt&gt;/bin/&lt;name&gt; (containerd puts that directory first on the shims' PATH),
+    /// e.g. ["containerd-shim-sandbox-v2"] = path of the binary.
+    /// </summary>
+    public Dictionary<string, string> Shims { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Variables added to containerd's environment, which its shims inherit.</summary>
+    public Dictionary<string, string> Environment { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Keep the CRI plugin (off by default: it is slow to start and not needed for ctr).</summary>
+    public bool EnableCri { get; init; }
+
+    /// <summary>Appended verbatim to the generated config.toml (e.g. CRI runtime tables).</summary>
+    public string ExtraConfigToml { get; init; } = "";
+
+    /// <summary>How long to wait for containerd to answer `ctr version`.</summary>
+    public TimeSpan StartTimeout { get; init; } = TimeSpan.FromSeconds(60);
+}
+
+/// <summary>
+/// A private containerd for end-to-end tests: its own root, state, gRPC and ttrpc sockets, opt directory and
+/// config.toml under a temporary directory. The system containerd is never touched. Shims it starts get
+/// SANDBOX_SHIM_SOCKET_DIR and SANDBOX_RUNC_ROOT inside that directory too, so that everything a test leaves is
+/// visible there (<see cref="LeftoverShimProcesses"/>, <see cref="LeftoverMounts"/>, <see cref="LeftoverShimSockets"/>).
+/// Disposing stops containerd, kills leftover shims of this instance, unmounts and deletes the directory.
+/// </summary>
+public sealed class PrivateContainerd : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _log;
+
+    private PrivateContainerd(string directory, Process process, StringBuilder log)
+    {
+        Directory = directory;
+        _process = process;
+        _log = log;
+    }
+
+    /// <summary>The private directory holding everything of this instance.</summary>
+    public string Directory { get; }
+
+    public string GrpcAddress => Path.Combine(Directory, "c.sock");
+
+    public string TtrpcAddress => GrpcAddress + ".ttrpc";
+
+    public string RootDirectory => Path.Combine(Directory, "root");
+
+    public string StateDirectory => Path.Combine(Directory, "state");
+
+    public string OptDirectory => Path.Combine(Directory, "opt");
+
+    public string ShimSocketDirectory => Path.Combine(Directory, "s");
+
+    public string RuncRoot => Path.Combine(Directory, "runc");
+
+    public string ConfigPath => Path.Combine(Directory, "config.toml");
+
+    /// <summary>containerd's own output so far (debug level).</summary>
+    public string Log
+    {
+        get { lock (_log) return _log.ToString(); }
+    }
+
+    public static async Task<PrivateContainerd> StartAsync(PrivateContainerdOptions options)
+    {
+        // short: the shim socket path (dir + 64 hex) must stay within 106 bytes
+        string directory = System.IO.Directory.CreateTempSubdirectory("ctd-").FullName;
+        System.IO.Directory.CreateDirectory(Path.Combine(directory, "opt", "bin"));
+        System.IO.Directory.CreateDirectory(Path.Combine(directory, "s"));
+        foreach (var (name, binary) in options.Shims)
+            File.CreateSymbolicLink(Path.Combine(directory, "opt", "bin", name), Path.GetFullPath(binary));
+
+        var disabled = new List<string>
+        {
+            "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+            "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing",
+        };
+        if (!options.EnableCri)
+            disabled.Add("io.containerd.grpc.v1.cri");
+        string config = $"""
+            version = 2
+            root = "{directory}/root"
+            state = "{directory}/state"
+            disabled_plugins = [{string.Join(", ", disabled.Select(p => $"\"{p}\""))}]
+
+            [grpc]
+              address = "{directory}/c.sock"
+
+            [ttrpc]
+              address = "{directory}/c.sock.ttrpc"
+
+            [debug]
+              level = "debug"
+
+            [plugins."io.containerd.internal.v1.opt"]
+              path = "{directory}/opt"
+
+            {options.ExtraConfigToml}
+            """;
+        await File.WriteAllTextAsync(Path.Combine(directory, "config.toml"), config);
+
+        var startInfo = new ProcessStartInfo("containerd")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        startInfo.ArgumentList.Add("-c");
+        startInfo.ArgumentList.Add(Path.Combine(directory, "config.toml"));
+        startInfo.Environment["SANDBOX_SHIM_SOCKET_DIR"] = Path.Combine(directory, "s");
+        startInfo.Environment["SANDBOX_RUNC_ROOT"] = Path.Combine(directory, "runc");
+        foreach (var (key, value) in options.Environment)
+            startInfo.Environment[key] = value;
+
+        var log = new StringBuilder();
+        var process = Process.Start(startInfo) ?? throw new InvalidOperationException("cannot start containerd");
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.AppendLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.AppendLine(e.Data); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+
+        var instance = new PrivateContainerd(directory, process, log);
+        try
+        {
+            await instance.WaitUntilServingAsync(options.StartTimeout);
+        }
+        catch
+        {
+            await instance.DisposeAsync();
+            throw;
+        }
+        return instance;
+    }
+
+    /// <summary>Runs <c>ctr -a &lt;grpc socket&gt; ARGS</c>.</summary>
+    public Task<CommandResult> CtrAsync(IEnumerable<string> arguments, TimeSpan? timeout = null, string? stdin = null) =>
+        ExternalCommand.RunAsync("ctr", new[] { "-a", GrpcAddress }.Concat(arguments), timeout ?? TimeSpan.FromMinutes(2), stdin: stdin);
+
+    /// <summary>Imports an OCI/docker image tar into <paramref name="containerdNamespace"/>.</summary>
+    public async Task ImportImageAsync(string tarPath, string containerdNamespace = "default")
+    {
+        var result = await CtrAsync(new[] { "-n", containerdNamespace, "images", "import", tarPath });
+        if (result.ExitCode != 0)
+            throw new InvalidOperationException($"importing {tarPath} failed: {result}\n--- containerd log ---\n{Log}");
+    }
+
+    /// <summary>Shim processes (any containerd-shim-*) whose working directory is inside this instance's state.</summary>
+    public IReadOnlyList<int> LeftoverShimProcesses()
+    {
+        var pids = new List<int>();
+        foreach (var dir in System.IO.Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out int pid))
+                continue;
+            try
+            {
+                string cmdline = File.ReadAllText(Path.Combine(dir, "cmdline"));
+                string argv0 = cmdline.Split('\0')[0];
+                if (!Path.GetFileName(argv0).StartsWith("containerd-shim-", StringComparison.Ordinal))
+                    continue;
+                var cwd = new DirectoryInfo(Path.Combine(dir, "cwd")).LinkTarget ?? "";
+                if (cwd.StartsWith(Directory, StringComparison.Ordinal))
+                    pids.Add(pid);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // the process exited meanwhile
+            }
+        }
+        return pids;
+    }
+
+    /// <summary>Mount points inside this instance's directory (the snapshotter's own are excluded).</summary>
+    public IReadOnlyList<string> LeftoverMounts() =>
+        File.ReadAllLines("/proc/self/mountinfo")
+            .Select(line => line.Split(' ')[4])
+            .Where(mountPoint => mountPoint.StartsWith(Directory, StringComparison.Ordinal))
+            .ToArray();
+
+    public IReadOnlyList<string> LeftoverShimSockets() =>
+        System.IO.Directory.Exists(ShimSocketDirectory)
+            ? System.IO.Directory.GetFileSystemEntries(ShimSocketDirectory)
+            : Array.Empty<string>();
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: false); // SIGKILL: containerd's own cleanup is not what is tested here
+            await _process.WaitForExitAsync();
+        }
+        _process.Dispose();
+
+        foreach (int pid in LeftoverShimProcesses())
+        {
+            try { Process.GetProcessById(pid).Kill(entireProcessTree: true); } catch (Exception e) when (e is ArgumentException or InvalidOperationException) { }
+        }
+        // containers started with runc by a killed shim
+        if (System.IO.Directory.Exists(RuncRoot))
+        {
+            foreach (var nsDir in System.IO.Directory.GetDirectories(RuncRoot))
+            {
+                foreach (var container in System.IO.Directory.GetDirectories(nsDir))
+                    await ExternalCommand.RunAsync("runc", new[] { "--root", nsDir, "delete", "--force", Path.GetFileName(container) }, TimeSpan.FromSeconds(30));
+            }
+        }
+        foreach (var mountPoint in LeftoverMounts().OrderByDescending(m => m.Length))
+            await ExternalCommand.RunAsync("umount", new[] { "-l", mountPoint }, TimeSpan.FromSeconds(30));
+        try
+        {
+            System.IO.Directory.Delete(Directory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // a busy leftover: the temp directory stays
+        }
+    }
+
+    private async Task WaitUntilServingAsync(TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        CommandResult? last = null;
+        while (DateTime.UtcNow < deadline)
+        {
+            if (_process.HasExited)
+                throw new InvalidOperationException($"containerd exited with {_process.ExitCode}:\n{Log}");
+            if (File.Exists(GrpcAddress))
+            {
+                last = await CtrAsync(new[] { "version" }, TimeSpan.FromSeconds(10));
+                if (last.ExitCode == 0)
+                    return;
+            }
+            await Task.Delay(100);
+        }
+        throw new TimeoutException($"containerd did not serve within {timeout.TotalSeconds} s; last ctr version: {last}\n{Log}");
+    }
+}
