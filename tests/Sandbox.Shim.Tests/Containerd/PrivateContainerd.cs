@@ -190,6 +190,9 @@ public sealed class PrivateContainerd : IAsyncDisposable
             ? System.IO.Directory.GetFileSystemEntries(ShimSocketDirectory)
             : Array.Empty<string>();
 
+    /// <summary>When set, containerd's log is copied into this directory on dispose (for debugging a run).</summary>
+    public const string KeepLogVariable = "SANDBOX_E2E_LOG_DIR";
+
     public async ValueTask DisposeAsync()
     {
         if (!_process.HasExited)
@@ -198,6 +201,11 @@ public sealed class PrivateContainerd : IAsyncDisposable
             await _process.WaitForExitAsync();
         }
         _process.Dispose();
+        if (Environment.GetEnvironmentVariable(KeepLogVariable) is { Length: > 0 } keepDir)
+        {
+            System.IO.Directory.CreateDirectory(keepDir);
+            await File.WriteAllTextAsync(Path.Combine(keepDir, $"containerd-{Path.GetFileName(Directory)}.log"), Log);
+        }
 
         foreach (int pid in LeftoverShimProcesses())
         {
