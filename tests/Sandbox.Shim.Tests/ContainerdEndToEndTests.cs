@@ -74,8 +74,97 @@ public sealed class ContainerdEndToEndTests : IClassFixture<RuncBackedContainerd
         await AssertNothingLeftAsync();
     }
 
+    [Fact]
+    public async Task Detached_container_supports_exec_ps_pause_resume_kill_and_delete()
+    {
+        const string id = "e2e-detached";
+        await CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", RuncBackedContainerdFixture.Runtime, _fixture.Image, id, "sleep", "1000");
+
+        var exec = await Containerd.CtrAsync(new[] { "task", "exec", "--fifo-dir", Containerd.FifoDirectory, "--exec-id", "e1", id, "sh", "-c", "echo exec-out; exit 5" });
+        Assert.True(exec.ExitCode == 5, Describe(exec));
+        Assert.Equal("exec-out", exec.Stdout.Trim());
+
+        var ps = await CtrOkAsync("task", "ps", id);
+        Assert.Contains("PID", ps.Stdout);
+        Assert.True(ps.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length >= 2, Describe(ps));
+
+        await CtrOkAsync("task", "pause", id);
+        Assert.Contains("PAUSED", (await CtrOkAsync("task", "ls")).Stdout);
+        await CtrOkAsync("task", "resume", id);
+        Assert.Contains("RUNNING", (await CtrOkAsync("task", "ls")).Stdout);
+
+        await CtrOkAsync("task", "kill", "-s", "SIGKILL", id);
+        await WaitUntilAsync(async () => (await CtrOkAsync("task", "ls")).Stdout.Contains("STOPPED"));
+        await CtrOkAsync("task", "delete", id);
+        await CtrOkAsync("container", "rm", id);
+        await AssertNothingLeftAsync();
+    }
+
+    [Fact]
+    public async Task Containers_of_one_pod_share_one_daemon_until_the_last_is_gone()
+    {
+        string[] annotation = { "--annotation", "io.kubernetes.cri.sandbox-id=e2e-pod" };
+        await CtrOkAsync(new[] { "run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", RuncBackedContainerdFixture.Runtime }.Concat(annotation)
+            .Concat(new[] { _fixture.Image, "e2e-pod-a", "sleep", "1000" }).ToArray());
+        await CtrOkAsync(new[] { "run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", RuncBackedContainerdFixture.Runtime }.Concat(annotation)
+            .Concat(new[] { _fixture.Image, "e2e-pod-b", "sleep", "1000" }).ToArray());
+
+        Assert.Single(Containerd.LeftoverShimProcesses());
+        Assert.Single(Containerd.LeftoverShimSockets());
+
+        await StopAndRemoveAsync("e2e-pod-a");
+        Assert.Single(Containerd.LeftoverShimProcesses());
+        var stillThere = await Containerd.CtrAsync(new[] { "task", "exec", "--fifo-dir", Containerd.FifoDirectory, "--exec-id", "e2", "e2e-pod-b", "echo", "alive" });
+        Assert.True(stillThere.ExitCode == 0 && stillThere.Stdout.Trim() == "alive", Describe(stillThere));
+
+        await StopAndRemoveAsync("e2e-pod-b");
+        await AssertNothingLeftAsync();
+    }
+
+    [Fact]
+    public async Task A_killed_daemon_is_cleaned_up_by_containerd_through_delete()
+    {
+        const string id = "e2e-shimkill";
+        await CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", RuncBackedContainerdFixture.Runtime, _fixture.Image, id, "sleep", "1000");
+        int daemon = Assert.Single(Containerd.LeftoverShimProcesses());
+
+        System.Diagnostics.Process.GetProcessById(daemon).Kill();
+
+        // containerd notices the lost connection, runs `delete` and drops the task
+        await WaitUntilAsync(async () => !(await CtrOkAsync("task", "ls")).Stdout.Contains(id));
+        await CtrOkAsync("container", "rm", id);
+        await AssertNothingLeftAsync();
+        Assert.DoesNotContain(id, (await Containerd.CtrAsync(new[] { "task", "ls" })).Stdout);
+    }
+
+    private async Task StopAndRemoveAsync(string id)
+    {
+        await CtrOkAsync("task", "kill", "-s", "SIGKILL", id);
+        await WaitUntilAsync(async () => (await CtrOkAsync("task", "ls")).Stdout.Split('\n').Any(l => l.StartsWith(id) && l.Contains("STOPPED")));
+        await CtrOkAsync("task", "delete", id);
+        await CtrOkAsync("container", "rm", id);
+    }
+
+    private async Task<CommandResult> CtrOkAsync(params string[] arguments)
+    {
+        var result = await Containerd.CtrAsync(arguments);
+        Assert.True(result.ExitCode == 0, Describe(result));
+        return result;
+    }
+
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition)
+    {
+        for (int i = 0; i < 300; i++)
+        {
+            if (await condition())
+                return;
+            await Task.Delay(100);
+        }
+        Assert.Fail("the condition did not become true within 30 s");
+    }
+
     private Task<CommandResult> RunAsync(string id, params string[] command) =>
-        Containerd.CtrAsync(new[] { "run", "--rm", "--runtime", RuncBackedContainerdFixture.Runtime, _fixture.Image, id }.Concat(command),
+        Containerd.CtrAsync(new[] { "run", "--fifo-dir", Containerd.FifoDirectory, "--rm", "--runtime", RuncBackedContainerdFixture.Runtime, _fixture.Image, id }.Concat(command),
             TimeSpan.FromMinutes(2));
 
     private async Task AssertNothingLeftAsync()

@@ -63,6 +63,9 @@ public sealed class PrivateContainerd : IAsyncDisposable
 
     public string ConfigPath => Path.Combine(Directory, "config.toml");
 
+    /// <summary>For ctr's --fifo-dir, so that ctr's stdio FIFOs stay inside this instance too (default /run/containerd/fifo).</summary>
+    public string FifoDirectory => Path.Combine(Directory, "fifo");
+
     /// <summary>containerd's own output so far (debug level).</summary>
     public string Log
     {
