@@ -103,7 +103,7 @@ public sealed class QemuAdapter : IHypervisor
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        _ = Plan;
+        _ = Plan; // throws before PrepareAsync
         ThrowIfNotStartable();
         using var startup = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _abortStart.Token);
         await _lifecycle.WaitAsync(startup.Token).ConfigureAwait(false);
