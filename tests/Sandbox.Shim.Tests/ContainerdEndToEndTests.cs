@@ -137,6 +137,26 @@ public sealed class ContainerdEndToEndTests : IClassFixture<RuncBackedContainerd
         Assert.DoesNotContain(id, (await Containerd.CtrAsync(new[] { "task", "ls" })).Stdout);
     }
 
+    [Fact]
+    public async Task SIGTERM_stops_the_daemon_in_order_and_it_leaves_nothing_behind()
+    {
+        const string id = "e2e-sigterm";
+        await CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", RuncBackedContainerdFixture.Runtime, _fixture.Image, id, "sleep", "1000");
+        int daemon = Assert.Single(Containerd.LeftoverShimProcesses());
+        Assert.NotEmpty(Containerd.LeftoverMounts());
+
+        var kill = await ExternalCommand.RunAsync("kill", new[] { "-TERM", daemon.ToString() }, TimeSpan.FromSeconds(30));
+        Assert.Equal(0, kill.ExitCode);
+
+        // the daemon kills its container, unmounts the rootfs and removes its socket before exiting
+        await WaitUntilAsync(() => Task.FromResult(Containerd.LeftoverShimProcesses().Count == 0));
+        Assert.Empty(Containerd.LeftoverShimSockets());
+        Assert.Empty(Containerd.LeftoverMounts());
+        await WaitUntilAsync(async () => !(await CtrOkAsync("task", "ls")).Stdout.Contains(id));
+        await CtrOkAsync("container", "rm", id);
+        await AssertNothingLeftAsync();
+    }
+
     private async Task StopAndRemoveAsync(string id)
     {
         await CtrOkAsync("task", "kill", "-s", "SIGKILL", id);

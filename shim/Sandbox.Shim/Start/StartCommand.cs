@@ -93,7 +93,7 @@ public static class StartCommand
     }
 
     /// <summary>A listening socket at <paramref name="socketPath"/>, or null when a live daemon already listens there.</summary>
-    private static async Task<Socket?> ListenOrFindDaemonAsync(string socketPath, ShimLog log)
+    internal static async Task<Socket?> ListenOrFindDaemonAsync(string socketPath, ShimLog log)
     {
         try
         {
