@@ -157,6 +157,19 @@ public sealed class ContainerdEndToEndTests : IClassFixture<RuncBackedContainerd
         await AssertNothingLeftAsync();
     }
 
+    [Fact]
+    public async Task Ctr_run_with_a_terminal_gets_a_pty()
+    {
+        // ctr -t needs a terminal of its own: `script` gives it one
+        string ctr = $"ctr -a {Containerd.GrpcAddress} run --fifo-dir {Containerd.FifoDirectory} -t --rm --runtime {RuncBackedContainerdFixture.Runtime} " +
+                     $"{_fixture.Image} e2e-tty sh -c 'tty; echo cols=$(stty size 2>/dev/null); exit 4'";
+        var result = await ExternalCommand.RunAsync("script", new[] { "-qec", ctr, "/dev/null" }, TimeSpan.FromMinutes(2));
+
+        Assert.True(result.ExitCode == 4, Describe(result));
+        Assert.Contains("/dev/pts/", result.Stdout);
+        await AssertNothingLeftAsync();
+    }
+
     private async Task StopAndRemoveAsync(string id)
     {
         await CtrOkAsync("task", "kill", "-s", "SIGKILL", id);

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Globalization;
+using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using Sandbox.Shim.Backend;
@@ -14,7 +15,7 @@ namespace Sandbox.Shim.Runc;
 /// stdio through <see cref="StdioRelay"/>). It exists to exercise the whole containerd path before the VM backend
 /// is ready and to serve as the reference behaviour in tests. Selected only by SANDBOX_SHIM_BACKEND=runc.
 /// The shim daemon must be a child subreaper: runc leaves container processes to it, and
-/// <see cref="ChildProcessReaper"/> collects their exits. Terminal (tty) mode is not supported.
+/// <see cref="ChildProcessReaper"/> collects their exits. Terminals come from runc's --console-socket.
 /// </summary>
 public sealed class HostRuncBackend : ISandboxBackend
 {
@@ -38,17 +39,9 @@ public sealed class HostRuncBackend : ISandboxBackend
         File.Delete(pidFile);
 
         var stdio = StdioRelay.Open(request.Stdio, owner);
-        RuncResult result;
-        try
-        {
-            result = await _runc.RunWithStdioAsync(
-                new[] { "create", "--bundle", request.Bundle, "--pid-file", pidFile, request.ContainerId },
-                stdio, RuncLogFile(request.Bundle), cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            stdio.ReleaseChildEnds();
-        }
+        var result = await RunWithStdioAsync(
+            new[] { "create", "--bundle", request.Bundle, "--pid-file", pidFile, request.ContainerId },
+            stdio, request.Bundle, owner, cancellationToken).ConfigureAwait(false);
         if (!result.Succeeded)
         {
             stdio.Dispose();
@@ -84,13 +77,12 @@ public sealed class HostRuncBackend : ISandboxBackend
         RuncResult result;
         try
         {
-            result = await _runc.RunWithStdioAsync(
+            result = await RunWithStdioAsync(
                 new[] { "exec", "--process", processFile, "--detach", "--pid-file", pidFile, request.ContainerId },
-                stdio, RuncLogFile(container.Bundle), cancellationToken).ConfigureAwait(false);
+                stdio, container.Bundle, owner, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
-            stdio.ReleaseChildEnds();
             File.Delete(processFile);
         }
         if (!result.Succeeded)
@@ -166,8 +158,8 @@ public sealed class HostRuncBackend : ISandboxBackend
 
     public Task ResizePtyAsync(string containerId, string execId, uint width, uint height, CancellationToken cancellationToken)
     {
-        FindProcess(containerId, execId);
-        return Task.CompletedTask; // no terminal in this backend: nothing to resize (as runc's shim does without a console)
+        FindProcess(containerId, execId).Stdio.Resize(width, height); // without a terminal: nothing to do, as in runc's shim
+        return Task.CompletedTask;
     }
 
     public Task CloseStdinAsync(string containerId, string execId, CancellationToken cancellationToken)
@@ -210,6 +202,48 @@ public sealed class HostRuncBackend : ISandboxBackend
                 _log($"container {container.Id}: removing it at shutdown failed: {e.Message}");
             }
         }
+    }
+
+    /// <summary>
+    /// runc create/exec with the process's stdio: pipes, or for a terminal a console socket on which runc hands over
+    /// the pty master, which is then attached to containerd's FIFOs.
+    /// </summary>
+    private async Task<RuncResult> RunWithStdioAsync(string[] arguments, StdioRelay stdio, string bundle, string owner, CancellationToken cancellationToken)
+    {
+        if (!stdio.IsTerminal)
+        {
+            try
+            {
+                return await _runc.RunWithStdioAsync(arguments, stdio, RuncLogFile(bundle), cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                stdio.ReleaseChildEnds();
+            }
+        }
+
+        using var console = ConsoleSocket.Create();
+        using var stopReceiving = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var master = console.ReceiveMasterAsync(stopReceiving.Token);
+        var withConsole = new[] { arguments[0], "--console-socket", console.Path }.Concat(arguments.Skip(1)).ToArray();
+        var result = await _runc.RunWithStdioAsync(withConsole, stdio, RuncLogFile(bundle), cancellationToken).ConfigureAwait(false);
+        if (!result.Succeeded)
+        {
+            stopReceiving.Cancel();
+            try { await master.ConfigureAwait(false); } catch (Exception e) when (e is OperationCanceledException or IOException or SocketException) { }
+            return result;
+        }
+        int masterFd;
+        try
+        {
+            masterFd = await master.WaitAsync(TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is TimeoutException or IOException or SocketException)
+        {
+            throw new SandboxBackendException(TtrpcStatusCode.Unknown, $"{owner}: runc did not hand over the terminal: {e.Message}");
+        }
+        stdio.AttachTerminal(masterFd);
+        return result;
     }
 
     private async Task RunSimpleAsync(string containerId, string command, CancellationToken cancellationToken)

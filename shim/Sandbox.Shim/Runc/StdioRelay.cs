@@ -17,6 +17,9 @@ internal sealed unsafe class StdioRelay : IDisposable
     private readonly TaskCompletionSource _stdoutDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _stderrDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile bool _stdinCloseRequested;
+    private ProcessStdio? _terminal;
+    private readonly object _masterGate = new();
+    private int _master = -1;
     private volatile bool _disposed;
 
     private StdioRelay(string owner)
@@ -34,14 +37,19 @@ internal sealed unsafe class StdioRelay : IDisposable
     /// <summary>Completes when all output was copied (both streams at end of file).</summary>
     public Task OutputCompleted => Task.WhenAll(_stdoutDone.Task, _stderrDone.Task);
 
-    /// <summary>Opens the destinations and pipes. <paramref name="owner"/> names the process in errors and thread names.</summary>
+    /// <summary>
+    /// Opens the destinations and pipes. <paramref name="owner"/> names the process in errors and thread names.
+    /// For a terminal no pipes are made: the process gets a pty from runc, and <see cref="AttachTerminal"/> connects
+    /// its master once runc has sent it.
+    /// </summary>
     public static StdioRelay Open(ProcessStdio stdio, string owner)
     {
-        if (stdio.Terminal)
-            throw new SandboxBackendException(Ttrpc.TtrpcStatusCode.Unimplemented,
-                $"{owner}: terminal (tty) mode is not supported by the host runc backend");
-
         var relay = new StdioRelay(owner);
+        if (stdio.Terminal)
+        {
+            relay._terminal = stdio;
+            return relay;
+        }
         try
         {
             relay.OpenStdin(stdio.Stdin);
@@ -65,6 +73,58 @@ internal sealed unsafe class StdioRelay : IDisposable
             foreach (int fd in _childEnds)
                 LibC.close(fd);
             _childEnds.Clear();
+        }
+    }
+
+    public bool IsTerminal => _terminal is not null;
+
+    /// <summary>
+    /// Connects the pty master to containerd's stdin and stdout (a terminal has no separate stderr). The relay owns
+    /// <paramref name="masterFd"/> from now on.
+    /// </summary>
+    public void AttachTerminal(int masterFd)
+    {
+        var terminal = _terminal ?? throw new InvalidOperationException($"{_owner} has no terminal");
+        _master = masterFd;
+        _stderrDone.TrySetResult();
+        int stdin = terminal.Stdin.Length > 0 ? OpenDestination(terminal.Stdin, "stdin", LibC.O_RDWR | LibC.O_NONBLOCK) : -1;
+        int stdout = terminal.Stdout.Length > 0 ? OpenDestination(terminal.Stdout, "stdout", LibC.O_RDWR) : -1;
+        int masterForInput = LibC.fcntl(masterFd, LibC.F_DUPFD_CLOEXEC, 0);
+        if (stdin >= 0)
+            StartThread("tty-in", () => CopyStdin(stdin, masterForInput));
+        else
+            LibC.close(masterForInput);
+        int destination = stdout >= 0 ? stdout : LibC.open("/dev/null", LibC.O_WRONLY | LibC.O_CLOEXEC, 0);
+        StartThread("tty-out", () =>
+        {
+            try
+            {
+                // EIO once the last process holding the pty's slave side is gone: the terminal's end of file
+                CopyOutput(masterFd, destination);
+            }
+            finally
+            {
+                LibC.close(destination);
+                lock (_masterGate)
+                {
+                    _master = -1;
+                    LibC.close(masterFd);
+                }
+                _stdoutDone.TrySetResult();
+            }
+        });
+    }
+
+    /// <summary>ResizePty: sets the terminal size (no terminal: nothing to do).</summary>
+    public unsafe void Resize(uint width, uint height)
+    {
+        var size = new LibC.WinSize { Columns = (ushort)width, Rows = (ushort)height };
+        lock (_masterGate)
+        {
+            if (_master < 0)
+                return;
+            if (LibC.ioctl(_master, LibC.TIOCSWINSZ, &size) != 0)
+                throw new IOException($"{_owner}: resizing the terminal failed: {LibC.Describe(Marshal.GetLastPInvokeError())}");
         }
     }
 
