@@ -343,11 +343,15 @@ public sealed class TaskService
         {
             if (killFirst)
             {
-                await CallBackendAsync($"kill never-started container {request.Id} before deleting it", async () =>
+                try
                 {
                     await _backend.KillAsync(request.Id, "", SigKill, false, cancellationToken).ConfigureAwait(false);
-                    return true;
-                }).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    // it may already be gone; deleting it below is what matters
+                    _log($"container {request.Id}: killing its never-started init before deleting it failed: {e.Message}");
+                }
                 try
                 {
                     await container.Init.Exited.Task.WaitAsync(CreatedKillWait, cancellationToken).ConfigureAwait(false);
