@@ -7,12 +7,16 @@ CONFIGURATION ?= Release
 BUILD := build
 GUEST := $(BUILD)/guest
 AGENT := $(BUILD)/agent/sandbox-agent
+SHIM := $(BUILD)/shim/containerd-shim-sandbox-v2
+CTL := $(BUILD)/ctl/sandboxctl
+PREFIX ?= /usr/local
 SETUP_STAMP := $(BUILD)/setup.stamp
+KERNEL_DEB := /var/cache/sandbox/kernel/linux-image.deb
 SOURCES_OF = $(shell find $(1) \( -name '*.cs' -o -name '*.csproj' -o -name '*.proto' \) -not -path '*/obj/*' -not -path '*/bin/*')
 
-.PHONY: all setup agent image build test bench demo install clean
+.PHONY: all setup agent shim ctl image build test bench demo install clean
 
-all: image build
+all: image build shim ctl
 
 ## setup: install host packages, vhost-device-vsock and the guest kernel package (idempotent)
 setup: $(SETUP_STAMP)
@@ -26,22 +30,56 @@ $(AGENT): $(call SOURCES_OF,agent) Directory.Build.props | $(SETUP_STAMP)
 	$(DOTNET) publish agent/Sandbox.Agent/Sandbox.Agent.csproj -c Release -r linux-x64 -o $(BUILD)/agent -nologo -v quiet
 	@touch $@
 
+## shim: containerd-shim-sandbox-v2, Native AOT
+shim: $(SHIM)
+$(SHIM): $(call SOURCES_OF,shim agent/Sandbox.Agent.Protocol agent/Sandbox.Vsock hypervisor-adapters) Directory.Build.props | $(SETUP_STAMP)
+	$(DOTNET) publish shim/Sandbox.Shim/Sandbox.Shim.csproj -c Release -r linux-x64 -o $(BUILD)/shim -nologo -v quiet
+	@touch $@
+
+## ctl: sandboxctl, the operator's CLI
+ctl: $(CTL)
+$(CTL): $(call SOURCES_OF,shim agent/Sandbox.Agent.Protocol agent/Sandbox.Vsock hypervisor-adapters) Directory.Build.props | $(SETUP_STAMP)
+	$(DOTNET) publish shim/Sandbox.Ctl/Sandbox.Ctl.csproj -c Release -o $(BUILD)/ctl -nologo -v quiet
+	@touch $@
+
 ## image: guest kernel (PVH vmlinux) and initramfs with busybox, crun and the agent; rebuilt only when an input changed
 image: $(GUEST)/initramfs.cpio
-$(GUEST)/initramfs.cpio: $(AGENT) $(wildcard images/*) $(SETUP_STAMP)
+$(GUEST)/initramfs.cpio: $(AGENT) $(wildcard images/*) $(KERNEL_DEB) $(SETUP_STAMP)
 	images/build-image.sh $(GUEST) $(AGENT)
+
+# setup downloads the guest kernel package; the image is rebuilt when it changes.
+$(KERNEL_DEB): | $(SETUP_STAMP) ;
 
 ## build: every .NET project of the solution
 build: $(SETUP_STAMP)
 	$(DOTNET) build Sandbox.sln -c $(CONFIGURATION) -nologo -v quiet
 
 ## test: unit, integration (real VMs) and end-to-end (real containerd) tests
-test: image build
-	tests/run-tests.sh $(CONFIGURATION)
+test: image build shim
+	SANDBOX_SHIM_BINARY=$(abspath $(SHIM)) tests/run-tests.sh $(CONFIGURATION)
 
 ## bench: medians of boot, agent readiness and their ratios against the bare-boot floor
 bench: image build
 	$(DOTNET) run --project tests/Sandbox.Bench -c $(CONFIGURATION) --no-build
+
+## install: the shim and sandboxctl on PATH, the guest image and a default configuration in fixed places
+install: image shim ctl
+	install -D -m 0755 $(SHIM) $(DESTDIR)$(PREFIX)/bin/containerd-shim-sandbox-v2
+	install -d $(DESTDIR)$(PREFIX)/lib/sandbox/sandboxctl
+	cp -a $(BUILD)/ctl/. $(DESTDIR)$(PREFIX)/lib/sandbox/sandboxctl/
+	ln -sf $(PREFIX)/lib/sandbox/sandboxctl/sandboxctl $(DESTDIR)$(PREFIX)/bin/sandboxctl
+	install -D -m 0644 $(GUEST)/vmlinux $(DESTDIR)/usr/share/sandbox/guest/vmlinux
+	install -D -m 0644 $(GUEST)/initramfs.cpio $(DESTDIR)/usr/share/sandbox/guest/initramfs.cpio
+	install -D -m 0644 $(GUEST)/kernel-release $(DESTDIR)/usr/share/sandbox/guest/kernel-release
+	install -D -m 0644 $(GUEST)/manifest.txt $(DESTDIR)/usr/share/sandbox/guest/manifest.txt
+	@if [ -f $(DESTDIR)/etc/sandbox/configuration.toml ]; then echo "kept the existing /etc/sandbox/configuration.toml"; \
+	 else install -D -m 0644 shim/configuration.toml $(DESTDIR)/etc/sandbox/configuration.toml; fi
+	@echo; echo "Installed. Add this to containerd's config.toml (version 2, containerd 1.6/1.7) and restart containerd:"; echo
+	@echo '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.sandbox]'
+	@echo '  runtime_type = "io.containerd.sandbox.v2"'
+	@echo '  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.sandbox.options]'
+	@echo '    ConfigPath = "/etc/sandbox/configuration.toml"'
+	@echo; echo "Then: ctr run --rm --runtime io.containerd.sandbox.v2 IMAGE ID CMD, or a RuntimeClass with handler: sandbox."
 
 clean:
 	rm -rf $(BUILD)

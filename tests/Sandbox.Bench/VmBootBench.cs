@@ -84,7 +84,7 @@ public sealed class VmBootBench(int rounds)
         var clock = Stopwatch.StartNew();
         await vm.StartAsync(cancellationToken);
         using var agent = new AgentConnection(SandboxVm.DialerFor(vm.AgentEndpoint), id);
-        await agent.WaitUntilReadyAsync(TimeSpan.FromMinutes(2), cancellationToken);
+        await AgentReadiness.WaitAsync(vm, agent, id, TimeSpan.FromMinutes(2), cancellationToken);
         double seconds = clock.Elapsed.TotalSeconds;
         var info = await agent.Client.GetGuestInfoAsync(new GetGuestInfoRequest(), deadline: DateTime.UtcNow.AddSeconds(30),
             cancellationToken: cancellationToken);

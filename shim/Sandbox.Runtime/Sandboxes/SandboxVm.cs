@@ -89,7 +89,7 @@ public sealed class SandboxVm : IAsyncDisposable
             agent = new AgentConnection(DialerFor(hypervisor.AgentEndpoint), options.SandboxId);
             WriteMetadata(state, hypervisor, options);
 
-            await WaitForAgentAsync(agent, hypervisor, options, cancellationToken);
+            await AgentReadiness.WaitAsync(hypervisor, agent, options.SandboxId, options.AgentReadyTimeout, cancellationToken);
             await agent.Client.CreateSandboxAsync(new CreateSandboxRequest
             {
                 SandboxId = options.SandboxId,
@@ -114,38 +114,6 @@ public sealed class SandboxVm : IAsyncDisposable
         KernelVsockEndpoint kernel => new KernelVsockDialer(kernel.Cid, kernel.Port),
         _ => throw new NotSupportedException($"agent endpoint {endpoint} has no dialer"),
     };
-
-    /// <summary>Waits for Health, but fails at once (with the console's last lines) if the VMM exits meanwhile.</summary>
-    private static async Task WaitForAgentAsync(AgentConnection agent, IHypervisor hypervisor, SandboxVmOptions options,
-        CancellationToken cancellationToken)
-    {
-        using var stopWaiting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var ready = agent.WaitUntilReadyAsync(options.AgentReadyTimeout, stopWaiting.Token);
-        var exited = hypervisor.WaitForExitAsync(stopWaiting.Token);
-        var first = await Task.WhenAny(ready, exited);
-        stopWaiting.Cancel();
-        if (first == ready)
-        {
-            await ready;
-            return;
-        }
-        var exit = await exited.ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : null, TaskScheduler.Default);
-        throw new InvalidOperationException(
-            $"sandbox {options.SandboxId}: the VM exited (code {exit?.ExitCode.ToString() ?? "?"}) before its agent answered. " +
-            $"Last console lines ({hypervisor.ConsoleLogPath}):\n{ConsoleTail(hypervisor.ConsoleLogPath, 20)}");
-    }
-
-    public static string ConsoleTail(string path, int lines)
-    {
-        try
-        {
-            return string.Join('\n', File.ReadLines(path).TakeLast(lines));
-        }
-        catch (IOException e)
-        {
-            return $"(console log unreadable: {e.Message})";
-        }
-    }
 
     private static void WriteMetadata(SandboxStateDirectory state, IHypervisor hypervisor, SandboxVmOptions options)
     {
