@@ -1,0 +1,90 @@
+using Sandbox.Hypervisors;
+using Sandbox.Runtime.Sandboxes;
+
+namespace Sandbox.Runtime.Configuration;
+
+/// <summary>
+/// The runtime's configuration (configuration.toml, Kata-style sections): how to boot sandbox VMs, how long to wait
+/// for the agent, where state lives. Read by <see cref="SandboxConfigurationParser"/>, found by
+/// <see cref="SandboxConfigurationLoader"/>. Every property has a built-in default; empty paths mean "find it".
+/// </summary>
+public sealed record SandboxConfiguration
+{
+    /// <summary>Where the values came from: a file path, or <see cref="BuiltInSource"/>.</summary>
+    public string Source { get; init; } = BuiltInSource;
+
+    public const string BuiltInSource = "built-in defaults";
+
+    public QemuSettings Qemu { get; init; } = new();
+    public AgentSettings Agent { get; init; } = new();
+    public RuntimeSettings Runtime { get; init; } = new();
+
+    /// <summary>The built-in defaults (what `make install` lays out).</summary>
+    public static SandboxConfiguration Default { get; } = new();
+
+    /// <summary>Guest kernel and initramfs: the configured files, else those <see cref="GuestAssets.Locate"/> finds.</summary>
+    public GuestAssets ResolveGuestAssets()
+    {
+        if (Qemu.Kernel is not null && Qemu.Initrd is not null)
+            return new GuestAssets(Qemu.Kernel, Qemu.Initrd);
+        var located = GuestAssets.Locate();
+        return new GuestAssets(Qemu.Kernel ?? located.KernelPath, Qemu.Initrd ?? located.InitrdPath);
+    }
+
+    /// <summary>The parent of sandbox state directories: runtime.state_root, else $SANDBOX_STATE_ROOT, else the default.</summary>
+    public string ResolveStateRoot() => SandboxStateDirectory.ResolveRoot(Runtime.StateRoot);
+
+    /// <summary>How to boot the VM of sandbox <paramref name="sandboxId"/> with this configuration.</summary>
+    public SandboxVmOptions ToVmOptions(string sandboxId, string? hostname) => new()
+    {
+        SandboxId = sandboxId,
+        Assets = ResolveGuestAssets(),
+        StateRoot = ResolveStateRoot(),
+        Hostname = hostname,
+        Vcpus = Qemu.DefaultVcpus,
+        MemoryMiB = Qemu.DefaultMemoryMiB,
+        Acceleration = Qemu.Accel,
+        VsockMode = Qemu.Vsock,
+        MachineType = Qemu.MachineType,
+        VmmPath = Qemu.Path,
+        VhostDeviceVsockPath = Qemu.VhostDeviceVsockPath,
+        AgentReadyTimeout = Agent.ReadyTimeout,
+        Debug = Runtime.Debug,
+    };
+}
+
+/// <summary>[hypervisor.qemu]</summary>
+public sealed record QemuSettings
+{
+    /// <summary>qemu-system-x86_64; null = search PATH.</summary>
+    public string? Path { get; init; }
+    /// <summary>Guest kernel (PVH vmlinux); null = <see cref="GuestAssets.Locate"/>.</summary>
+    public string? Kernel { get; init; }
+    /// <summary>Guest initramfs; null = <see cref="GuestAssets.Locate"/>.</summary>
+    public string? Initrd { get; init; }
+    public int DefaultVcpus { get; init; } = 1;
+    public int DefaultMemoryMiB { get; init; } = 256;
+    public Acceleration Accel { get; init; } = Acceleration.Auto;
+    public VsockMode Vsock { get; init; } = VsockMode.Auto;
+    public MachineType MachineType { get; init; } = MachineType.Microvm;
+    /// <summary>vhost-device-vsock for hybrid vsock; null = search PATH.</summary>
+    public string? VhostDeviceVsockPath { get; init; }
+}
+
+/// <summary>[agent]</summary>
+public sealed record AgentSettings
+{
+    /// <summary>How long a booting VM may take until its agent answers (TCG boots take seconds).</summary>
+    public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>Deadline of every agent request that is not meant to block (create, start, signal, ...).</summary>
+    public TimeSpan RpcTimeout { get; init; } = TimeSpan.FromSeconds(60);
+}
+
+/// <summary>[runtime]</summary>
+public sealed record RuntimeSettings
+{
+    /// <summary>Parent of the sandbox state directories; null = $SANDBOX_STATE_ROOT, else /run/sandbox/sandboxes.</summary>
+    public string? StateRoot { get; init; }
+    /// <summary>Verbose guest console and shim log.</summary>
+    public bool Debug { get; init; }
+}
