@@ -21,9 +21,12 @@ public readonly record struct ChildExit(int RawStatus, DateTime ExitedAt)
 /// <summary>
 /// Starts child processes (posix_spawn with an explicit stdio mapping) and reaps every child of the agent.
 /// The agent is PID 1 in the guest (or a child subreaper on a host), so it also inherits the container processes
-/// whose crun parent exited, and orphans. One reaper loop calls waitpid(-1): a registered pid gets its exit
-/// delivered; an unregistered one is kept for a while in case its registration is just about to happen
-/// (a process started by "crun exec --detach" may exit before the agent reads its pid file); others are orphans.
+/// whose crun parent exited, and orphans. One dedicated thread blocks in waitid(P_ALL, WEXITED|WNOWAIT) and then
+/// reaps the pid it names: a registered pid gets its exit delivered; an unregistered one is kept for a while in
+/// case its registration is just about to happen (a process started by "crun exec --detach" may exit before the
+/// agent reads its pid file); others are orphans.
+/// SIGCHLD is set back to SIG_DFL: when the process is PID 1, the .NET runtime's own SIGCHLD handler reaps every
+/// child with waitpid(-1) (to avoid zombies in containers) and the exit statuses would be lost.
 /// </summary>
 public sealed unsafe class ChildProcesses
 {
@@ -32,8 +35,7 @@ public sealed unsafe class ChildProcesses
     private readonly Dictionary<int, TaskCompletionSource<ChildExit>> _waiting = new();
     private readonly Dictionary<int, ChildExit> _unclaimed = new();
     private readonly Queue<int> _unclaimedOrder = new();
-    private readonly SemaphoreSlim _sigchld = new(0);
-    private PosixSignalRegistration? _registration;
+    private readonly SemaphoreSlim _spawned = new(0);
 
     public static ChildProcesses Shared => s_shared.Value;
     private static readonly Lazy<ChildProcesses> s_shared = new(() => new ChildProcesses());
@@ -41,7 +43,7 @@ public sealed unsafe class ChildProcesses
     private ChildProcesses()
     {
         if (LibC.GetPid() != 1) LibC.Prctl(LibC.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-        _registration = PosixSignalRegistration.Create(PosixSignal.SIGCHLD, _ => _sigchld.Release());
+        LibC.Signal(LibC.SIGCHLD, 0 /* SIG_DFL */);
         new Thread(ReapLoop) { IsBackground = true, Name = "child-reaper" }.Start();
     }
 
@@ -84,6 +86,7 @@ public sealed unsafe class ChildProcesses
                 if (error != 0) throw new IOException($"cannot start {path}: {LibC.ErrorText(error)}");
                 _waiting[pid] = exited;
             }
+            _spawned.Release();
             return (pid, exited.Task);
         }
         finally
@@ -126,28 +129,35 @@ public sealed unsafe class ChildProcesses
 
     private void ReapLoop()
     {
+        byte* info = stackalloc byte[LibC.SiginfoSize];
         while (true)
         {
-            _sigchld.Wait(TimeSpan.FromSeconds(1));
-            while (true)
+            new Span<byte>(info, LibC.SiginfoSize).Clear();
+            // Blocks until some child has exited, without reaping it.
+            if (LibC.WaitId(LibC.P_ALL, 0, info, LibC.WEXITED | LibC.WNOWAIT) != 0)
             {
-                TaskCompletionSource<ChildExit>? waiter;
-                ChildExit exit;
-                lock (_lock)
-                {
-                    int status;
-                    int pid = LibC.WaitPid(-1, &status, LibC.WNOHANG);
-                    if (pid <= 0) break;
-                    exit = new ChildExit(status, DateTime.UtcNow);
-                    if (!_waiting.Remove(pid, out waiter))
-                    {
-                        _unclaimed[pid] = exit;
-                        _unclaimedOrder.Enqueue(pid);
-                        while (_unclaimedOrder.Count > UnclaimedLimit) _unclaimed.Remove(_unclaimedOrder.Dequeue());
-                    }
-                }
-                waiter?.TrySetResult(exit);
+                int errno = LibC.LastError;
+                if (errno == LibC.ECHILD) _spawned.Wait(TimeSpan.FromSeconds(1)); // no children yet
+                continue;
             }
+            int exitedPid = *(int*)(info + LibC.SiginfoPidOffset);
+            if (exitedPid <= 0) continue;
+            TaskCompletionSource<ChildExit>? waiter;
+            ChildExit exit;
+            lock (_lock)
+            {
+                int status;
+                int pid = LibC.WaitPid(exitedPid, &status, LibC.WNOHANG);
+                if (pid <= 0) continue;
+                exit = new ChildExit(status, DateTime.UtcNow);
+                if (!_waiting.Remove(pid, out waiter))
+                {
+                    _unclaimed[pid] = exit;
+                    _unclaimedOrder.Enqueue(pid);
+                    while (_unclaimedOrder.Count > UnclaimedLimit) _unclaimed.Remove(_unclaimedOrder.Dequeue());
+                }
+            }
+            waiter?.TrySetResult(exit);
         }
     }
 

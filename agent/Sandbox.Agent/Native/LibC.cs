@@ -74,6 +74,14 @@ internal static unsafe partial class LibC
     [LibraryImport("libc", EntryPoint = "waitpid", SetLastError = true)]
     public static partial int WaitPid(int pid, int* status, int options);
 
+    public const int P_ALL = 0, WEXITED = 4, WNOWAIT = 0x01000000, SIGCHLD = 17, SiginfoSize = 128, SiginfoPidOffset = 16;
+
+    [LibraryImport("libc", EntryPoint = "waitid", SetLastError = true)]
+    public static partial int WaitId(int idType, uint id, byte* info, int options);
+
+    [LibraryImport("libc", EntryPoint = "signal", SetLastError = true)]
+    public static partial nint Signal(int signal, nint handler);
+
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     public static partial int Kill(int pid, int signal);
 
