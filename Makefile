@@ -62,6 +62,10 @@ test: image build shim
 bench: image build
 	$(DOTNET) run --project tests/Sandbox.Bench -c $(CONFIGURATION) --no-build
 
+## demo: a private containerd runs `uname -a` in a VM through the shim, next to the host's, then stops everything
+demo: image build shim
+	$(DOTNET) run --project tests/Sandbox.Demo -c $(CONFIGURATION) --no-build -- $(SHIM)
+
 ## install: the shim and sandboxctl on PATH, the guest image and a default configuration in fixed places
 install: image shim ctl
 	install -D -m 0755 $(SHIM) $(DESTDIR)$(PREFIX)/bin/containerd-shim-sandbox-v2

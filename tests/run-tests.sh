@@ -5,18 +5,16 @@ set -uo pipefail
 configuration=${1:-Release}
 cd "$(dirname "$0")/.."
 passed=0 failed=0 skipped=0 status=0
+# The console logger closes each run with "Total tests: N", then "     Passed: N", "     Failed: N", "    Skipped: N".
+count() { grep -E "^ +$1: +[0-9]+ *\$" "$log" | tail -1 | grep -oE '[0-9]+' || echo 0; }
 for project in tests/*/*.csproj; do
   grep -q '<IsTestProject>true</IsTestProject>' "$project" || continue
   echo "== $project"
   log=$(mktemp)
   dotnet test "$project" -c "$configuration" --no-build -nologo --logger "console;verbosity=normal" 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
-  summary=$(grep -E '(Passed|Failed)!? +- +Failed: +[0-9]+, +Passed: +[0-9]+, +Skipped: +[0-9]+' "$log" | tail -1)
-  if [ -n "$summary" ]; then
-    f=$(sed -E 's/.*Failed: +([0-9]+).*/\1/' <<<"$summary")
-    p=$(sed -E 's/.*Passed: +([0-9]+).*/\1/' <<<"$summary")
-    s=$(sed -E 's/.*Skipped: +([0-9]+).*/\1/' <<<"$summary")
-    passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+  if grep -qE '^Total tests: +[0-9]+' "$log"; then
+    passed=$((passed + $(count Passed))) failed=$((failed + $(count Failed))) skipped=$((skipped + $(count Skipped)))
   elif [ "$rc" -ne 0 ]; then
     failed=$((failed + 1))
     echo "!! $project: the test run failed before reporting a summary"
