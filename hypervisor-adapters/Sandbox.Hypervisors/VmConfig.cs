@@ -28,7 +28,21 @@ public sealed record VmConfig
     public uint GuestCid { get; init; }
     /// <summary>Verbose guest console (no `quiet`).</summary>
     public bool Debug { get; init; }
+    /// <summary>Network namespace the VMM runs in (a path such as /var/run/netns/cni-1234), entered with
+    /// `nsenter --net=PATH`, which execs the VMM so that its pid is the VMM's. For a pod this is the namespace CNI
+    /// configured: its tap devices live there, and containerd joins containers to it through the VMM's pid.
+    /// Helper daemons (vhost-device-vsock) stay in the caller's namespace. null = the caller's namespace.</summary>
+    public string? NetworkNamespacePath { get; init; }
+    /// <summary>Guest network cards, each backed by an existing tap device (in <see cref="NetworkNamespacePath"/>
+    /// when that is set). Empty = no network card.</summary>
+    public IReadOnlyList<VmNetworkInterface> NetworkInterfaces { get; init; } = [];
+    /// <summary>Path of nsenter (util-linux), used with <see cref="NetworkNamespacePath"/>; null = look it up on PATH.</summary>
+    public string? NsenterPath { get; init; }
 }
+
+/// <summary>One guest network card: a virtio-net device on the tap device <paramref name="TapName"/>, seen by the guest
+/// with the hardware address <paramref name="MacAddress"/> ("aa:bb:cc:dd:ee:ff").</summary>
+public sealed record VmNetworkInterface(string TapName, string MacAddress);
 
 public enum Acceleration { Auto, Kvm, Tcg }
 

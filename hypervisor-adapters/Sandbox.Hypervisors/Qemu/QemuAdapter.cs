@@ -26,7 +26,8 @@ public sealed record QemuAdapterOptions
 
 /// <summary>
 /// <see cref="IHypervisor"/> on QEMU: microvm (or q35) with PVH direct boot of the guest vmlinux, KVM or TCG, kernel
-/// or hybrid vsock (one vhost-device-vsock daemon per VM), an optional 9p share, the serial console in
+/// or hybrid vsock (one vhost-device-vsock daemon per VM), an optional 9p share, virtio-net cards on existing tap
+/// devices (QEMU started through nsenter in the VM's network namespace, if one is set), the serial console in
 /// &lt;state&gt;/console.log, QMP on &lt;state&gt;/qmp.sock. The exact command lines are written to
 /// &lt;state&gt;/qemu.cmdline and &lt;state&gt;/vsockd.cmdline.
 /// QEMU and the daemon are children of this process and live until StopAsync/DisposeAsync (or the guest powers off);
@@ -147,9 +148,9 @@ public sealed class QemuAdapter : IHypervisor
 
         for (var attempt = 1; ; attempt++)
         {
-            var args = QemuCommandLine.Build(Plan.Spec);
+            var launch = QemuLaunchCommand.Build(Plan);
             WriteCommandLines();
-            var qemu = StartProcess("QEMU", Plan.QemuPath, args);
+            var qemu = StartProcess("QEMU", launch.Program, launch.Arguments);
             _qemu = qemu;
             _logger.LogInformation("sandbox {SandboxId}: QEMU started, pid {Pid}", SandboxId, qemu.Pid);
             if (await WaitUntilRunningAsync(qemu, cancellationToken).ConfigureAwait(false))
@@ -378,7 +379,8 @@ public sealed class QemuAdapter : IHypervisor
     {
         try
         {
-            File.WriteAllText(Files.QemuCommandLine, CommandLineText.Format(Plan.QemuPath, QemuCommandLine.Build(Plan.Spec)));
+            var launch = QemuLaunchCommand.Build(Plan);
+            File.WriteAllText(Files.QemuCommandLine, CommandLineText.Format(launch.Program, launch.Arguments));
             if (Plan.VsockDaemonPath is { } daemonPath)
                 File.WriteAllText(Files.VsockDaemonCommandLine, CommandLineText.Format(daemonPath, VsockDaemonCommandLine.Build(Files)));
         }

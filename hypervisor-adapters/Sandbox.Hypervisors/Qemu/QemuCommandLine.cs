@@ -65,6 +65,17 @@ public static class QemuCommandLine
             args.AddRange(["-fsdev", $"local,id=fs0,path={Escape(spec.SharedDirectory)},security_model=none,multidevs=remap"]);
             args.AddRange(["-device", $"{(microvm ? "virtio-9p-device" : "virtio-9p-pci")},fsdev=fs0,mount_tag={Escape(spec.ShareMountTag)}"]);
         }
+
+        for (var i = 0; i < spec.NetworkInterfaces.Count; i++)
+        {
+            var nic = spec.NetworkInterfaces[i];
+            // The tap exists and is wired up already (for a pod: tc redirects between it and the pod's veth), so QEMU
+            // runs no ifup/ifdown scripts; it only opens the device. q35 boots the kernel directly: no option ROM.
+            args.AddRange(["-netdev", $"tap,id=net{i},ifname={Escape(nic.TapName)},script=no,downscript=no"]);
+            args.AddRange(["-device", microvm
+                ? $"virtio-net-device,netdev=net{i},mac={nic.MacAddress}"
+                : $"virtio-net-pci,netdev=net{i},mac={nic.MacAddress},romfile="]);
+        }
         return args;
     }
 

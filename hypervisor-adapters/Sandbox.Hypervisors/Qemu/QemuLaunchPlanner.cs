@@ -1,9 +1,14 @@
+using System.Text.RegularExpressions;
 using Sandbox.Hypervisors.HostDetection;
 
 namespace Sandbox.Hypervisors.Qemu;
 
 /// <summary>What the host offers, gathered once by <see cref="QemuAdapter.PrepareAsync"/>.</summary>
-public sealed record QemuHostFacts(string? QemuPath, string QemuReason, KvmProbeResult Kvm, VsockProbeResult Vsock, TscFrequencyResult Tsc);
+public sealed record QemuHostFacts(string? QemuPath, string QemuReason, KvmProbeResult Kvm, VsockProbeResult Vsock, TscFrequencyResult Tsc)
+{
+    /// <summary>Path of nsenter; looked up only when the VM runs in a network namespace.</summary>
+    public string? NsenterPath { get; init; }
+}
 
 /// <summary>The outcome of planning: the spec for the command line plus what is needed to run it.</summary>
 public sealed record QemuLaunchPlan(
@@ -11,16 +16,22 @@ public sealed record QemuLaunchPlan(
     string QemuPath,
     string? VsockDaemonPath,
     bool GuestCidIsAutomatic,
-    HypervisorCapabilities Capabilities);
+    HypervisorCapabilities Capabilities)
+{
+    /// <summary>nsenter, which starts QEMU in <see cref="QemuLaunchSpec.NetworkNamespacePath"/>; null without a namespace.</summary>
+    public string? NsenterPath { get; init; }
+}
 
 /// <summary>
 /// Validates a <see cref="VmConfig"/> and resolves its "auto" choices against the host facts: KVM only when the KVM
 /// probe says usable, else TCG; kernel vsock when /dev/vhost-vsock opens, else hybrid. Every refusal is a
 /// <see cref="HypervisorException"/> that says what to check.
 /// </summary>
-public static class QemuLaunchPlanner
+public static partial class QemuLaunchPlanner
 {
     public const int MinimumMemoryMiB = 64;
+    /// <summary>Linux interface names are at most 15 bytes (IFNAMSIZ - 1).</summary>
+    public const int MaxInterfaceNameLength = 15;
 
     public static QemuLaunchPlan Plan(VmConfig config, QemuHostFacts host)
     {
@@ -45,6 +56,16 @@ public static class QemuLaunchPlanner
             throw Fail("ShareMountTag is empty");
         if (host.QemuPath is null)
             throw Fail($"QEMU not found: {host.QemuReason}");
+        if (config.NetworkNamespacePath is { } netns)
+        {
+            if (!Path.IsPathRooted(netns))
+                throw Fail($"network namespace path {netns} is not absolute");
+            if (!File.Exists(netns))
+                throw Fail($"network namespace {netns} does not exist (was the pod's network namespace removed? `ip netns list` shows the named ones)");
+            if (host.NsenterPath is null)
+                throw Fail($"nsenter (util-linux) not found ({config.NsenterPath ?? "PATH, " + QemuHostFactsProbe.SystemDirectories}); it starts QEMU in the network namespace {netns}");
+        }
+        var nics = ValidateNetworkInterfaces(config.NetworkInterfaces, Fail);
 
         var (acceleration, accelerationReason) = config.Acceleration switch
         {
@@ -96,12 +117,43 @@ public static class QemuLaunchPlanner
             GuestCid = cid,
             SharedDirectory = config.SharedDirectory is null ? null : Path.GetFullPath(config.SharedDirectory),
             ShareMountTag = config.ShareMountTag,
+            NetworkNamespacePath = config.NetworkNamespacePath,
+            NetworkInterfaces = nics,
         };
         var capabilities = new HypervisorCapabilities("qemu", acceleration, vsockMode, SharedFilesystem: true,
             Reason: $"{accelerationReason}; vsock: {host.Vsock.Reason}");
         return new QemuLaunchPlan(spec, host.QemuPath, vsockMode == VsockMode.Hybrid ? host.Vsock.VhostDeviceVsockPath : null,
-            cidIsAutomatic, capabilities);
+            cidIsAutomatic, capabilities)
+        {
+            NsenterPath = config.NetworkNamespacePath is null ? null : host.NsenterPath,
+        };
     }
+
+    /// <summary>Tap names a shell and QEMU take literally, MACs as six hex pairs of a unicast address; returned with
+    /// the MACs in lower case.</summary>
+    private static List<VmNetworkInterface> ValidateNetworkInterfaces(IReadOnlyList<VmNetworkInterface>? nics, Func<string, HypervisorException> fail)
+    {
+        var result = new List<VmNetworkInterface>();
+        foreach (var nic in nics ?? [])
+        {
+            if (nic.TapName is null || nic.TapName.Length > MaxInterfaceNameLength || !InterfaceName().IsMatch(nic.TapName))
+                throw fail($"tap device name '{nic.TapName}' is invalid: use 1 to {MaxInterfaceNameLength} letters, digits, '_', '.' or '-'");
+            if (nic.MacAddress is null || !MacAddress().IsMatch(nic.MacAddress))
+                throw fail($"MAC address '{nic.MacAddress}' of tap {nic.TapName} is invalid: use six hex pairs such as 02:42:0a:58:00:05");
+            if ((Convert.ToByte(nic.MacAddress[..2], 16) & 1) != 0)
+                throw fail($"MAC address {nic.MacAddress} of tap {nic.TapName} is a multicast address; a network card needs a unicast one");
+            if (result.Any(n => n.TapName == nic.TapName))
+                throw fail($"tap device {nic.TapName} is given to more than one network card");
+            result.Add(nic with { MacAddress = nic.MacAddress.ToLowerInvariant() });
+        }
+        return result;
+    }
+
+    [GeneratedRegex("^[A-Za-z0-9_.-]+$")]
+    private static partial Regex InterfaceName();
+
+    [GeneratedRegex("^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")]
+    private static partial Regex MacAddress();
 
     /// <summary>A random CID well away from the reserved and the small, commonly hand-picked ones. The kernel refuses
     /// a CID already in use; the adapter then retries with another.</summary>
@@ -111,6 +163,9 @@ public static class QemuLaunchPlanner
 /// <summary>Gathers <see cref="QemuHostFacts"/> with the real probes.</summary>
 public static class QemuHostFactsProbe
 {
+    /// <summary>Searched after PATH for system tools: a shim started by containerd may have a short PATH.</summary>
+    public const string SystemDirectories = "/usr/sbin:/usr/bin:/sbin:/bin";
+
     /// <summary>Locates QEMU and probes KVM, vsock and the TSC as <paramref name="config"/> needs them.
     /// Reads files and device nodes only; runs no process.</summary>
     public static QemuHostFacts Detect(VmConfig config)
@@ -121,6 +176,9 @@ public static class QemuHostFactsProbe
             : new KvmProbe().Probe();
         var vsock = new VsockProbe(daemonPath: config.VhostDeviceVsockPath).Probe(config.VsockMode);
         var tsc = new TscFrequency().Detect();
-        return new QemuHostFacts(qemuPath, qemuReason, kvm, vsock, tsc);
+        var nsenter = config.NetworkNamespacePath is null ? null
+            : config.NsenterPath is { } configured ? ExecutableSearch.Find(configured)
+            : ExecutableSearch.Find("nsenter") ?? ExecutableSearch.Find("nsenter", SystemDirectories);
+        return new QemuHostFacts(qemuPath, qemuReason, kvm, vsock, tsc) { NsenterPath = nsenter };
     }
 }

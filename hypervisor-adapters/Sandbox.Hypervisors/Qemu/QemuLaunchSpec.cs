@@ -27,6 +27,10 @@ public sealed record QemuLaunchSpec
     public uint GuestCid { get; init; } = HybridGuestCid;
     public string? SharedDirectory { get; init; }
     public string ShareMountTag { get; init; } = "share";
+    /// <summary>Network namespace QEMU runs in (see <see cref="QemuLaunchCommand"/>); null = the caller's.</summary>
+    public string? NetworkNamespacePath { get; init; }
+    /// <summary>Guest network cards (tap devices that exist where QEMU runs).</summary>
+    public IReadOnlyList<VmNetworkInterface> NetworkInterfaces { get; init; } = [];
 
     /// <summary>Every hybrid VM has its own daemon, so the guest CID does not need to be unique.</summary>
     public const uint HybridGuestCid = 3;
