@@ -1,6 +1,7 @@
 using Sandbox.Agent.Protocol;
 using Sandbox.Hypervisors;
 using Sandbox.Runtime.Agent;
+using Sandbox.Runtime.Network;
 
 namespace Sandbox.Runtime.Sandboxes;
 
@@ -23,6 +24,10 @@ public sealed record SandboxVmOptions
     /// <summary>How long the guest may take to boot until its agent answers (TCG boots take seconds).</summary>
     public TimeSpan AgentReadyTimeout { get; init; } = TimeSpan.FromSeconds(60);
     public bool Debug { get; init; }
+    /// <summary>The pod's network (its namespace from the sandbox spec), or null for none. BootAsync sets it up before
+    /// QEMU starts, runs QEMU in its namespace with one card per tap, and gives the guest the interfaces and routes
+    /// after CreateSandbox; StopAsync (and a failed boot) tears it down.</summary>
+    public PodNetwork? Network { get; init; }
 }
 
 /// <summary>
@@ -36,17 +41,19 @@ public sealed class SandboxVm : IAsyncDisposable
 
     private int _stopped;
 
-    private SandboxVm(SandboxStateDirectory state, IHypervisor hypervisor, AgentConnection agent)
+    private SandboxVm(SandboxStateDirectory state, IHypervisor hypervisor, AgentConnection agent, PodNetwork? network)
     {
         State = state;
         Hypervisor = hypervisor;
         Agent = agent;
+        Network = network;
     }
 
     public string SandboxId => State.SandboxId;
     public SandboxStateDirectory State { get; }
     public IHypervisor Hypervisor { get; }
     public AgentConnection Agent { get; }
+    public PodNetwork? Network { get; }
 
     /// <summary>Guest path under which a host path below <see cref="SandboxStateDirectory.SharedDirectory"/> appears.</summary>
     public string GuestPathOf(string hostPathInShare)
@@ -67,6 +74,7 @@ public sealed class SandboxVm : IAsyncDisposable
         AgentConnection? agent = null;
         try
         {
+            var nics = options.Network is null ? [] : await options.Network.SetUpAsync(cancellationToken);
             var config = new VmConfig
             {
                 SandboxId = options.SandboxId,
@@ -83,6 +91,8 @@ public sealed class SandboxVm : IAsyncDisposable
                 VmmPath = options.VmmPath,
                 VhostDeviceVsockPath = options.VhostDeviceVsockPath,
                 Debug = options.Debug,
+                NetworkNamespacePath = options.Network?.NetworkNamespacePath,
+                NetworkInterfaces = nics.Select(nic => new VmNetworkInterface(nic.TapName, nic.Mac)).ToList(),
             };
             await hypervisor.PrepareAsync(config, cancellationToken);
             await hypervisor.StartAsync(cancellationToken);
@@ -97,13 +107,17 @@ public sealed class SandboxVm : IAsyncDisposable
                 ShareMountTag = config.ShareMountTag,
                 SharedMountPoint = GuestSharedMountPoint,
             }, deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: cancellationToken);
-            return new SandboxVm(state, hypervisor, agent);
+            if (options.Network is not null)
+                await GuestNetworkClient.ApplyAsync(agent.Client, options.Network, cancellationToken);
+            return new SandboxVm(state, hypervisor, agent, options.Network);
         }
         catch
         {
             agent?.Dispose();
             await hypervisor.StopAsync(CancellationToken.None);
             TryDeleteState(state);
+            if (options.Network is not null)
+                await TryTearDownAsync(options.Network);
             throw;
         }
     }
@@ -152,6 +166,22 @@ public sealed class SandboxVm : IAsyncDisposable
         Agent.Dispose();
         await Hypervisor.StopAsync(cancellationToken);
         TryDeleteState(State);
+        // After QEMU is gone; each ip/tc command has its own timeout, so the teardown is not cut short.
+        if (Network is not null)
+            await Network.TearDownAsync(CancellationToken.None);
+    }
+
+    /// <summary>For a failed boot: the boot's own error is the one to report.</summary>
+    private static async Task TryTearDownAsync(PodNetwork network)
+    {
+        try
+        {
+            await network.TearDownAsync(CancellationToken.None);
+        }
+        catch (PodNetworkException e)
+        {
+            Console.Error.WriteLine(e.Message);
+        }
     }
 
     private static void TryDeleteState(SandboxStateDirectory state)
