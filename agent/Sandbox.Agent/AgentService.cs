@@ -2,16 +2,27 @@ using Google.Protobuf;
 using Grpc.Core;
 using Sandbox.Agent.Containers;
 using Sandbox.Agent.Native;
+using Sandbox.Agent.Network;
 using Sandbox.Agent.Protocol;
 
 namespace Sandbox.Agent;
 
 /// <summary>The RPCs of agent.proto. Nothing here runs before the agent listens.</summary>
-public sealed class AgentService(AgentRuntime runtime) : Protocol.Agent.AgentBase
+public sealed class AgentService : Protocol.Agent.AgentBase
 {
     private const int OutputChunkSize = 32 * 1024;
-    private readonly ContainerRunner _containers = runtime.CreateContainerRunner();
-    private readonly SandboxSetup _sandbox = new(runtime);
+    private readonly ContainerRunner _containers;
+    private readonly GuestNetwork _network;
+    private readonly SandboxSetup _sandbox;
+
+    public AgentService(AgentRuntime runtime)
+    {
+        var modules = new KernelModules(runtime.ModprobePath);
+        _containers = runtime.CreateContainerRunner();
+        _network = new GuestNetwork(modules);
+        _sandbox = new SandboxSetup(runtime, modules, _network);
+    }
+
     private double _readyUptime;
 
     public void MarkReady(double uptimeSeconds) => _readyUptime = uptimeSeconds;
@@ -47,6 +58,18 @@ public sealed class AgentService(AgentRuntime runtime) : Protocol.Agent.AgentBas
     {
         await _sandbox.DestroyAsync(_containers, context.CancellationToken);
         return new DestroySandboxResponse();
+    }
+
+    public override async Task<UpdateInterfaceResponse> UpdateInterface(UpdateInterfaceRequest request, ServerCallContext context)
+    {
+        await _network.UpdateInterfaceAsync(request.Interface, context.CancellationToken);
+        return new UpdateInterfaceResponse();
+    }
+
+    public override async Task<UpdateRoutesResponse> UpdateRoutes(UpdateRoutesRequest request, ServerCallContext context)
+    {
+        await _network.UpdateRoutesAsync(request.Routes, context.CancellationToken);
+        return new UpdateRoutesResponse();
     }
 
     public override async Task<CreateContainerResponse> CreateContainer(CreateContainerRequest request, ServerCallContext context)

@@ -1,11 +1,12 @@
 using System.Text;
 using Sandbox.Agent.Containers;
 using Sandbox.Agent.Native;
+using Sandbox.Agent.Network;
 
 namespace Sandbox.Agent;
 
-/// <summary>CreateSandbox / DestroySandbox: the hostname and the 9p share. Modules are loaded only when needed.</summary>
-public sealed class SandboxSetup(AgentRuntime runtime)
+/// <summary>CreateSandbox / DestroySandbox: the hostname, the loopback interface and the 9p share. Modules are loaded only when needed.</summary>
+public sealed class SandboxSetup(AgentRuntime runtime, KernelModules modules, GuestNetwork network)
 {
     private readonly SemaphoreSlim _lock = new(1, 1);
     private string? _sandboxId;
@@ -22,11 +23,13 @@ public sealed class SandboxSetup(AgentRuntime runtime)
                 throw AgentErrors.FailedPrecondition($"sandbox {_sandboxId} already exists in this VM (CreateSandbox runs once)");
             if (hostname.Length > 64) throw AgentErrors.InvalidArgument($"hostname '{hostname}' is longer than 64 bytes");
             if (hostname.Length > 0) SetHostName(hostname);
+            // The VM is the pod's network namespace: its containers talk to each other over localhost.
+            await network.BringLoopbackUpAsync(cancellationToken);
             if (shareTag.Length > 0)
             {
                 if (mountPoint.Length == 0) mountPoint = runtime.DefaultSharedMountPoint;
                 if (!mountPoint.StartsWith('/')) throw AgentErrors.InvalidArgument($"shared_mount_point '{mountPoint}' is not an absolute path");
-                await LoadModulesAsync(["9pnet_virtio", "9p"], cancellationToken);
+                await modules.EnsureLoadedAsync(["9pnet_virtio", "9p"], $"sandbox {sandboxId}: mount the 9p share '{shareTag}'", cancellationToken);
                 Directory.CreateDirectory(mountPoint);
                 if (LibC.Mount(shareTag, mountPoint, "9p", 0, "trans=virtio,version=9p2000.L,msize=512000,cache=mmap") != 0)
                 {
@@ -65,43 +68,6 @@ public sealed class SandboxSetup(AgentRuntime runtime)
         finally
         {
             _lock.Release();
-        }
-    }
-
-    private async Task LoadModulesAsync(string[] modules, CancellationToken cancellationToken)
-    {
-        // Built-in or already loaded: nothing to do (also the case on a host).
-        if (File.Exists("/proc/filesystems") && (await File.ReadAllTextAsync("/proc/filesystems", cancellationToken)).Contains("\t9p\n"))
-            return;
-        int devNull = LibC.OpenDevNull();
-        var (errRead, errWrite) = LibC.CreatePipe();
-        using var errors = new OutputStream(errRead);
-        ChildExit exit;
-        try
-        {
-            var (_, exited) = ChildProcesses.Shared.Spawn(runtime.ModprobePath, [runtime.ModprobePath, "-a", .. modules], devNull, devNull, errWrite);
-            LibC.Close(errWrite);
-            errWrite = -1;
-            exit = await exited.WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
-        }
-        catch (IOException e)
-        {
-            throw AgentErrors.Internal($"cannot run {runtime.ModprobePath} for {string.Join(", ", modules)}: {e.Message}");
-        }
-        catch (TimeoutException)
-        {
-            throw AgentErrors.Internal($"{runtime.ModprobePath} {string.Join(" ", modules)} did not finish within 30 s");
-        }
-        finally
-        {
-            LibC.Close(devNull);
-            if (errWrite >= 0) LibC.Close(errWrite);
-        }
-        if (exit.ExitStatus != 0)
-        {
-            var text = new StringBuilder();
-            while (await errors.ReadAsync(4096, cancellationToken) is { } chunk) text.Append(Encoding.UTF8.GetString(chunk));
-            throw AgentErrors.Internal($"{runtime.ModprobePath} -a {string.Join(" ", modules)} exited with status {exit.ExitStatus}: {text.ToString().Trim()}");
         }
     }
 

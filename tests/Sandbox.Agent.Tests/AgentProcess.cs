@@ -6,10 +6,12 @@ using Sandbox.Agent.Protocol;
 namespace Sandbox.Agent.Tests;
 
 /// <summary>
-/// The agent started natively with --listen unix:PATH (crun replaced by fake-crun.py), and a Grpc.Net.Client
-/// channel to it over that socket.
+/// The agent started natively with --listen unix:PATH (crun replaced by fake-crun.py, modprobe by /bin/true so nothing
+/// is loaded into the host kernel), and a Grpc.Net.Client channel to it over that socket. With
+/// <paramref name="ownNetworkNamespace"/> it runs under `unshare --net`, in a network namespace of its own whose
+/// interfaces the test may change freely.
 /// </summary>
-public sealed class AgentProcess : IAsyncLifetime
+public sealed class AgentProcess(bool ownNetworkNamespace = false) : IAsyncLifetime
 {
     private readonly string _directory = Path.Combine(Path.GetTempPath(), "sandbox-agent-test-" + Guid.NewGuid().ToString("N")[..8]);
     private Process? _process;
@@ -26,16 +28,28 @@ public sealed class AgentProcess : IAsyncLifetime
 
     public bool HasExited => _process!.HasExited;
 
+    /// <summary>The agent's state directory (SANDBOX_AGENT_RUN_DIR): containers/ID/config.json are the rewritten specs.</summary>
+    public string RunDirectory => Path.Combine(_directory, "run");
+
+    /// <summary>The agent's pid (also the pid that names its network namespace).</summary>
+    public int Pid => _process!.Id;
+
     public async Task InitializeAsync()
     {
         Directory.CreateDirectory(_directory);
         string agentDll = Path.Combine(AppContext.BaseDirectory, "sandbox-agent.dll");
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        var start = new ProcessStartInfo(ownNetworkNamespace ? "unshare" : "dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        if (ownNetworkNamespace)
+        {
+            start.ArgumentList.Add("--net");
+            start.ArgumentList.Add("dotnet");
+        }
         start.ArgumentList.Add(agentDll);
         start.ArgumentList.Add("--listen");
         start.ArgumentList.Add("unix:" + SocketPath);
         start.Environment["SANDBOX_AGENT_CRUN"] = Path.Combine(AppContext.BaseDirectory, "fake-crun.py");
-        start.Environment["SANDBOX_AGENT_RUN_DIR"] = Path.Combine(_directory, "run");
+        start.Environment["SANDBOX_AGENT_RUN_DIR"] = RunDirectory;
+        start.Environment["SANDBOX_AGENT_MODPROBE"] = "/bin/true";
         _process = Process.Start(start)!;
         _process.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (_stderr) _stderr.Add(e.Data); };
         _process.BeginErrorReadLine();

@@ -116,7 +116,7 @@ public class OciSpecRewriterTests
     [Fact]
     public void Root_path_and_terminal_come_from_the_request_and_host_parts_go()
     {
-        var spec = JsonNode.Parse(OciSpecRewriter.RewriteConfig(System.Text.Encoding.UTF8.GetBytes(Spec), "/run/sandbox/shared/c1/rootfs", false))!;
+        var spec = JsonNode.Parse(OciSpecRewriter.RewriteConfig(System.Text.Encoding.UTF8.GetBytes(Spec), "/run/sandbox/shared/c1/rootfs", false).Json)!;
         Assert.Equal("/run/sandbox/shared/c1/rootfs", (string?)spec["root"]!["path"]);
         Assert.True((bool)spec["root"]!["readonly"]!);
         Assert.False((bool)spec["process"]!["terminal"]!);

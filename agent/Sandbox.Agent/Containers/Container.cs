@@ -2,8 +2,8 @@ namespace Sandbox.Agent.Containers;
 
 public enum ContainerState { Created, Running, Paused, Stopped }
 
-/// <summary>A container in the guest: its bundle, init process and exec processes.</summary>
-public sealed class Container(string id, string bundleDirectory, ContainerProcess init)
+/// <summary>A container in the guest: its bundle, init process, exec processes and its role in a pod.</summary>
+public sealed class Container(string id, string bundleDirectory, ContainerProcess init, PodMembership pod)
 {
     private readonly Dictionary<string, ContainerProcess> _execs = new(StringComparer.Ordinal);
     private ContainerState _state = ContainerState.Created;
@@ -11,6 +11,7 @@ public sealed class Container(string id, string bundleDirectory, ContainerProces
     public string Id => id;
     public string BundleDirectory => bundleDirectory;
     public ContainerProcess Init => init;
+    public PodMembership Pod => pod;
 
     /// <summary>Serializes the lifecycle operations of this container (start, exec, pause, remove, ...).</summary>
     public SemaphoreSlim Lifecycle { get; } = new(1, 1);

@@ -19,10 +19,22 @@ public sealed class ContainerRunner(CrunRunner crun, string containersDirectory)
     public async Task<int> CreateAsync(string id, byte[] specJson, string rootfsPath, bool terminal, bool stdin, CancellationToken cancellationToken)
     {
         ValidateId(id, "container_id");
-        string config;
+        JsonObject spec;
+        PodMembership pod;
         try
         {
-            config = OciSpecRewriter.RewriteConfig(specJson, rootfsPath, terminal);
+            spec = OciSpecRewriter.ParseConfig(specJson);
+            pod = PodMembership.Of(spec);
+        }
+        catch (InvalidSpecException e)
+        {
+            throw AgentErrors.InvalidArgument($"container {id}: {e.Message}");
+        }
+        int? sandboxInitPid = pod.Role == PodRole.Container ? PodSandboxInitPid(id, pod) : null;
+        RewrittenConfig config;
+        try
+        {
+            config = OciSpecRewriter.RewriteConfig(spec, rootfsPath, terminal, sandboxInitPid);
         }
         catch (InvalidSpecException e)
         {
@@ -40,7 +52,9 @@ public sealed class ContainerRunner(CrunRunner crun, string containersDirectory)
         {
             if (Directory.Exists(bundle)) Directory.Delete(bundle, recursive: true);
             Directory.CreateDirectory(bundle);
-            await File.WriteAllTextAsync(Path.Combine(bundle, "config.json"), config, cancellationToken);
+            await File.WriteAllTextAsync(Path.Combine(bundle, "config.json"), config.Json, cancellationToken);
+            // The VM is the pod's network namespace: its net.* sysctls are the VM's (crun has no network namespace to set them in).
+            await GuestSysctls.ApplyAsync(config.NetworkSysctls, $"container {id}", cancellationToken);
             stdio = terminal ? ProcessStdio.CreateTerminal(Path.Combine(bundle, "console.sock")) : ProcessStdio.CreatePipes(stdin);
             string pidFile = Path.Combine(bundle, "init.pid");
             string logFile = crun.NewLogFile();
@@ -49,7 +63,7 @@ public sealed class ContainerRunner(CrunRunner crun, string containersDirectory)
 
             var init = new ContainerProcess(id, "", stdio);
             init.Attach(pid, ChildProcesses.Shared.Adopt(pid, DateTime.MinValue));
-            lock (_containers) _containers[id] = new Container(id, bundle, init);
+            lock (_containers) _containers[id] = new Container(id, bundle, init, pod);
             created = true;
             return pid;
         }
@@ -70,6 +84,29 @@ public sealed class ContainerRunner(CrunRunner crun, string containersDirectory)
                 lock (_containers) _containers.Remove(id);
             }
         }
+    }
+
+    /// <summary>
+    /// The guest pid of the init of the pod sandbox container that an application container joins: the container created
+    /// in this VM with io.kubernetes.cri.container-type=sandbox and the same io.kubernetes.cri.sandbox-id (normally
+    /// also its container id). Its /proc/PID/ns/* are the pod's namespaces.
+    /// </summary>
+    private int PodSandboxInitPid(string id, PodMembership pod)
+    {
+        Container? sandbox;
+        lock (_containers)
+        {
+            sandbox = _containers.Values.OfType<Container>()
+                .FirstOrDefault(c => c.Pod.Role == PodRole.Sandbox && c.Pod.SandboxId == pod.SandboxId)
+                ?? (_containers.TryGetValue(pod.SandboxId, out Container? byId) ? byId : null);
+        }
+        if (sandbox == null)
+            throw AgentErrors.FailedPrecondition($"container {id}: its pod sandbox {pod.SandboxId} (annotation {PodMembership.SandboxIdAnnotation}) is not a container in this VM; create the sandbox container first");
+        if (sandbox.Pod.Role != PodRole.Sandbox)
+            throw AgentErrors.FailedPrecondition($"container {id}: container {sandbox.Id} is not a pod sandbox (its spec lacks {PodMembership.ContainerTypeAnnotation}=sandbox), so there are no pod namespaces to join");
+        if (sandbox.Init.HasExited)
+            throw AgentErrors.FailedPrecondition($"container {id}: the init of pod sandbox container {sandbox.Id} has exited, so the pod's namespaces are gone");
+        return sandbox.Init.Pid;
     }
 
     public async Task<int> StartAsync(string id, CancellationToken cancellationToken)

@@ -7,24 +7,45 @@ namespace Sandbox.Agent.Containers;
 /// <summary>A malformed OCI spec or process: the message names the field.</summary>
 public sealed class InvalidSpecException(string message) : Exception(message);
 
+/// <summary>config.json for crun, and the net.* sysctls the agent applies to the VM instead (in spec order).</summary>
+public sealed record RewrittenConfig(string Json, IReadOnlyList<KeyValuePair<string, string>> NetworkSysctls);
+
 /// <summary>
 /// Prepares the OCI documents the host sends for crun in the guest: config.json (root.path, process.terminal,
 /// host-only parts removed) and the process JSON of an exec.
 /// </summary>
 public static class OciSpecRewriter
 {
+    /// <summary>Parses config.json and checks the parts the agent relies on (process.args, env, cwd).</summary>
+    public static JsonObject ParseConfig(ReadOnlySpan<byte> json)
+    {
+        JsonObject spec = ParseObject(json, "oci_spec_json");
+        ValidateProcess(RequireObject(spec, "process", "oci_spec_json"), "oci_spec_json.process");
+        return spec;
+    }
+
+    /// <summary>Parses and rewrites in one step (see the other overload).</summary>
+    public static RewrittenConfig RewriteConfig(ReadOnlySpan<byte> json, string rootfsPath, bool terminal, int? sandboxInitPid = null) =>
+        RewriteConfig(ParseConfig(json), rootfsPath, terminal, sandboxInitPid);
+
     /// <summary>
-    /// Returns config.json text with root.path = <paramref name="rootfsPath"/> and process.terminal = <paramref name="terminal"/>.
-    /// Host-side parts that mean nothing in the guest are dropped: hooks (host binaries) and namespace paths
-    /// (/proc/PID/ns/... or /var/run/netns/... of the host); the network namespace entry is removed altogether,
-    /// so the container uses the VM's network, which is the pod's network.
+    /// Returns config.json text with root.path = <paramref name="rootfsPath"/> and process.terminal = <paramref name="terminal"/>,
+    /// for crun in the guest:
+    /// <list type="bullet">
+    /// <item>Hooks (host binaries) are dropped.</item>
+    /// <item>The network namespace entry is removed: every container uses the VM's network, which is the pod's network.</item>
+    /// <item>Namespace paths name host processes (/proc/HOSTPID/ns/...). With <paramref name="sandboxInitPid"/> (an application
+    /// container of a pod), the ipc, uts and pid entries that have a path join the pod sandbox container's namespaces
+    /// in the guest (/proc/GUESTPID/ns/TYPE); a pid entry without a path stays a new PID namespace (no shared process
+    /// namespace). Every other path is dropped, so that namespace is new.</item>
+    /// <item>net.* sysctls are taken out and returned: with no network namespace of its own, crun refuses them, and the
+    /// VM's network stack is the pod's, so the agent applies them to the VM.</item>
+    /// </list>
     /// </summary>
-    public static string RewriteConfig(ReadOnlySpan<byte> json, string rootfsPath, bool terminal)
+    public static RewrittenConfig RewriteConfig(JsonObject spec, string rootfsPath, bool terminal, int? sandboxInitPid)
     {
         if (string.IsNullOrEmpty(rootfsPath)) throw new InvalidSpecException("rootfs_path is empty");
-        JsonObject spec = ParseObject(json, "oci_spec_json");
         JsonObject process = RequireObject(spec, "process", "oci_spec_json");
-        ValidateProcess(process, "oci_spec_json.process");
         process["terminal"] = terminal;
 
         if (spec["root"] is not JsonObject root)
@@ -36,19 +57,56 @@ public static class OciSpecRewriter
         root["path"] = rootfsPath;
 
         spec.Remove("hooks");
-        if (spec["linux"] is JsonObject linux && linux["namespaces"] is JsonArray namespaces)
+        var networkSysctls = new List<KeyValuePair<string, string>>();
+        if (spec["linux"] is JsonObject linux)
         {
-            for (int i = namespaces.Count - 1; i >= 0; i--)
-            {
-                if (namespaces[i] is not JsonObject ns)
-                    throw new InvalidSpecException($"oci_spec_json.linux.namespaces[{i}] must be an object");
-                if (ns["type"]?.GetValueKind() != JsonValueKind.String)
-                    throw new InvalidSpecException($"oci_spec_json.linux.namespaces[{i}].type must be a string");
-                if ((string?)ns["type"] == "network") namespaces.RemoveAt(i);
-                else ns.Remove("path");
-            }
+            if (linux["namespaces"] is JsonArray namespaces) RewriteNamespaces(namespaces, sandboxInitPid);
+            else if (linux["namespaces"] != null) throw new InvalidSpecException("oci_spec_json.linux.namespaces must be an array");
+            if (linux["sysctl"] is JsonObject sysctls) networkSysctls = TakeNetworkSysctls(sysctls);
+            else if (linux["sysctl"] != null) throw new InvalidSpecException("oci_spec_json.linux.sysctl must be an object of strings");
         }
-        return spec.ToJsonString();
+        return new RewrittenConfig(spec.ToJsonString(), networkSysctls);
+    }
+
+    /// <summary>Namespace types an application container shares with its pod sandbox when its spec gives a path.</summary>
+    public static readonly string[] PodSharedNamespaces = ["ipc", "uts", "pid"];
+
+    private static void RewriteNamespaces(JsonArray namespaces, int? sandboxInitPid)
+    {
+        for (int i = namespaces.Count - 1; i >= 0; i--)
+        {
+            if (namespaces[i] is not JsonObject ns)
+                throw new InvalidSpecException($"oci_spec_json.linux.namespaces[{i}] must be an object");
+            if (ns["type"]?.GetValueKind() != JsonValueKind.String)
+                throw new InvalidSpecException($"oci_spec_json.linux.namespaces[{i}].type must be a string");
+            string type = (string)ns["type"]!;
+            if (type == "network")
+            {
+                namespaces.RemoveAt(i);
+                continue;
+            }
+            if (ns["path"] == null) continue;
+            if (sandboxInitPid is { } pid && PodSharedNamespaces.Contains(type))
+                ns["path"] = $"/proc/{pid}/ns/{type}";
+            else
+                ns.Remove("path");
+        }
+    }
+
+    private static List<KeyValuePair<string, string>> TakeNetworkSysctls(JsonObject sysctls)
+    {
+        var taken = new List<KeyValuePair<string, string>>();
+        foreach (var (key, value) in sysctls.ToList())
+        {
+            if (value?.GetValueKind() != JsonValueKind.String)
+                throw new InvalidSpecException($"oci_spec_json.linux.sysctl[\"{key}\"] must be a string");
+            if (!key.StartsWith("net.", StringComparison.Ordinal) && !key.StartsWith("net/", StringComparison.Ordinal)) continue;
+            if (!GuestSysctls.TryGetPath(key, out _))
+                throw new InvalidSpecException($"oci_spec_json.linux.sysctl: '{key}' is not a valid sysctl name");
+            taken.Add(new(key, (string)value!));
+            sysctls.Remove(key);
+        }
+        return taken;
     }
 
     /// <summary>Returns the process JSON for "crun exec --process" with terminal = <paramref name="terminal"/>.</summary>
