@@ -1,6 +1,8 @@
 using System.Diagnostics;
+using Sandbox.Hypervisors.Qemu;
 using Sandbox.IntegrationTests.Support;
 using Sandbox.Runtime.Network;
+using Sandbox.Runtime.Sandboxes;
 using Xunit.Abstractions;
 
 namespace Sandbox.IntegrationTests;
@@ -59,6 +61,47 @@ public sealed class PodNetworkNamespaceTests(ITestOutputHelper output)
         await network.SetUpAsync(Timeout);
         await new PodNetwork("nstest", pod.Path).TearDownAsync(Timeout);
         AssertNothingOfOurs(await network.InspectAsync(Timeout));
+    }
+
+    [Fact]
+    public async Task A_namespace_made_by_the_cni_bridge_plugin_is_wired_like_a_hand_made_one()
+    {
+        await using var pod = await TestCniNamespace.CreateAsync(subnet: 15);
+        var network = new PodNetwork("cni", pod.Path);
+        var nic = Assert.Single(await network.SetUpAsync(Timeout));
+        Assert.Equal(("tap0_sbx", "eth0"), (nic.TapName, nic.Name));
+        Assert.Equal(["10.213.15.2/24"], nic.Addresses.Select(a => a.ToString())); // host-local's first address
+        Assert.Equal([("10.213.15.0/24", ""), ("", pod.Gateway)], nic.Routes.Select(r => (r.Destination, r.Gateway)));
+        var snapshot = await network.InspectAsync(Timeout);
+        Assert.Equal(["tap0_sbx"], snapshot.Ingress("eth0")!.RedirectTargets);
+        await network.TearDownAsync(Timeout);
+        AssertNothingOfOurs(await network.InspectAsync(Timeout));
+    }
+
+    [Fact]
+    public async Task A_failed_boot_tears_the_network_down()
+    {
+        await using var pod = await TestPodNamespace.CreateAsync(subnet: 16, hostAddress: false);
+        var stateRoot = TestVm.NewStateRoot();
+        try
+        {
+            var network = new PodNetwork("badboot", pod.Path);
+            // The hypervisor refuses the memory size after the network was set up.
+            await Assert.ThrowsAsync<Sandbox.Hypervisors.HypervisorException>(() => SandboxVm.BootAsync(new SandboxVmOptions
+            {
+                SandboxId = "badboot",
+                Assets = GuestAssets.Locate(),
+                StateRoot = stateRoot,
+                MemoryMiB = 8,
+                Network = network,
+            }, new QemuAdapter(), Timeout));
+            AssertNothingOfOurs(await network.InspectAsync(Timeout));
+            Assert.False(Directory.Exists(Path.Combine(stateRoot, "badboot")));
+        }
+        finally
+        {
+            Directory.Delete(stateRoot, recursive: true);
+        }
     }
 
     [Fact]
