@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using Sandbox.Agent.Containers;
@@ -38,7 +39,9 @@ public sealed class GuestNetwork(KernelModules modules)
     public async Task UpdateInterfaceAsync(NetworkInterface request, CancellationToken cancellationToken)
     {
         var plan = InterfacePlan.Validate(request);
+        var watch = Stopwatch.StartNew();
         await modules.EnsureLoadedAsync(["virtio_net"], $"configure interface {plan.Describe}", cancellationToken);
+        long moduleMs = watch.ElapsedMilliseconds;
         await _lock.WaitAsync(cancellationToken);
         try
         {
@@ -47,6 +50,7 @@ public sealed class GuestNetwork(KernelModules modules)
             List<LinkInfo> links = ListLinks(netlink);
             BringLoopbackUp(netlink, links);
             Configure(netlink, plan, link, links);
+            AgentLog.Write($"interface {plan.Describe}: {(plan.Addresses.Count > 0 ? string.Join(", ", plan.Addresses) : "no addresses")}, up in {watch.ElapsedMilliseconds} ms (virtio_net check/load {moduleMs} ms)");
         }
         catch (Exception e) when (e is NetlinkException or IOException or FormatException)
         {
@@ -64,6 +68,7 @@ public sealed class GuestNetwork(KernelModules modules)
         for (int i = 0; i < routes.Count; i++) validated.Add(ValidateRoute(i, routes[i]));
         await _lock.WaitAsync(cancellationToken);
         string step = "list interfaces";
+        var watch = Stopwatch.StartNew();
         try
         {
             using var netlink = NetlinkSocket.Open();
@@ -95,6 +100,7 @@ public sealed class GuestNetwork(KernelModules modules)
                 netlink.Execute(Rtnetlink.AddRoute(netlink.NextSequence(), new RouteRequest(route.Family, route.Destination, route.Gateway,
                     devices[route.Route.Device], route.Source, (byte)route.Route.Scope)));
             }
+            AgentLog.Write($"routes: {validated.Count} set on {(devices.Count > 0 ? string.Join(", ", devices.Keys) : "no device")} in {watch.ElapsedMilliseconds} ms");
         }
         catch (Exception e) when (e is NetlinkException or IOException or FormatException)
         {
