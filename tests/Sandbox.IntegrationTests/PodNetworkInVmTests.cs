@@ -14,7 +14,7 @@ namespace Sandbox.IntegrationTests;
 
 /// <summary>
 /// A real VM (TCG here) with a pod network: a namespace and veth pair made by the test like CNI would
-/// (eth0 = 10.213.0.2/24 inside, the host end 10.213.0.1/24), QEMU in the namespace, eth0's traffic redirected to the
+/// (eth0 = 10.213.0.2/24 and fd21:3:0::2/64 inside, the host end .1 and ::1), QEMU in the namespace, eth0's traffic redirected to the
 /// tap, the guest configured by the agent. The host reaches a server in a guest container at the pod IP.
 /// Timings are printed, never asserted.
 /// </summary>
@@ -30,7 +30,7 @@ public sealed class PodNetworkInVmTests(ITestOutputHelper output)
         using var guard = new CancellationTokenSource(Guard);
         var ct = guard.Token;
         var stateRoot = TestVm.NewStateRoot();
-        await using var pod = await TestPodNamespace.CreateAsync(subnet: 0, hostAddress: true);
+        await using var pod = await TestPodNamespace.CreateAsync(subnet: 0, hostAddress: true, ipv6: true);
         var network = new PodNetwork("netvm", pod.Path);
         SandboxVm? vm = null;
         try
@@ -58,6 +58,7 @@ public sealed class PodNetworkInVmTests(ITestOutputHelper output)
             output.WriteLine(addresses.StdoutText);
             Assert.Equal(0, addresses.ExitStatus);
             Assert.Matches($@"\beth0\s+inet {Regex.Escape(pod.PodAddress)}/24 ", addresses.StdoutText);
+            Assert.Matches($@"\beth0\s+inet6 {Regex.Escape(pod.PodAddress6)}/64 ", addresses.StdoutText);
             var links = await new GuestContainer(vm, "iplink").RunAsync(["busybox", "ip", "-o", "link", "show", "eth0"], stdin: null, ct);
             Assert.Contains(nic.Mac, links.StdoutText);
             var routes = await new GuestContainer(vm, "iproute").RunAsync(["busybox", "ip", "route"], stdin: null, ct);
@@ -73,8 +74,9 @@ public sealed class PodNetworkInVmTests(ITestOutputHelper output)
                 await vm.Agent.Client.StartContainerAsync(new StartContainerRequest { ContainerId = server.Id },
                     deadline: DateTime.UtcNow.AddSeconds(60), cancellationToken: ct);
 
-                var hello = await ReadHelloAsync(pod.PodAddress, ct);
-                Assert.Equal("hello\n", hello);
+                Assert.Equal("hello\n", await ReadHelloAsync(pod.PodAddress, ct));
+                // IPv6 too (the guest's address may still be in duplicate address detection for a moment).
+                Assert.Equal("hello\n", await ReadHelloAsync(pod.PodAddress6, ct));
                 await MeasureAsync(pod.PodAddress, ct);
             }
             finally
@@ -118,14 +120,15 @@ public sealed class PodNetworkInVmTests(ITestOutputHelper output)
             {
                 await client.ConnectAsync(address, HelloPort, ct);
             }
-            catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionRefused)
+            catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionRefused or SocketError.HostUnreachable
+                                                or SocketError.NetworkUnreachable or SocketError.TimedOut)
             {
                 await Task.Delay(100, ct);
                 continue;
             }
             using var reader = new StreamReader(client.GetStream(), Encoding.ASCII);
             var text = await reader.ReadToEndAsync(ct);
-            output.WriteLine($"hello from {address}:{HelloPort} after {watch.ElapsedMilliseconds} ms and {attempts} connection attempts");
+            output.WriteLine($"hello from [{address}]:{HelloPort} after {watch.ElapsedMilliseconds} ms and {attempts} connection attempts");
             return text;
         }
     }
