@@ -23,12 +23,13 @@ public class NetlinkEncodingTests
     }
 
     [Fact]
-    public void An_IPv6_address_carries_16_bytes_and_AF_INET6()
+    public void An_IPv6_address_carries_16_bytes_AF_INET6_and_skips_duplicate_address_detection()
     {
         byte[] message = Rtnetlink.AddAddress(1, 3, new IpPrefix(IPAddress.Parse("fd00::5"), 64));
         Assert.Equal(16 + 8 + 20 + 20, message.Length);
         Assert.Equal(10, message[16]); // AF_INET6
         Assert.Equal(64, message[17]);
+        Assert.Equal(Rtnetlink.IFA_F_NODAD, message[18]); // no duplicate address detection: usable at once
         Assert.Equal(new byte[] { 20, 0, 2, 0, 0xfd, 0 }, message[24..30]);
         Assert.Equal(5, message[24 + 19]);
     }

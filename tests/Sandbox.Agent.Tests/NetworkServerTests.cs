@@ -84,6 +84,10 @@ public sealed class NetworkServerTests : IAsyncLifetime
         Assert.Equal(1400, (int)eth0["mtu"]!);
         Assert.Contains("UP", eth0["flags"]!.AsArray().Select(f => (string?)f));
         Assert.Equal(["10.88.0.5/16", "fd00::5/64"], Addresses("eth0"));
+        // The IPv6 address is usable at once: no duplicate address detection, so not "tentative".
+        JsonObject v6 = eth0["addr_info"]!.AsArray().Single(a => (string?)a!["local"] == "fd00::5")!.AsObject();
+        Assert.Null(v6["tentative"]);
+        Assert.Equal(true, (bool?)v6["nodad"]);
         Assert.Contains("UP", Link("lo")["flags"]!.AsArray().Select(f => (string?)f));
 
         // Again, with one address changed: the same interface, the old address gone, the new one there.

@@ -44,6 +44,7 @@ public static class Rtnetlink
     public const ushort RTM_NEWROUTE = 24, RTM_DELROUTE = 25, RTM_GETROUTE = 26;
     public const ushort IFLA_ADDRESS = 1, IFLA_IFNAME = 3, IFLA_MTU = 4;
     public const ushort IFA_ADDRESS = 1, IFA_LOCAL = 2;
+    public const byte IFA_F_NODAD = 0x02;
     public const ushort RTA_DST = 1, RTA_OIF = 4, RTA_GATEWAY = 5, RTA_PRIORITY = 6, RTA_PREFSRC = 7, RTA_TABLE = 15;
     public const uint IFF_UP = 0x1;
     public const byte RT_TABLE_MAIN = 254;
@@ -67,14 +68,19 @@ public static class Rtnetlink
     }
 
     public static byte[] GetAddresses(uint sequence) =>
-        new NetlinkMessageWriter(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP).Write(IfAddrMsg(AF_UNSPEC, 0, 0, 0)).ToArray(sequence);
+        new NetlinkMessageWriter(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP).Write(IfAddrMsg(AF_UNSPEC, 0, 0, 0, 0)).ToArray(sequence);
 
-    /// <summary>Adds the address, or replaces it when it exists (so repeating the request is harmless).</summary>
+    /// <summary>
+    /// Adds the address, or replaces it when it exists (so repeating the request is harmless). IPv6 addresses skip
+    /// duplicate address detection (IFA_F_NODAD): the address is the pod's, already given to it on the host, and DAD
+    /// would keep it unusable ("tentative") for a second or more after the interface comes up.
+    /// </summary>
     public static byte[] AddAddress(uint sequence, int index, IpPrefix address)
     {
         byte[] bytes = address.Address.GetAddressBytes();
+        byte flags = address.Family == AF_INET6 ? IFA_F_NODAD : (byte)0;
         return new NetlinkMessageWriter(RTM_NEWADDR, Ack | NLM_F_CREATE | NLM_F_REPLACE)
-            .Write(IfAddrMsg(address.Family, (byte)address.PrefixLength, RT_SCOPE_UNIVERSE, index))
+            .Write(IfAddrMsg(address.Family, (byte)address.PrefixLength, flags, RT_SCOPE_UNIVERSE, index))
             .Attribute(IFA_LOCAL, bytes)
             .Attribute(IFA_ADDRESS, bytes)
             .ToArray(sequence);
@@ -84,7 +90,7 @@ public static class Rtnetlink
     {
         byte[] bytes = address.Address.GetAddressBytes();
         var writer = new NetlinkMessageWriter(RTM_DELADDR, Ack)
-            .Write(IfAddrMsg(address.Family, address.PrefixLength, address.Scope, address.Index));
+            .Write(IfAddrMsg(address.Family, address.PrefixLength, 0, address.Scope, address.Index));
         if (address.Family == AF_INET) writer.Attribute(IFA_LOCAL, bytes);
         return writer.Attribute(IFA_ADDRESS, bytes).ToArray(sequence);
     }
@@ -180,11 +186,12 @@ public static class Rtnetlink
         return bytes;
     }
 
-    private static byte[] IfAddrMsg(byte family, byte prefixLength, byte scope, int index)
+    private static byte[] IfAddrMsg(byte family, byte prefixLength, byte flags, byte scope, int index)
     {
         var bytes = new byte[8];
         bytes[0] = family;
         bytes[1] = prefixLength;
+        bytes[2] = flags;
         bytes[3] = scope;
         BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(4), index);
         return bytes;
