@@ -261,9 +261,13 @@ public abstract class CriPodTests<TFixture>(TFixture fixture, ITestOutputHelper 
 
         // control: while the pod runs, the leftover check sees its shim, network namespace, address lease and CNI result
         var whileRunning = await PodLeftovers.FindAsync(Fixture, pod);
-        foreach (var kind in new[] { "process ", "network namespace ", "IPAM lease ", "CNI result ", "directory " })
+        foreach (var kind in new[] { "process ", "network namespace ", "IPAM lease ", "CNI result ", "directory ", "mount " })
             Assert.True(whileRunning.Any(l => l.StartsWith(kind, StringComparison.Ordinal)), $"no '{kind}' found for the running {pod}:\n  {string.Join("\n  ", whileRunning)}");
-        Assert.Contains(whileRunning, l => l.StartsWith("mount ", StringComparison.Ordinal));
+        if (Fixture.Handler == CriFixture.RuncHandler) // runc: the pod's cgroups under cgroup_parent and its shim's socket
+        {
+            Assert.Contains(whileRunning, l => l.StartsWith("cgroup ", StringComparison.Ordinal));
+            Assert.Contains(whileRunning, l => l.StartsWith("shim socket ", StringComparison.Ordinal));
+        }
 
         // StopPodSandbox kills what still runs, then the sandbox
         watch.Restart();

@@ -64,6 +64,12 @@ public abstract class CriFixture : IAsyncLifetime
 
     public string Image => BusyboxOciImage.DefaultName;
 
+    /// <summary>
+    /// The pods' cgroup_parent, as a kubelet passes one: unique to this fixture, so that the cgroups CRI's runtime
+    /// makes (cgroup v1 here: one per controller) can be checked per pod and removed at the end.
+    /// </summary>
+    public string CgroupParent { get; } = "/sbx-cri-" + Guid.NewGuid().ToString("N")[..8];
+
     /// <summary>A file on the host, outside anything shared with a pod, that no pod may read.</summary>
     public string HostMarkerPath { get; private set; } = "";
 
@@ -149,6 +155,7 @@ public abstract class CriFixture : IAsyncLifetime
             Labels = { ["sandbox.test/pod"] = name },
             Linux = new LinuxPodSandboxConfig
             {
+                CgroupParent = CgroupParent,
                 SecurityContext = new LinuxSandboxSecurityContext
                 {
                     NamespaceOptions = new NamespaceOption { Network = NamespaceMode.Pod, Pid = NamespaceMode.Container, Ipc = NamespaceMode.Pod },
@@ -294,6 +301,11 @@ public abstract class CriFixture : IAsyncLifetime
         Cri?.Dispose();
         if (Containerd is not null)
         {
+            // every pod is gone: no shim of this containerd may run, and the sandbox shim's socket directory is empty
+            for (int i = 0; i < 100 && (Containerd.LeftoverShimProcesses().Count > 0 || Containerd.LeftoverShimSockets().Count > 0); i++)
+                await Task.Delay(100);
+            problems.AddRange(Containerd.LeftoverShimProcesses().Select(pid => $"shim process {pid} still runs after every pod was removed"));
+            problems.AddRange(Containerd.LeftoverShimSockets().Select(socket => $"shim socket {socket} is left after every pod was removed"));
             await Containerd.DisposeAsync();
             if (problems.Count > 0 && Environment.GetEnvironmentVariable(PrivateContainerd.KeepLogVariable) is null)
                 problems.Add("set " + PrivateContainerd.KeepLogVariable + "=DIR to keep containerd's log");
@@ -306,6 +318,7 @@ public abstract class CriFixture : IAsyncLifetime
             problems.Add($"{pod}: network namespace {pod.NetworkNamespacePath} was still there at the end");
             await ExternalCommand.RunAsync("ip", new[] { "netns", "delete", Path.GetFileName(pod.NetworkNamespacePath) }, TimeSpan.FromSeconds(30));
         }
+        problems.AddRange(RemoveCgroupParent());
         if (Network is not null)
             await Network.DisposeAsync();
         foreach (var mountPoint in MountPointsBelow(Directory).OrderByDescending(m => m.Length))
@@ -395,6 +408,24 @@ public abstract class CriFixture : IAsyncLifetime
             await Task.Delay(200);
         }
         throw new TimeoutException($"containerd's CRI did not become ready within 60 s: {state}\n{LogTail(60)}");
+    }
+
+    /// <summary>rmdir of the (by now empty) parent cgroup in every hierarchy; a busy one is a leftover.</summary>
+    private IEnumerable<string> RemoveCgroupParent()
+    {
+        var problems = new List<string>();
+        foreach (var cgroup in PodLeftovers.CgroupDirectories(CgroupParent).Where(System.IO.Directory.Exists))
+        {
+            try
+            {
+                System.IO.Directory.Delete(cgroup); // rmdir: cgroupfs refuses it while a child cgroup or a task is in it
+            }
+            catch (IOException e)
+            {
+                problems.Add($"cgroup {cgroup} could not be removed: {e.Message}");
+            }
+        }
+        return problems;
     }
 
     private async Task RemoveRuncContainersAsync()

@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.RegularExpressions;
 using Sandbox.Hypervisors.Processes;
 using Sandbox.Shim.Tests.Containerd;
@@ -7,8 +9,8 @@ namespace Sandbox.Cri.Tests.Fixture;
 /// <summary>
 /// What a removed pod may have left on the host: processes naming the pod or one of its containers (shim `-id`,
 /// QEMU and vhost-device-vsock through the pod's state directory), the sandbox task's process, mounts, containerd's
-/// and CRI's per-pod directories, the shim's state directory, runc state, the network namespace, the IP lease, libcni's
-/// cached result and taps in the host's namespace.
+/// and CRI's per-pod directories, the shim's state directory and (runc) socket, runc state, the network namespace, the IP lease, libcni's
+/// cached result, cgroups and taps in the host's namespace.
 /// </summary>
 public static partial class PodLeftovers
 {
@@ -60,6 +62,13 @@ public static partial class PodLeftovers
             }
         }
         found.AddRange(directories.Where(Directory.Exists).Select(d => $"directory {d}"));
+        foreach (var id in ids)
+            found.AddRange(CgroupDirectories(fixture.CgroupParent + "/" + id).Where(Directory.Exists).Select(d => $"cgroup {d}"));
+
+        // containerd-shim-runc-v2's socket: /run/containerd/s/sha256("<containerd address>/<namespace>/<group id>")
+        string runcShimSocket = RuncShimSocket(fixture.Containerd.GrpcAddress, pod.Id);
+        if (File.Exists(runcShimSocket))
+            found.Add($"shim socket {runcShimSocket}");
 
         if (pod.NetworkNamespacePath.Length > 0 && File.Exists(pod.NetworkNamespacePath))
             found.Add($"network namespace {pod.NetworkNamespacePath}");
@@ -81,6 +90,21 @@ public static partial class PodLeftovers
             .Where(m => m.Success)
             .Select(m => m.Groups[1].Value)
             .ToArray();
+    }
+
+    public static string RuncShimSocket(string containerdAddress, string podId) =>
+        Path.Combine("/run/containerd/s", Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{containerdAddress}/k8s.io/{podId}"))));
+
+    /// <summary>The cgroup <paramref name="path"/> in every hierarchy (cgroup v1: one per controller; v2: one).</summary>
+    public static IEnumerable<string> CgroupDirectories(string path)
+    {
+        const string root = "/sys/fs/cgroup";
+        string relative = path.TrimStart('/');
+        if (File.Exists(Path.Combine(root, "cgroup.controllers")))
+            return new[] { Path.Combine(root, relative) };
+        return Directory.Exists(root)
+            ? Directory.GetDirectories(root).Select(hierarchy => Path.Combine(hierarchy, relative))
+            : Array.Empty<string>();
     }
 
     public static string? StartTimeOf(int pid)
