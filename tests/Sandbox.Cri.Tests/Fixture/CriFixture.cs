@@ -101,10 +101,10 @@ public abstract class CriFixture : IAsyncLifetime
 
         // short: the shim's VM sockets live in <state root>/<64-hex pod id>/ and a Unix socket path has 108 bytes
         Directory = System.IO.Directory.CreateTempSubdirectory("c").FullName;
-        HostMarkerPath = Path.Combine(Path.GetTempPath(), $"sbx-cri-host-marker-{Guid.NewGuid():N}.txt");
-        await File.WriteAllTextAsync(HostMarkerPath, "host-only\n");
         try
         {
+            HostMarkerPath = Path.Combine(Path.GetTempPath(), $"sbx-cri-host-marker-{Guid.NewGuid():N}.txt");
+            await File.WriteAllTextAsync(HostMarkerPath, "host-only\n");
             Network = await CniBridgeNetwork.CreateAsync(System.IO.Directory.CreateDirectory(Path.Combine(Directory, "cni")).FullName);
             await File.WriteAllTextAsync(ShimConfigurationPath, ShimConfiguration());
 
@@ -124,9 +124,16 @@ public abstract class CriFixture : IAsyncLifetime
             Cri = CriConnection.Open(Containerd.GrpcAddress, CallDeadline);
             await WaitUntilReadyAsync();
         }
-        catch
+        catch (Exception failure)
         {
-            await DisposeAsync();
+            try
+            {
+                await DisposeAsync();
+            }
+            catch (Exception teardown)
+            {
+                throw new AggregateException($"the CRI fixture ({Handler}) did not start, and its teardown failed too", failure, teardown);
+            }
             throw;
         }
     }
@@ -280,7 +287,7 @@ public abstract class CriFixture : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        if (_disposed)
+        if (_disposed || Directory.Length == 0) // nothing was made before the private directory
             return;
         _disposed = true;
         var problems = new List<string>();
@@ -325,8 +332,7 @@ public abstract class CriFixture : IAsyncLifetime
             await ExternalCommand.RunAsync("umount", new[] { "-l", mountPoint }, TimeSpan.FromSeconds(30));
         try
         {
-            if (Directory.Length > 0)
-                System.IO.Directory.Delete(Directory, recursive: true);
+            System.IO.Directory.Delete(Directory, recursive: true);
         }
         catch (IOException e)
         {
@@ -339,7 +345,9 @@ public abstract class CriFixture : IAsyncLifetime
     }
 
     public static IReadOnlyList<string> MountPointsBelow(string directory) =>
-        File.ReadAllLines("/proc/self/mountinfo")
+        !Path.IsPathFullyQualified(directory) || Path.TrimEndingDirectorySeparator(directory) == "/"
+            ? throw new ArgumentException($"not a private directory: '{directory}'", nameof(directory))
+            : File.ReadAllLines("/proc/self/mountinfo")
             .Select(line => line.Split(' ')[4])
             .Where(mountPoint => mountPoint.StartsWith(directory + "/", StringComparison.Ordinal))
             .ToArray();
