@@ -59,8 +59,8 @@ test: image build shim
 	SANDBOX_SHIM_BINARY=$(abspath $(SHIM)) tests/run-tests.sh $(CONFIGURATION)
 
 ## bench: medians of boot, agent readiness and their ratios against the bare-boot floor
-bench: image build
-	$(DOTNET) run --project tests/Sandbox.Bench -c $(CONFIGURATION) --no-build
+bench: image build shim
+	SANDBOX_SHIM_BINARY=$(abspath $(SHIM)) $(DOTNET) run --project tests/Sandbox.Bench -c $(CONFIGURATION) --no-build
 
 ## demo: a private containerd runs `uname -a` in a VM through the shim, next to the host's, then stops everything
 demo: image build shim

@@ -15,7 +15,8 @@ public sealed class VmBootBench(int rounds)
 {
     private const string FloorInit = "rdinit=/sbin/floor-init";
 
-    public async Task RunAsync(BenchReport report, CancellationToken cancellationToken)
+    /// <summary>Runs the rounds and returns the floor's median (seconds), which the other benches compare against.</summary>
+    public async Task<double> RunAsync(BenchReport report, CancellationToken cancellationToken)
     {
         var assets = GuestAssets.Locate();
         var stateRoot = Path.Combine("/tmp", "sbx-bench-" + Environment.ProcessId);
@@ -46,6 +47,7 @@ public sealed class VmBootBench(int rounds)
         report.Add("agent_rss_mib", BenchReport.Median(rss), "MiB", "agent VmRSS in the guest after Health");
         report.Add("image_initramfs_mib", new FileInfo(assets.InitrdPath).Length / (1024.0 * 1024.0), "MiB", "initramfs.cpio (uncompressed)");
         report.Add("image_kernel_mib", new FileInfo(assets.KernelPath).Length / (1024.0 * 1024.0), "MiB", "vmlinux (uncompressed PVH ELF)");
+        return floorMedian;
     }
 
     private static VmConfig Config(GuestAssets assets, string stateRoot, string id, string extraKernelParameters)

@@ -1,0 +1,70 @@
+using System.Diagnostics;
+using Sandbox.Shim.Tests.Containerd;
+
+namespace Sandbox.Bench;
+
+/// <summary>
+/// `ctr run --rm IMAGE ID true` through a private containerd, with runc (the yardstick) and with our shim (a fresh VM
+/// each time), against the bare-boot floor; and the shim daemon's RSS while it serves a running container.
+/// </summary>
+public sealed class CtrRunBench(int rounds)
+{
+    private const string OurRuntime = "io.containerd.sandbox.v2";
+    private const string RuncRuntime = "io.containerd.runc.v2";
+
+    public async Task RunAsync(BenchReport report, double floorSeconds, CancellationToken cancellationToken)
+    {
+        var options = new PrivateContainerdOptions();
+        options.Shims["containerd-shim-sandbox-v2"] = ShimBinary.Locate();
+        await using var containerd = await PrivateContainerd.StartAsync(options);
+        var image = Path.Combine(containerd.Directory, "busybox.tar");
+        BusyboxOciImage.Build(image);
+        await containerd.ImportImageAsync(image);
+
+        var runc = new List<double>();
+        var ours = new List<double>();
+        for (int round = 1; round <= rounds; round++)
+        {
+            runc.Add(await TimeRunAsync(containerd, RuncRuntime, $"runc{round}"));
+            ours.Add(await TimeRunAsync(containerd, OurRuntime, $"vm{round}"));
+            Console.WriteLine(FormattableString.Invariant(
+                $"round {round}/{rounds}: ctr run --rm true: runc {runc[^1]:0.000} s, sandbox {ours[^1]:0.000} s"));
+        }
+        double oursMedian = BenchReport.Median(ours);
+        report.Add("ctr_run_runc", BenchReport.Median(runc), "s", $"ctr run --rm busybox true through runc (median of {rounds})");
+        report.Add("ctr_run", oursMedian, "s", $"ctr run --rm busybox true through our shim, one VM (median of {rounds})");
+        report.Add("ctr_run_over_floor", oursMedian / floorSeconds, "ratio", "ctr_run / vm_boot_floor (target <= 2, goal 1.3)");
+        report.Add("shim_rss_mib", await ShimRssAsync(containerd) / 1024.0, "MiB", "shim daemon VmRSS serving one running container (target <= 15)");
+    }
+
+    private static async Task<double> TimeRunAsync(PrivateContainerd containerd, string runtime, string id)
+    {
+        var clock = Stopwatch.StartNew();
+        var result = await containerd.CtrAsync(["run", "--rm", "--fifo-dir", containerd.FifoDirectory, "--runtime", runtime,
+            BusyboxOciImage.DefaultName, id, "true"]);
+        double seconds = clock.Elapsed.TotalSeconds;
+        if (result.ExitCode != 0)
+            throw new InvalidOperationException($"{runtime}: {result}\n--- containerd log ---\n{containerd.Log}");
+        return seconds;
+    }
+
+    private static async Task<long> ShimRssAsync(PrivateContainerd containerd)
+    {
+        var run = await containerd.CtrAsync(["run", "-d", "--fifo-dir", containerd.FifoDirectory, "--runtime", OurRuntime,
+            BusyboxOciImage.DefaultName, "rss", "sleep", "600"]);
+        if (run.ExitCode != 0)
+            throw new InvalidOperationException($"ctr run -d: {run}\n--- containerd log ---\n{containerd.Log}");
+        try
+        {
+            var shim = containerd.LeftoverShimProcesses().Single();
+            return ProcessMemory.RssKiB(shim);
+        }
+        finally
+        {
+            await containerd.CtrAsync(["task", "kill", "-s", "SIGKILL", "rss"]);
+            await Task.Delay(500);
+            await containerd.CtrAsync(["task", "rm", "-f", "rss"]);
+            await containerd.CtrAsync(["container", "rm", "rss"]);
+        }
+    }
+}
