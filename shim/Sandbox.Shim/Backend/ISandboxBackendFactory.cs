@@ -10,6 +10,14 @@ public interface ISandboxBackendFactory
     string Name { get; }
 
     /// <summary>
+    /// True when the daemon must be a child subreaper that reaps every child itself (waitpid(-1), see
+    /// Native/ChildProcessReaper): the runc backend, whose container processes runc leaves to the shim. False when the
+    /// backend's children are System.Diagnostics.Process instances (the VM backend's QEMU): a waitpid(-1) reaper would
+    /// steal their exit statuses.
+    /// </summary>
+    bool NeedsChildSubreaper { get; }
+
+    /// <summary>
     /// Called by `start` before it launches a daemon: throw (with what to fix) when this backend cannot work here,
     /// so that containerd reports the reason instead of a shim that dies later.
     /// </summary>

@@ -1,32 +1,81 @@
+using Sandbox.Hypervisors.HostDetection;
+using Sandbox.Hypervisors.Qemu;
+using Sandbox.Runtime.Configuration;
+using Sandbox.Shim.Vm;
+
 namespace Sandbox.Shim.Backend;
 
 /// <summary>
-/// The VM backend: every pod in its own QEMU VM, driven through the host runtime library (shim/Sandbox.Runtime).
-///
-/// ===== PLUG-IN POINT FOR Sandbox.Runtime =====
-/// Sandbox.Runtime is being written; until it provides an <see cref="ISandboxBackend"/> this factory refuses to
-/// run, and `start` fails with the message below, so that containerd reports it instead of a dead shim.
-/// To plug it in: reference Sandbox.Runtime from Sandbox.Shim.csproj, return its backend from <see cref="Create"/>,
-/// check the host (KVM/QEMU, guest image) in <see cref="EnsureUsable"/>, and call its SandboxCleanup for the
-/// container's state directory in <see cref="CleanupAfterDeadShimAsync"/>.
+/// The VM backend, the product: every sandbox group in its own QEMU VM (<see cref="VmSandboxBackend"/>), configured by
+/// configuration.toml (<see cref="SandboxConfigurationLoader"/>: the runtime options' ConfigPath, $SANDBOX_CONFIG,
+/// /etc/sandbox/configuration.toml, built-in defaults).
 /// </summary>
 public sealed class VmBackendFactory : ISandboxBackendFactory
 {
-    private const string NotWiredYet =
-        "the VM backend (Sandbox.Runtime) is not wired into containerd-shim-sandbox-v2 yet; " +
-        "set SANDBOX_SHIM_BACKEND=runc in containerd's environment to run containers with the host runc backend";
-
     public string Name => "vm";
 
-    public void EnsureUsable(ShimContext context) => throw new InvalidOperationException(NotWiredYet);
+    /// <summary>QEMU is a System.Diagnostics.Process child: .NET reaps it, and a waitpid(-1) reaper would steal its exit.</summary>
+    public bool NeedsChildSubreaper => false;
 
-    public ISandboxBackend Create(ShimContext context) => throw new InvalidOperationException(NotWiredYet);
+    /// <summary>
+    /// `start`: the configuration must load and name a guest image and a QEMU that exist, so that `ctr run` reports a
+    /// broken setup at once. The host's abilities (KVM, vsock) are probed when the VM boots; `sandboxctl check` shows them.
+    /// </summary>
+    public void EnsureUsable(ShimContext context)
+    {
+        var configuration = LoadConfiguration(context);
+        try
+        {
+            var assets = configuration.ResolveGuestAssets();
+            foreach (var (key, path) in new[] { ("hypervisor.qemu.kernel", assets.KernelPath), ("hypervisor.qemu.initrd", assets.InitrdPath) })
+            {
+                if (!File.Exists(path))
+                    throw new InvalidOperationException($"the guest image file {path} does not exist (key {key} in {configuration.Source}); build it with `make image` or install it with `make install`");
+            }
+        }
+        catch (FileNotFoundException e)
+        {
+            throw new InvalidOperationException(e.Message, e);
+        }
+        if (QemuProbe.Locate(configuration.Qemu.Path, out string reason) is null)
+        {
+            throw new InvalidOperationException(
+                $"QEMU cannot be started: {reason} (key hypervisor.qemu.path in {configuration.Source}); " +
+                "`sandboxctl check` shows what this host can run");
+        }
+    }
+
+    public ISandboxBackend Create(ShimContext context)
+    {
+        var configuration = LoadConfiguration(context);
+        context.Log($"VM backend: configuration from {configuration.Source}");
+        return new VmSandboxBackend(configuration, () => new QemuAdapter(), context.Log);
+    }
 
     public Task CleanupAfterDeadShimAsync(ShimContext context, string containerId, CancellationToken cancellationToken)
     {
-        // ===== CALL SITE: Sandbox.Runtime's SandboxCleanup(<state dir of containerId>) goes here. =====
-        // Until then there is no VM state to clean: the VM backend cannot have created any.
-        context.Log($"container {containerId}: no VM state to clean up (the VM backend is not wired in yet)");
-        return Task.CompletedTask;
+        SandboxConfiguration configuration;
+        try
+        {
+            configuration = LoadConfiguration(context);
+        }
+        catch (InvalidOperationException e)
+        {
+            context.Log($"container {containerId}: {e.Message}; cleaning up with the default state root");
+            configuration = SandboxConfiguration.Default;
+        }
+        return VmSandboxCleanup.CleanupAfterDeadShimAsync(configuration, context.Bundle, containerId, context.Log, cancellationToken);
+    }
+
+    private static SandboxConfiguration LoadConfiguration(ShimContext context)
+    {
+        try
+        {
+            return new SandboxConfigurationLoader().Load(context.ConfigPath);
+        }
+        catch (SandboxConfigurationException e)
+        {
+            throw new InvalidOperationException(e.Message, e);
+        }
     }
 }

@@ -14,8 +14,8 @@ namespace Sandbox.Shim.Daemon;
 
 /// <summary>
 /// The long-running shim (no action): serves containerd.task.v2.Task on its socket until containerd's Shutdown
-/// finds no container left, or SIGTERM/SIGINT. It is a child subreaper (container processes are re-parented to it),
-/// ignores SIGPIPE, writes its log to &lt;bundle&gt;/log, publishes events to $TTRPC_ADDRESS and removes its socket
+/// finds no container left, or SIGTERM/SIGINT. For the runc backend it is a child subreaper that reaps every child
+/// (container processes are re-parented to it); the VM backend's children (QEMU) are reaped by .NET. It ignores SIGPIPE, writes its log to &lt;bundle&gt;/log, publishes events to $TTRPC_ADDRESS and removes its socket
 /// when it exits.
 /// </summary>
 public static class ShimDaemon
@@ -29,10 +29,7 @@ public static class ShimDaemon
         string bundle = flags.Bundle.Length > 0 ? flags.Bundle : Environment.CurrentDirectory;
         RedirectStderrToBundleLog(bundle);
 
-        if (LibC.prctl(LibC.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
-            log.Warn($"cannot become a child subreaper ({LibC.Describe(Marshal.GetLastPInvokeError())}): container exits may be missed");
         LibC.signal(LibC.SIGPIPE, 1 /* SIG_IGN */);
-        _ = ChildProcessReaper.Shared; // reap from the start
 
         var listener = TakeListener(flags, log);
         string socketPath = flags.Socket;
@@ -50,6 +47,8 @@ public static class ShimDaemon
         try
         {
             var factory = SandboxBackendCatalog.Select();
+            if (factory.NeedsChildSubreaper)
+                BecomeChildSubreaper(log);
             var backend = factory.Create(context);
             service = new TaskService(backend, events, new LinuxRootfsMounter(), log.Warn);
             var registry = new TtrpcServiceRegistry();
@@ -87,6 +86,14 @@ public static class ShimDaemon
         return 0;
     }
 
+    /// <summary>Container processes that runc leaves behind become this process's children; reap every child from now on.</summary>
+    private static void BecomeChildSubreaper(ShimLog log)
+    {
+        if (LibC.prctl(LibC.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
+            log.Warn($"cannot become a child subreaper ({LibC.Describe(Marshal.GetLastPInvokeError())}): container exits may be missed");
+        _ = ChildProcessReaper.Shared;
+    }
+
     /// <summary>The listening socket: fd 3 from `start`, or a new one on -socket.</summary>
     private static Socket TakeListener(ShimFlags flags, ShimLog log)
     {
@@ -94,6 +101,9 @@ public static class ShimDaemon
         {
             Environment.SetEnvironmentVariable(StartCommand.ListenFdVariable, null);
             int fd = int.Parse(fdText, CultureInfo.InvariantCulture);
+            // dup2 in `start` cleared close-on-exec: without it every child (QEMU, vhost-device-vsock) would keep the
+            // socket listening after this daemon dies, and `delete` would take the dead daemon for a live one
+            LibC.fcntl(fd, LibC.F_SETFD, LibC.FD_CLOEXEC);
             return new Socket(new SafeSocketHandle(fd, ownsHandle: true));
         }
         if (flags.Socket.Length == 0)

@@ -16,6 +16,8 @@ internal static unsafe partial class LibC
     public const int F_GETFL = 3;
     public const int F_SETFL = 4;
     public const int F_DUPFD_CLOEXEC = 1030;
+    public const int F_SETFD = 2;
+    public const int FD_CLOEXEC = 1;
 
     public const int EINTR = 4;
     public const int ENOENT = 2;
@@ -153,6 +155,13 @@ internal static unsafe partial class LibC
 
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int mkfifo(string path, int mode);
+
+    public const int AF_UNIX = 1;
+    public const int SOCK_STREAM = 1;
+    public const int SOCK_CLOEXEC = 0x80000;
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int socketpair(int domain, int type, int protocol, int* fds);
 
     [LibraryImport("libc", StringMarshalling = StringMarshalling.Utf8)]
     public static partial int posix_spawn(int* pid, string path, void* fileActions, void* attributes, byte** argv, byte** envp);

@@ -333,6 +333,8 @@ public sealed class HostRuncBackendFactory : ISandboxBackendFactory
 
     public string Name => "runc";
 
+    public bool NeedsChildSubreaper => true;
+
     public void EnsureUsable(ShimContext context)
     {
         if (RuncCli.FindRunc() is null)

@@ -6,9 +6,9 @@ namespace Sandbox.Shim.Runc;
 
 /// <summary>
 /// Connects one process's stdio to containerd's stdio paths: the process gets pipes, and one thread per stream copies
-/// between each pipe and the FIFO (or file) containerd named. FIFOs are opened O_RDWR, which never blocks even when
-/// the reader is not there yet. Output is copied until the pipe reaches end of file (every writer gone), then the
-/// FIFO is closed so that the reader sees end of file too.
+/// between each pipe and the FIFO (or file) containerd named (opened by <see cref="ContainerdStdioDestination"/>;
+/// stdin through a <see cref="ContainerdStdinPump"/>). Output is copied until the pipe reaches end of file (every
+/// writer gone), then the FIFO is closed so that the reader sees end of file too.
 /// </summary>
 internal sealed unsafe class StdioRelay : IDisposable
 {
@@ -16,11 +16,10 @@ internal sealed unsafe class StdioRelay : IDisposable
     private readonly List<int> _childEnds = new();
     private readonly TaskCompletionSource _stdoutDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _stderrDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private volatile bool _stdinCloseRequested;
+    private ContainerdStdinPump? _stdinPump;
     private ProcessStdio? _terminal;
     private readonly object _masterGate = new();
     private int _master = -1;
-    private volatile bool _disposed;
 
     private StdioRelay(string owner)
     {
@@ -87,13 +86,10 @@ internal sealed unsafe class StdioRelay : IDisposable
         var terminal = _terminal ?? throw new InvalidOperationException($"{_owner} has no terminal");
         _master = masterFd;
         _stderrDone.TrySetResult();
-        int stdin = terminal.Stdin.Length > 0 ? OpenDestination(terminal.Stdin, "stdin", LibC.O_RDWR | LibC.O_NONBLOCK) : -1;
-        int stdout = terminal.Stdout.Length > 0 ? OpenDestination(terminal.Stdout, "stdout", LibC.O_RDWR) : -1;
-        int masterForInput = LibC.fcntl(masterFd, LibC.F_DUPFD_CLOEXEC, 0);
+        int stdin = terminal.Stdin.Length > 0 ? ContainerdStdioDestination.OpenStdin(terminal.Stdin, _owner) : -1;
+        int stdout = terminal.Stdout.Length > 0 ? ContainerdStdioDestination.OpenOutput(terminal.Stdout, _owner, "stdout") : -1;
         if (stdin >= 0)
-            StartThread("tty-in", () => CopyStdin(stdin, masterForInput));
-        else
-            LibC.close(masterForInput);
+            _stdinPump = ContainerdStdinPump.Start(stdin, LibC.fcntl(masterFd, LibC.F_DUPFD_CLOEXEC, 0), _owner);
         int destination = stdout >= 0 ? stdout : LibC.open("/dev/null", LibC.O_WRONLY | LibC.O_CLOEXEC, 0);
         StartThread("tty-out", () =>
         {
@@ -129,23 +125,19 @@ internal sealed unsafe class StdioRelay : IDisposable
     }
 
     /// <summary>containerd's CloseIO: deliver what is still in the stdin FIFO, then close the child's stdin.</summary>
-    public void CloseStdin() => _stdinCloseRequested = true;
+    public void CloseStdin() => _stdinPump?.RequestClose();
 
-    public void Dispose()
-    {
-        _disposed = true;
-        _stdinCloseRequested = true;
-    }
+    public void Dispose() => _stdinPump?.Stop();
 
     private void OpenStdin(string path)
     {
         if (path.Length == 0)
             return;
-        int source = OpenDestination(path, "stdin", LibC.O_RDWR | LibC.O_NONBLOCK);
+        int source = ContainerdStdioDestination.OpenStdin(path, _owner);
         var (readEnd, writeEnd) = CreatePipe("stdin");
         ChildStdin = readEnd;
         lock (_childEnds) _childEnds.Add(readEnd);
-        StartThread("stdin", () => CopyStdin(source, writeEnd));
+        _stdinPump = ContainerdStdinPump.Start(source, writeEnd, _owner);
     }
 
     private int OpenOutput(string path, string stream, TaskCompletionSource done)
@@ -155,7 +147,7 @@ internal sealed unsafe class StdioRelay : IDisposable
             done.TrySetResult();
             return -1;
         }
-        int destination = OpenDestination(path, stream, LibC.O_RDWR);
+        int destination = ContainerdStdioDestination.OpenOutput(path, _owner, stream);
         var (readEnd, writeEnd) = CreatePipe(stream);
         lock (_childEnds) _childEnds.Add(writeEnd);
         StartThread(stream, () =>
@@ -172,18 +164,6 @@ internal sealed unsafe class StdioRelay : IDisposable
             }
         });
         return writeEnd;
-    }
-
-    private int OpenDestination(string path, string stream, int fifoFlags)
-    {
-        var uri = StdioPath.Parse(path, _owner, stream);
-        int fd = uri.Kind == StdioPathKind.File
-            ? LibC.open(uri.Path, (stream == "stdin" ? LibC.O_RDONLY : LibC.O_WRONLY | LibC.O_APPEND | LibC.O_CREAT) | LibC.O_CLOEXEC, 0b110_100_000)
-            : LibC.open(uri.Path, fifoFlags | LibC.O_CLOEXEC, 0);
-        if (fd < 0)
-            throw new SandboxBackendException(Ttrpc.TtrpcStatusCode.InvalidArgument,
-                $"{_owner}: cannot open {stream} {path}: {LibC.Describe(Marshal.GetLastPInvokeError())}");
-        return fd;
     }
 
     private (int ReadEnd, int WriteEnd) CreatePipe(string stream)
@@ -229,44 +209,6 @@ internal sealed unsafe class StdioRelay : IDisposable
         }
     }
 
-    private void CopyStdin(int fifo, int pipeWriteEnd)
-    {
-        byte* buffer = stackalloc byte[32 * 1024];
-        var pollFd = new LibC.PollFd { Fd = fifo, Events = LibC.POLLIN };
-        try
-        {
-            while (!_disposed)
-            {
-                pollFd.Revents = 0;
-                int ready = LibC.poll(&pollFd, 1, 100);
-                if (ready < 0 && Marshal.GetLastPInvokeError() != LibC.EINTR)
-                    return;
-                if (ready <= 0)
-                {
-                    if (_stdinCloseRequested)
-                        return; // nothing left in the FIFO and containerd closed stdin
-                    continue;
-                }
-                nint n = LibC.read(fifo, buffer, 32 * 1024);
-                if (n == 0)
-                    return;
-                if (n < 0)
-                {
-                    int errno = Marshal.GetLastPInvokeError();
-                    if (errno is LibC.EINTR or LibC.EAGAIN)
-                        continue;
-                    return;
-                }
-                if (!WriteAll(pipeWriteEnd, buffer, n))
-                    return; // the process closed its stdin
-            }
-        }
-        finally
-        {
-            LibC.close(pipeWriteEnd);
-            LibC.close(fifo);
-        }
-    }
 
     private static bool WriteAll(int fd, byte* buffer, nint count)
     {

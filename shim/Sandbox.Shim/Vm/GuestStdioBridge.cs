@@ -1,0 +1,164 @@
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Grpc.Core;
+using Microsoft.Win32.SafeHandles;
+using Sandbox.Runtime.Agent;
+using Sandbox.Shim.Backend;
+using Sandbox.Shim.Native;
+
+namespace Sandbox.Shim.Vm;
+
+/// <summary>
+/// Connects containerd's stdio of one process (FIFOs or files, opened by <see cref="ContainerdStdioDestination"/>)
+/// with the process's stdio in the guest (<see cref="GuestProcessStdio"/>: the agent's ReadStdout/ReadStderr streams
+/// and its WriteStdin stream).
+/// Output: each guest stream is copied to its destination until the guest reaches end of file, then the destination
+/// is closed (the client sees end of file). A stream containerd did not ask for is still read (to nowhere), so that
+/// the process never blocks on a full pipe. With a terminal, all output is on stdout.
+/// Input: a <see cref="ContainerdStdinPump"/> copies the stdin FIFO into one end of a socket pair; the other end is
+/// the source of the WriteStdin stream, which completes (the guest process's stdin closes) once the pump stops, i.e.
+/// after containerd's CloseIO and the FIFO drained.
+/// </summary>
+internal sealed class GuestStdioBridge : IDisposable
+{
+    private readonly string _owner;
+    private readonly Action<string> _log;
+    private readonly CancellationTokenSource _stop = new();
+    private CancellationTokenSource? _copies;
+    private FileStream? _stdout;
+    private FileStream? _stderr;
+    private int _stdinSource = -1;
+    private ContainerdStdinPump? _stdinPump;
+    private Task _stdoutCopy = Task.CompletedTask;
+    private Task _stderrCopy = Task.CompletedTask;
+    private bool _started;
+    private int _disposed;
+
+    private GuestStdioBridge(string owner, bool terminal, Action<string> log)
+    {
+        _owner = owner;
+        Terminal = terminal;
+        _log = log;
+    }
+
+    public bool Terminal { get; }
+
+    /// <summary>Whether containerd gave a stdin: the guest process must be created with one.</summary>
+    public bool HasStdin => _stdinSource >= 0;
+
+    /// <summary>Completes when both output streams reached end of file (or failed) and their destinations are closed.</summary>
+    public Task OutputCompleted => Task.WhenAll(_stdoutCopy, _stderrCopy);
+
+    /// <summary>Opens containerd's destinations, so that a bad path fails before anything runs in the guest.</summary>
+    public static GuestStdioBridge Open(ProcessStdio stdio, string owner, Action<string> log)
+    {
+        var bridge = new GuestStdioBridge(owner, stdio.Terminal, log);
+        try
+        {
+            if (stdio.Stdin.Length > 0)
+                bridge._stdinSource = ContainerdStdioDestination.OpenStdin(stdio.Stdin, owner);
+            if (stdio.Stdout.Length > 0)
+                bridge._stdout = OutputStream(ContainerdStdioDestination.OpenOutput(stdio.Stdout, owner, "stdout"));
+            if (stdio.Stderr.Length > 0 && !stdio.Terminal)
+                bridge._stderr = OutputStream(ContainerdStdioDestination.OpenOutput(stdio.Stderr, owner, "stderr"));
+            return bridge;
+        }
+        catch
+        {
+            bridge.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Starts the copies once the process exists in the guest. Bytes the process writes before the readers attach
+    /// wait in the guest's pipes. <paramref name="vmGone"/> ends every copy when the VM is lost or shut down.
+    /// </summary>
+    public unsafe void Start(GuestProcessStdio guest, CancellationToken vmGone)
+    {
+        _started = true;
+        _copies = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token, vmGone);
+        var token = _copies.Token;
+        _stdoutCopy = CopyOutputAsync("stdout", _stdout, guest.CopyStdoutToAsync, token);
+        if (!Terminal)
+            _stderrCopy = CopyOutputAsync("stderr", _stderr, guest.CopyStderrToAsync, token);
+        if (_stdinSource < 0)
+            return;
+
+        int* ends = stackalloc int[2];
+        if (LibC.socketpair(LibC.AF_UNIX, LibC.SOCK_STREAM | LibC.SOCK_CLOEXEC, 0, ends) != 0)
+        {
+            _log($"{_owner}: stdin is not forwarded: socketpair failed: {LibC.Describe(Marshal.GetLastPInvokeError())}");
+            return;
+        }
+        int source = _stdinSource;
+        _stdinSource = -1;
+        _stdinPump = ContainerdStdinPump.Start(source, ends[0], _owner);
+        var input = new NetworkStream(new Socket(new SafeSocketHandle(ends[1], ownsHandle: true)), ownsSocket: true);
+        _ = CopyStdinAsync(guest, input, token);
+    }
+
+    /// <summary>containerd's CloseIO: what is still in the stdin FIFO is delivered, then the guest process's stdin closes.</summary>
+    public void CloseStdin() => _stdinPump?.RequestClose();
+
+    /// <summary>Stops every copy and closes containerd's destinations.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+            return;
+        _stop.Cancel();
+        _copies?.Dispose();
+        _stdinPump?.Stop();
+        if (_stdinSource >= 0)
+            LibC.close(_stdinSource);
+        _stdinSource = -1;
+        if (!_started)
+        {
+            _stdout?.Dispose();
+            _stderr?.Dispose();
+        }
+    }
+
+    private async Task CopyOutputAsync(string stream, FileStream? destination, Func<Stream, CancellationToken, Task<long>> copy,
+        CancellationToken cancellationToken)
+    {
+        try
+        {
+            await copy(destination ?? Stream.Null, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is RpcException or OperationCanceledException or IOException)
+        {
+            if (!cancellationToken.IsCancellationRequested)
+                _log($"{_owner}: copying its {stream} from the guest stopped: {e.Message}");
+        }
+        finally
+        {
+            if (destination is not null)
+                await destination.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async Task CopyStdinAsync(GuestProcessStdio guest, NetworkStream input, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await guest.WriteStdinFromAsync(input, cancellationToken).ConfigureAwait(false);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition)
+        {
+            // the process exited or closed its stdin: what is left cannot be delivered, as with a pipe
+        }
+        catch (Exception e) when (e is RpcException or OperationCanceledException or IOException or SocketException)
+        {
+            if (!cancellationToken.IsCancellationRequested)
+                _log($"{_owner}: forwarding its stdin to the guest stopped: {e.Message}");
+        }
+        finally
+        {
+            await input.DisposeAsync().ConfigureAwait(false); // the pump's writes fail from now on: it stops
+            _stdinPump?.Stop();
+        }
+    }
+
+    private static FileStream OutputStream(int fd) => new(new SafeFileHandle(fd, ownsHandle: true), FileAccess.Write, bufferSize: 0);
+}

@@ -1,0 +1,580 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text.Json;
+using Google.Protobuf;
+using Grpc.Core;
+using Sandbox.Agent.Protocol;
+using Sandbox.Hypervisors;
+using Sandbox.Runtime.Agent;
+using Sandbox.Runtime.Configuration;
+using Sandbox.Runtime.Sandboxes;
+using Sandbox.Shim.Backend;
+using Sandbox.Shim.Start;
+using Sandbox.Ttrpc;
+using AgentClient = Sandbox.Agent.Protocol.Agent.AgentClient;
+
+namespace Sandbox.Shim.Vm;
+
+/// <summary>
+/// THE PRODUCT BACKEND: the containers of one shim daemon (one sandbox group: a CRI pod, or a single `ctr run`
+/// container) run in one QEMU VM, driven through its in-guest agent (agent.proto), as Kata does.
+/// - The VM boots at the first CreateContainer (for CRI, the pause container); its sandbox id is the group id
+///   (annotation io.kubernetes.cri.sandbox-id, else the container id). A copy of the configuration in effect and the
+///   owning daemon (<see cref="ShimOwnerFile"/>) go into its state directory.
+/// - A container's rootfs is bind-mounted into the VM's shared directory (<see cref="RootfsShare"/>) and created by
+///   the agent from the bundle's config.json. The pid containerd sees for every process is QEMU's.
+/// - stdio: <see cref="GuestStdioBridge"/>; exits: the agent's WaitProcess, reported once all output is delivered.
+/// - When QEMU dies unexpectedly, every pending and future wait reports exit status 137 (so containerd learns the
+///   processes are gone), and the VM's helper processes and sockets are cleaned up; the state directory goes with the
+///   last container (or at Shutdown).
+/// Every agent call that should not block carries the deadline agent.rpc_timeout.
+/// </summary>
+internal sealed class VmSandboxBackend : ISandboxBackend
+{
+    private const uint KilledBySigkill = 128 + 9;
+    private static readonly TimeSpan OutputDrainLimit = TimeSpan.FromSeconds(10);
+    /// <summary>WaitProcess blocks until the exit: it is re-issued after this long, so no call waits forever on a dead connection.</summary>
+    private static readonly TimeSpan WaitCallSlice = TimeSpan.FromMinutes(10);
+    private const int WaitReconnectAttempts = 5;
+
+    private readonly SandboxConfiguration _configuration;
+    private readonly Func<IHypervisor> _newHypervisor;
+    private readonly Action<string> _log;
+    private readonly SemaphoreSlim _bootGate = new(1, 1);
+    private readonly ConcurrentDictionary<string, VmContainer> _containers = new(StringComparer.Ordinal);
+    /// <summary>Cancelled when the VM is lost or shut down: ends waits and stdio copies.</summary>
+    private readonly CancellationTokenSource _vmGone = new();
+    private readonly TaskCompletionSource<VmExit> _vmLost = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private SandboxVm? _vm;
+    private volatile bool _shuttingDown;
+
+    public VmSandboxBackend(SandboxConfiguration configuration, Func<IHypervisor> newHypervisor, Action<string> log)
+    {
+        _configuration = configuration;
+        _newHypervisor = newHypervisor;
+        _log = log;
+    }
+
+    private DateTime Deadline => DateTime.UtcNow + _configuration.Agent.RpcTimeout;
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Containers and processes
+
+    public async Task<uint> CreateContainerAsync(ContainerCreateRequest request, CancellationToken cancellationToken)
+    {
+        string id = request.ContainerId;
+        string owner = $"create container {id}";
+        string specJson = await ReadBundleSpecAsync(request.Bundle, owner, cancellationToken).ConfigureAwait(false);
+        var (sandboxId, hostname) = SandboxOf(specJson, id, owner);
+        var vm = await EnsureVmAsync(sandboxId, hostname, owner, cancellationToken).ConfigureAwait(false);
+
+        string containerDirectory = RootfsShare.ContainerDirectory(vm.State.SharedDirectory, id);
+        var stdio = GuestStdioBridge.Open(request.Stdio, $"container {id}", _log);
+        bool bound = false;
+        try
+        {
+            RootfsShare.Bind(request.RootfsPath, containerDirectory, $"container {id}");
+            bound = true;
+            await vm.Agent.Client.CreateContainerAsync(new CreateContainerRequest
+            {
+                ContainerId = id,
+                OciSpecJson = ByteString.CopyFromUtf8(specJson),
+                RootfsPath = vm.GuestPathOf(RootfsShare.RootfsPath(containerDirectory)),
+                Terminal = request.Stdio.Terminal,
+                Stdin = stdio.HasStdin,
+            }, deadline: Deadline, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            stdio.Dispose();
+            if (bound)
+                TryRemoveFromShare(containerDirectory, id);
+            if (e is RpcException rpc)
+                throw AgentCallFailure.Describe(rpc, owner, vm, _configuration);
+            throw;
+        }
+
+        var init = new VmProcess(id, "", stdio);
+        stdio.Start(new GuestProcessStdio(vm.Agent.Client, id), _vmGone.Token);
+        init.Exit = CollectExitAsync(vm, init);
+        _containers[id] = new VmContainer(id, containerDirectory, init);
+        return QemuPid(vm);
+    }
+
+    public async Task<uint> StartContainerAsync(string containerId, CancellationToken cancellationToken)
+    {
+        Find(containerId);
+        var vm = RequireLiveVm($"start container {containerId}");
+        await CallAsync(vm, $"start container {containerId}", client =>
+            client.StartContainerAsync(new StartContainerRequest { ContainerId = containerId }, deadline: Deadline, cancellationToken: cancellationToken).ResponseAsync)
+            .ConfigureAwait(false);
+        return QemuPid(vm);
+    }
+
+    public async Task<uint> StartExecAsync(ExecStartRequest request, CancellationToken cancellationToken)
+    {
+        var container = Find(request.ContainerId);
+        string owner = $"exec {request.ExecId} of container {request.ContainerId}";
+        var vm = RequireLiveVm($"start {owner}");
+        var stdio = GuestStdioBridge.Open(request.Stdio, owner, _log);
+        try
+        {
+            await CallAsync(vm, $"start {owner}", client => client.ExecProcessAsync(new Sandbox.Agent.Protocol.ExecProcessRequest
+            {
+                ContainerId = request.ContainerId,
+                ExecId = request.ExecId,
+                ProcessJson = ByteString.CopyFromUtf8(request.ProcessSpecJson),
+                Terminal = request.Stdio.Terminal,
+                Stdin = stdio.HasStdin,
+            }, deadline: Deadline, cancellationToken: cancellationToken).ResponseAsync).ConfigureAwait(false);
+        }
+        catch
+        {
+            stdio.Dispose();
+            throw;
+        }
+
+        var process = new VmProcess(request.ContainerId, request.ExecId, stdio);
+        stdio.Start(new GuestProcessStdio(vm.Agent.Client, request.ContainerId, request.ExecId), _vmGone.Token);
+        process.Exit = CollectExitAsync(vm, process);
+        container.Execs[request.ExecId] = process;
+        return QemuPid(vm);
+    }
+
+    public Task<ProcessExit> WaitAsync(string containerId, string execId, CancellationToken cancellationToken) =>
+        FindProcess(containerId, execId).Exit.WaitAsync(cancellationToken);
+
+    public async Task KillAsync(string containerId, string execId, uint signal, bool all, CancellationToken cancellationToken)
+    {
+        var process = FindProcess(containerId, execId);
+        if (_vmLost.Task.IsCompleted || process.Exit.IsCompleted)
+            throw new SandboxBackendException(TtrpcStatusCode.NotFound, "process already finished");
+        var vm = RequireLiveVm($"kill {process.Describe()}");
+        try
+        {
+            await vm.Agent.Client.SignalProcessAsync(new SignalProcessRequest
+            {
+                ContainerId = containerId,
+                ExecId = execId,
+                Signal = signal,
+                All = all,
+            }, deadline: Deadline, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+        {
+            throw new SandboxBackendException(TtrpcStatusCode.NotFound, "process already finished", e);
+        }
+        catch (RpcException e)
+        {
+            throw AgentCallFailure.Describe(e, $"kill {process.Describe()} with signal {signal}", vm, _configuration);
+        }
+    }
+
+    public Task PauseAsync(string containerId, CancellationToken cancellationToken)
+    {
+        Find(containerId);
+        var vm = RequireLiveVm($"pause container {containerId}");
+        return CallAsync(vm, $"pause container {containerId}", client =>
+            client.PauseContainerAsync(new PauseContainerRequest { ContainerId = containerId }, deadline: Deadline, cancellationToken: cancellationToken).ResponseAsync);
+    }
+
+    public Task ResumeAsync(string containerId, CancellationToken cancellationToken)
+    {
+        Find(containerId);
+        var vm = RequireLiveVm($"resume container {containerId}");
+        return CallAsync(vm, $"resume container {containerId}", client =>
+            client.ResumeContainerAsync(new ResumeContainerRequest { ContainerId = containerId }, deadline: Deadline, cancellationToken: cancellationToken).ResponseAsync);
+    }
+
+    public async Task<IReadOnlyList<uint>> ListPidsAsync(string containerId, CancellationToken cancellationToken)
+    {
+        Find(containerId);
+        var vm = RequireLiveVm($"list the processes of container {containerId}");
+        var response = await CallAsync(vm, $"list the processes of container {containerId}", client =>
+            client.ListProcessesAsync(new ListProcessesRequest { ContainerId = containerId }, deadline: Deadline, cancellationToken: cancellationToken).ResponseAsync)
+            .ConfigureAwait(false);
+        return response.Pids.ToArray();
+    }
+
+    public async Task ResizePtyAsync(string containerId, string execId, uint width, uint height, CancellationToken cancellationToken)
+    {
+        var process = FindProcess(containerId, execId);
+        if (!process.Stdio.Terminal || process.Exit.IsCompleted)
+            return; // no terminal (or nothing left to resize): nothing to do, as in runc's shim
+        var vm = RequireLiveVm($"resize the terminal of {process.Describe()}");
+        await CallAsync(vm, $"resize the terminal of {process.Describe()}", client => client.TtyWinResizeAsync(new TtyWinResizeRequest
+        {
+            ContainerId = containerId,
+            ExecId = execId,
+            Rows = height,
+            Columns = width,
+        }, deadline: Deadline, cancellationToken: cancellationToken).ResponseAsync).ConfigureAwait(false);
+    }
+
+    public Task CloseStdinAsync(string containerId, string execId, CancellationToken cancellationToken)
+    {
+        FindProcess(containerId, execId).Stdio.CloseStdin();
+        return Task.CompletedTask;
+    }
+
+    public Task DeleteExecAsync(string containerId, string execId, CancellationToken cancellationToken)
+    {
+        // the agent keeps an exited exec until its container is removed; only the host side goes here
+        if (Find(containerId).Execs.TryRemove(execId, out var process))
+            process.Stdio.Dispose();
+        return Task.CompletedTask;
+    }
+
+    public async Task DeleteContainerAsync(string containerId, CancellationToken cancellationToken)
+    {
+        var container = Find(containerId);
+        var vm = _vm;
+        if (vm is not null && !_vmLost.Task.IsCompleted)
+        {
+            try
+            {
+                await vm.Agent.Client.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = containerId, Force = true },
+                    deadline: Deadline, cancellationToken: cancellationToken).ConfigureAwait(false);
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+            {
+                // already gone in the guest
+            }
+            catch (RpcException e) when (!_vmLost.Task.IsCompleted)
+            {
+                throw AgentCallFailure.Describe(e, $"delete container {containerId}", vm, _configuration);
+            }
+        }
+        foreach (var process in container.AllProcesses())
+            process.Stdio.Dispose();
+        RootfsShare.Remove(container.ShareDirectory);
+        _containers.TryRemove(containerId, out _);
+    }
+
+    public async Task ShutdownAsync(CancellationToken cancellationToken)
+    {
+        _shuttingDown = true;
+        bool gate = false;
+        try
+        {
+            gate = await _bootGate.WaitAsync(TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        try
+        {
+            var vm = _vm;
+            foreach (var container in _containers.Values)
+            {
+                _log($"container {container.Id}: still present at shutdown; its VM stops with it");
+                foreach (var process in container.AllProcesses())
+                    process.Stdio.Dispose();
+                TryRemoveFromShare(container.ShareDirectory, container.Id);
+            }
+            _containers.Clear();
+            _vmGone.Cancel();
+            if (vm is null)
+                return;
+            _log($"sandbox {vm.SandboxId}: stopping its VM");
+            await vm.DisposeAsync().ConfigureAwait(false); // DestroySandbox, QEMU and its helpers stopped, state directory removed
+            if (Directory.Exists(vm.State.Path))
+                await VmSandboxCleanup.RemoveStateDirectoryAsync(vm.State, _log, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (gate)
+                _bootGate.Release();
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // The VM
+
+    private async Task<SandboxVm> EnsureVmAsync(string sandboxId, string? hostname, string owner, CancellationToken cancellationToken)
+    {
+        await _bootGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_shuttingDown)
+                throw new SandboxBackendException(TtrpcStatusCode.FailedPrecondition, $"{owner}: the shim is shutting down");
+            if (_vm is { } running)
+            {
+                if (running.SandboxId != sandboxId)
+                {
+                    throw new SandboxBackendException(TtrpcStatusCode.InvalidArgument,
+                        $"{owner}: it belongs to sandbox {sandboxId}, but this shim runs sandbox {running.SandboxId} " +
+                        $"(annotation {BundleConfig.SandboxIdAnnotation})");
+                }
+                RequireLiveVm(owner);
+                return running;
+            }
+            _vm = await BootAsync(sandboxId, hostname, owner, cancellationToken).ConfigureAwait(false);
+            return _vm;
+        }
+        finally
+        {
+            _bootGate.Release();
+        }
+    }
+
+    private async Task<SandboxVm> BootAsync(string sandboxId, string? hostname, string owner, CancellationToken cancellationToken)
+    {
+        SandboxVmOptions options;
+        try
+        {
+            options = _configuration.ToVmOptions(sandboxId, hostname);
+        }
+        catch (FileNotFoundException e)
+        {
+            throw new SandboxBackendException(TtrpcStatusCode.FailedPrecondition, $"{owner}: sandbox {sandboxId}: {e.Message}", e);
+        }
+
+        _log($"sandbox {sandboxId}: booting its VM (configuration: {_configuration.Source}; state: {Path.Combine(options.StateRoot!, sandboxId)})");
+        var clock = Stopwatch.StartNew();
+        var hypervisor = _newHypervisor();
+        SandboxVm vm;
+        try
+        {
+            vm = await SandboxVm.BootAsync(options, hypervisor, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            await hypervisor.DisposeAsync().ConfigureAwait(false);
+            if (e is OperationCanceledException)
+                throw;
+            throw new SandboxBackendException(TtrpcStatusCode.Unknown,
+                $"{owner}: booting the VM of sandbox {sandboxId} failed: {e.Message}\n" +
+                $"Check the host with `sandboxctl check`; configuration: {_configuration.Source}", e);
+        }
+
+        try
+        {
+            ShimOwnerFile.WriteSelf(vm.State.Path);
+            File.WriteAllText(Path.Combine(vm.State.Path, SandboxConfigurationWriter.FileName), SandboxConfigurationWriter.ToToml(_configuration,
+                $"configuration in effect for sandbox {sandboxId} (containerd-shim-sandbox-v2 pid {Environment.ProcessId})"));
+        }
+        catch (IOException e)
+        {
+            _log($"sandbox {sandboxId}: writing its state files failed: {e.Message}");
+        }
+        _ = WatchVmAsync(vm);
+        _log($"sandbox {sandboxId}: VM running (QEMU pid {vm.Hypervisor.Pid}, {vm.Hypervisor.Capabilities.Acceleration}, " +
+             $"{vm.Hypervisor.Capabilities.VsockMode} vsock), agent ready after {clock.Elapsed.TotalSeconds:0.00} s; console: {vm.Hypervisor.ConsoleLogPath}");
+        return vm;
+    }
+
+    /// <summary>QEMU ended without being asked to: report every process as killed and release the VM's helpers.</summary>
+    private async Task WatchVmAsync(SandboxVm vm)
+    {
+        VmExit exit;
+        try
+        {
+            exit = await vm.Hypervisor.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            _log($"sandbox {vm.SandboxId}: watching its VM failed: {e.Message}");
+            return;
+        }
+        if (exit.StoppedByHost || _shuttingDown)
+            return;
+        _log($"sandbox {vm.SandboxId}: its VM exited unexpectedly (QEMU exit code {exit.ExitCode}); every process of the sandbox " +
+             $"is reported as killed (exit status {KilledBySigkill}). Guest console: {vm.Hypervisor.ConsoleLogPath}\n{exit.Diagnostics}");
+        _vmLost.TrySetResult(exit);
+        _vmGone.Cancel();
+        try
+        {
+            await vm.Hypervisor.StopAsync(CancellationToken.None).ConfigureAwait(false);
+            await LeftoverVmProcessesOf(vm).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            _log($"sandbox {vm.SandboxId}: cleaning up after its VM failed: {e.Message}");
+        }
+    }
+
+    private static async Task LeftoverVmProcessesOf(SandboxVm vm)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await Sandbox.Hypervisors.Processes.LeftoverVmProcesses.KillAsync(vm.State.Path, timeout.Token).ConfigureAwait(false);
+    }
+
+    private SandboxVm RequireLiveVm(string what)
+    {
+        var vm = _vm ?? throw new SandboxBackendException(TtrpcStatusCode.FailedPrecondition, $"{what}: the sandbox VM is not running");
+        if (_vmLost.Task.IsCompleted)
+        {
+            throw new SandboxBackendException(TtrpcStatusCode.FailedPrecondition,
+                $"{what}: the VM of sandbox {vm.SandboxId} has exited (QEMU exit code {_vmLost.Task.Result.ExitCode}); " +
+                $"see its console log {vm.Hypervisor.ConsoleLogPath}");
+        }
+        return vm;
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Exits
+
+    /// <summary>
+    /// The exit of one process: the agent's WaitProcess, then every byte of its output delivered (bounded by
+    /// <see cref="OutputDrainLimit"/>). Exit status 137 when the VM is lost.
+    /// </summary>
+    private async Task<ProcessExit> CollectExitAsync(SandboxVm vm, VmProcess process)
+    {
+        ProcessExit exit;
+        try
+        {
+            exit = await WaitInGuestAsync(vm, process).ConfigureAwait(false);
+        }
+        catch (Exception) when (_vmLost.Task.IsCompleted)
+        {
+            process.Stdio.Dispose(); // closes containerd's FIFOs: the client sees end of file
+            return new ProcessExit(KilledBySigkill, _vmLost.Task.Result.ExitedAt.UtcDateTime);
+        }
+        try
+        {
+            await process.Stdio.OutputCompleted.WaitAsync(OutputDrainLimit).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            _log($"{process.Describe()}: output still open {OutputDrainLimit.TotalSeconds} s after the process exited " +
+                 "(a background process keeps it); reporting the exit anyway");
+        }
+        return exit;
+    }
+
+    private async Task<ProcessExit> WaitInGuestAsync(SandboxVm vm, VmProcess process)
+    {
+        var request = new WaitProcessRequest { ContainerId = process.ContainerId, ExecId = process.ExecId };
+        int reconnects = 0;
+        while (true)
+        {
+            try
+            {
+                var response = await vm.Agent.Client.WaitProcessAsync(request, deadline: DateTime.UtcNow + WaitCallSlice,
+                    cancellationToken: _vmGone.Token).ConfigureAwait(false);
+                var exitedAt = response.ExitedAtUnixNanos > 0 ? DateTime.UnixEpoch.AddTicks(response.ExitedAtUnixNanos / 100) : DateTime.UtcNow;
+                return new ProcessExit((uint)response.ExitStatus, exitedAt);
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.DeadlineExceeded && !_vmGone.IsCancellationRequested)
+            {
+                // still running: ask again
+            }
+            catch (RpcException e) when (e.StatusCode is StatusCode.Unavailable or StatusCode.Internal or StatusCode.Unknown
+                                         && !_vmGone.IsCancellationRequested && ++reconnects <= WaitReconnectAttempts)
+            {
+                // the connection to the agent broke: if the VM died, the watcher cancels _vmGone meanwhile
+                _log($"{process.Describe()}: waiting for its exit: the agent connection failed ({e.Status.Detail}); retrying");
+                await Task.Delay(TimeSpan.FromSeconds(1), _vmGone.Token).ConfigureAwait(false);
+            }
+            catch (RpcException e) when (!_vmGone.IsCancellationRequested)
+            {
+                throw AgentCallFailure.Describe(e, $"wait for {process.Describe()}", vm, _configuration);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+
+    private async Task<T> CallAsync<T>(SandboxVm vm, string what, Func<AgentClient, Task<T>> call)
+    {
+        try
+        {
+            return await call(vm.Agent.Client).ConfigureAwait(false);
+        }
+        catch (RpcException e)
+        {
+            throw AgentCallFailure.Describe(e, what, vm, _configuration);
+        }
+    }
+
+    private static uint QemuPid(SandboxVm vm) => (uint)(vm.Hypervisor.Pid ?? 0);
+
+    private void TryRemoveFromShare(string containerDirectory, string containerId)
+    {
+        try
+        {
+            RootfsShare.Remove(containerDirectory);
+        }
+        catch (IOException e)
+        {
+            _log($"container {containerId}: {e.Message}");
+        }
+    }
+
+    private static async Task<string> ReadBundleSpecAsync(string bundle, string owner, CancellationToken cancellationToken)
+    {
+        string path = Path.Combine(bundle, "config.json");
+        try
+        {
+            return await File.ReadAllTextAsync(path, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new SandboxBackendException(TtrpcStatusCode.InvalidArgument, $"{owner}: cannot read {path}: {e.Message}");
+        }
+    }
+
+    /// <summary>The sandbox (group) id and the hostname from the OCI spec.</summary>
+    private static (string SandboxId, string? Hostname) SandboxOf(string specJson, string containerId, string owner)
+    {
+        try
+        {
+            string sandboxId = BundleConfig.GroupIdOf(specJson, containerId);
+            using var document = JsonDocument.Parse(specJson);
+            string? hostname = document.RootElement.ValueKind == JsonValueKind.Object
+                               && document.RootElement.TryGetProperty("hostname", out var value)
+                               && value.ValueKind == JsonValueKind.String
+                ? value.GetString()
+                : null;
+            return (sandboxId, hostname);
+        }
+        catch (JsonException e)
+        {
+            throw new SandboxBackendException(TtrpcStatusCode.InvalidArgument, $"{owner}: config.json is not valid JSON: {e.Message}");
+        }
+    }
+
+    private VmContainer Find(string containerId) =>
+        _containers.TryGetValue(containerId, out var container)
+            ? container
+            : throw new SandboxBackendException(TtrpcStatusCode.NotFound, $"container {containerId} is not known to the VM backend");
+
+    private VmProcess FindProcess(string containerId, string execId)
+    {
+        var container = Find(containerId);
+        if (execId.Length == 0)
+            return container.Init;
+        return container.Execs.TryGetValue(execId, out var process)
+            ? process
+            : throw new SandboxBackendException(TtrpcStatusCode.NotFound, $"exec {execId} of container {containerId} is not known to the VM backend");
+    }
+
+    private sealed class VmContainer(string id, string shareDirectory, VmProcess init)
+    {
+        public string Id { get; } = id;
+
+        /// <summary>&lt;state&gt;/shared/&lt;id&gt;: holds the rootfs bind.</summary>
+        public string ShareDirectory { get; } = shareDirectory;
+
+        public VmProcess Init { get; } = init;
+
+        public ConcurrentDictionary<string, VmProcess> Execs { get; } = new(StringComparer.Ordinal);
+
+        public IEnumerable<VmProcess> AllProcesses() => Execs.Values.Prepend(Init);
+    }
+
+    private sealed class VmProcess(string containerId, string execId, GuestStdioBridge stdio)
+    {
+        public string ContainerId { get; } = containerId;
+
+        public string ExecId { get; } = execId;
+
+        public GuestStdioBridge Stdio { get; } = stdio;
+
+        /// <summary>Collected from the moment the process exists in the guest; set before the process is published.</summary>
+        public Task<ProcessExit> Exit { get; set; } = null!;
+
+        public string Describe() => ExecId.Length == 0 ? $"container {ContainerId}" : $"exec {ExecId} of container {ContainerId}";
+    }
+}

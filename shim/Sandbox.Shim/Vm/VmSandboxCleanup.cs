@@ -1,0 +1,93 @@
+using Sandbox.Hypervisors.Processes;
+using Sandbox.Runtime.Configuration;
+using Sandbox.Runtime.Sandboxes;
+using Sandbox.Shim.Rootfs;
+using Sandbox.Shim.Start;
+
+namespace Sandbox.Shim.Vm;
+
+/// <summary>
+/// What the `delete` subcommand does for the VM backend when no live daemon serves a container any more (the daemon
+/// was SIGKILLed, or it has just deleted the container in a normal teardown). Idempotent and quick:
+/// 1. the container's sandbox is its <c>io.kubernetes.cri.sandbox-id</c> annotation (in &lt;bundle&gt;/config.json), else
+///    the container itself; without a state directory for it there is nothing to do;
+/// 2. the container's rootfs bind in the sandbox share is detached and its directory removed;
+/// 3. when the container is the sandbox itself, or no other container is left in the share, the sandbox goes too:
+///    if its owning daemon still runs (<see cref="ShimOwnerFile"/>), it is stopping the VM itself, so wait a little
+///    for it; otherwise kill what is left of the VM (QEMU, vhost-device-vsock), detach every mount below the state
+///    directory and remove it.
+/// </summary>
+internal static class VmSandboxCleanup
+{
+    private static readonly TimeSpan OwnerExitWait = TimeSpan.FromSeconds(10);
+
+    public static async Task CleanupAfterDeadShimAsync(SandboxConfiguration configuration, string bundle, string containerId,
+        Action<string> log, CancellationToken cancellationToken)
+    {
+        string sandboxId = SandboxIdOf(bundle, containerId);
+        SandboxStateDirectory state;
+        try
+        {
+            state = new SandboxStateDirectory(configuration.ResolveStateRoot(), sandboxId);
+        }
+        catch (ArgumentException e)
+        {
+            log($"container {containerId}: no sandbox state to clean up: {e.Message}");
+            return;
+        }
+        if (!Directory.Exists(state.Path))
+            return;
+
+        try
+        {
+            RootfsShare.Remove(RootfsShare.ContainerDirectory(state.SharedDirectory, containerId));
+        }
+        catch (IOException e)
+        {
+            log($"container {containerId}: {e.Message}");
+        }
+
+        bool othersLeft = Directory.Exists(state.SharedDirectory) && Directory.EnumerateFileSystemEntries(state.SharedDirectory).Any();
+        if (containerId != sandboxId && othersLeft)
+            return; // the sandbox still holds other containers: it goes with the last of them
+
+        if (ShimOwnerFile.LiveOwner(state.Path) is { } owner)
+        {
+            var deadline = DateTime.UtcNow + OwnerExitWait;
+            while (ShimOwnerFile.LiveOwner(state.Path) is not null && DateTime.UtcNow < deadline)
+                await Task.Delay(50, cancellationToken).ConfigureAwait(false);
+            if (ShimOwnerFile.LiveOwner(state.Path) is not null)
+            {
+                log($"sandbox {sandboxId}: its shim daemon (pid {owner}) still runs; leaving the sandbox to it");
+                return;
+            }
+        }
+        if (!Directory.Exists(state.Path))
+            return; // the daemon removed it on its way out
+
+        log($"sandbox {sandboxId}: its shim daemon is gone; cleaning up {state.Path}");
+        await RemoveStateDirectoryAsync(state, log, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Kills the VM's leftover processes, detaches every mount below the state directory and removes it.</summary>
+    public static async Task RemoveStateDirectoryAsync(SandboxStateDirectory state, Action<string> log, CancellationToken cancellationToken)
+    {
+        foreach (var process in await LeftoverVmProcesses.KillAsync(state.Path, cancellationToken).ConfigureAwait(false))
+            log($"sandbox {state.SandboxId}: killed leftover process {process.Pid}: {process.CommandLine}");
+        foreach (var mountPoint in MountTable.MountPointsBelow(state.Path).OrderByDescending(m => m.Length))
+            LinuxRootfsMounter.UnmountAll(mountPoint);
+        state.Delete();
+    }
+
+    private static string SandboxIdOf(string bundle, string containerId)
+    {
+        try
+        {
+            return BundleConfig.GroupIdOf(File.ReadAllText(Path.Combine(bundle, "config.json")), containerId);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Text.Json.JsonException)
+        {
+            return containerId;
+        }
+    }
+}
