@@ -30,6 +30,7 @@ public sealed class RuncBackedContainerdFixture : IAsyncLifetime
 /// Needs root, containerd, ctr, runc and busybox-static.
 /// </summary>
 [Trait("Category", "EndToEnd")]
+[Collection(EndToEndCollection.Name)]
 public sealed class ContainerdEndToEndTests : IClassFixture<RuncBackedContainerdFixture>
 {
     private readonly RuncBackedContainerdFixture _fixture;

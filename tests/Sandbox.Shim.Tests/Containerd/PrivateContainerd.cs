@@ -115,6 +115,9 @@ public sealed class PrivateContainerd : IAsyncDisposable
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
+            // containerd looks for a shim binary in its working directory before PATH: keep it away from the test
+            // assembly's directory (which holds the shim's apphost), so that the shim installed in <opt>/bin is used
+            WorkingDirectory = directory,
         };
         startInfo.ArgumentList.Add("-c");
         startInfo.ArgumentList.Add(Path.Combine(directory, "config.toml"));

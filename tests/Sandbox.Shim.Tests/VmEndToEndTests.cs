@@ -1,0 +1,359 @@
+using System.Security.Cryptography;
+using System.Text;
+using Sandbox.Hypervisors.Processes;
+using Sandbox.Shim.Tests.Containerd;
+
+namespace Sandbox.Shim.Tests;
+
+/// <summary>The end-to-end classes start containerds and VMs: run them one after another (2 cores, TCG).</summary>
+[CollectionDefinition(Name)]
+public sealed class EndToEndCollection
+{
+    public const string Name = "containerd end-to-end";
+}
+
+/// <summary>
+/// A private containerd with the shim installed (VM backend, the default), a configuration file (through
+/// $SANDBOX_CONFIG) that keeps the sandboxes' state under a private directory, and the busybox image. The reference
+/// runtime io.containerd.runc.v2 (Debian's containerd-shim-runc-v2) runs on the same containerd.
+/// </summary>
+public sealed class VmBackedContainerdFixture : IAsyncLifetime
+{
+    public const string Runtime = "io.containerd.sandbox.v2";
+    public const string RuncRuntime = "io.containerd.runc.v2";
+
+    private string _directory = "";
+
+    public PrivateContainerd Containerd { get; private set; } = null!;
+
+    public string Image => BusyboxOciImage.DefaultName;
+
+    /// <summary>runtime.state_root of the shim: where every sandbox's state directory goes.</summary>
+    public string StateRoot { get; private set; } = "";
+
+    public async Task InitializeAsync()
+    {
+        _directory = Directory.CreateTempSubdirectory("sbe2e-").FullName;
+        StateRoot = Path.Combine(_directory, "sb");
+        string configuration = Path.Combine(_directory, "configuration.toml");
+        await File.WriteAllTextAsync(configuration, $"[runtime]\nstate_root = \"{StateRoot}\"\n\n[agent]\nready_timeout = 120\nrpc_timeout = 60\n");
+
+        var options = new PrivateContainerdOptions();
+        options.Shims[ShimBinary.FileName] = ShimBinary.Locate();
+        options.Environment["SANDBOX_CONFIG"] = configuration;
+        if (CheckoutGuestDirectory() is { } guest)
+            options.Environment["SANDBOX_GUEST_DIR"] = guest;
+        Containerd = await PrivateContainerd.StartAsync(options);
+        string tar = Path.Combine(Containerd.Directory, "busybox.tar");
+        BusyboxOciImage.Build(tar);
+        await Containerd.ImportImageAsync(tar);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Containerd.DisposeAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await LeftoverVmProcesses.KillAsync(StateRoot, timeout.Token);
+        foreach (var mountPoint in MountPointsBelow(_directory).OrderByDescending(m => m.Length))
+            await ExternalCommand.RunAsync("umount", new[] { "-l", mountPoint }, TimeSpan.FromSeconds(30));
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // a busy leftover: the temp directory stays
+        }
+    }
+
+    public static IReadOnlyList<string> MountPointsBelow(string directory) =>
+        File.ReadAllLines("/proc/self/mountinfo")
+            .Select(line => line.Split(' ')[4])
+            .Where(mountPoint => mountPoint.StartsWith(directory + "/", StringComparison.Ordinal))
+            .ToArray();
+
+    /// <summary>build/guest of this checkout (`make image`), so that the tests boot the image built from these sources.</summary>
+    private static string? CheckoutGuestDirectory()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "Sandbox.sln")))
+            {
+                string guest = Path.Combine(dir.FullName, "build", "guest");
+                return File.Exists(Path.Combine(guest, "vmlinux")) ? guest : null;
+            }
+        }
+        return null;
+    }
+}
+
+/// <summary>
+/// containerd 1.6 → containerd-shim-sandbox-v2 → a QEMU VM per sandbox → the in-guest agent → crun, through `ctr`.
+/// Where runc is the reference, the same command also runs through io.containerd.runc.v2 and the two must agree.
+/// Every test ends with nothing left: no shim, QEMU or vhost-device-vsock process, no mount, no state directory.
+/// Needs root, containerd, ctr, runc, qemu-system-x86_64, vhost-device-vsock (or /dev/vhost-vsock), busybox-static
+/// and the guest image (`make image`).
+/// </summary>
+[Trait("Category", "EndToEnd")]
+[Collection(EndToEndCollection.Name)]
+public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, IAsyncLifetime
+{
+    private const string Runtime = VmBackedContainerdFixture.Runtime;
+    private const string RuncRuntime = VmBackedContainerdFixture.RuncRuntime;
+    private static readonly TimeSpan RunTimeout = TimeSpan.FromMinutes(3);
+
+    private readonly VmBackedContainerdFixture _fixture;
+
+    public VmEndToEndTests(VmBackedContainerdFixture fixture)
+    {
+        _fixture = fixture;
+    }
+
+    private PrivateContainerd Containerd => _fixture.Containerd;
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    /// <summary>A failed test must not fail the next ones: remove whatever task and container it left.</summary>
+    public async Task DisposeAsync()
+    {
+        foreach (string task in Lines((await Containerd.CtrAsync(new[] { "task", "ls", "-q" })).Stdout))
+        {
+            await Containerd.CtrAsync(new[] { "task", "kill", "-s", "SIGKILL", task });
+            await Containerd.CtrAsync(new[] { "task", "rm", "-f", task });
+        }
+        foreach (string container in Lines((await Containerd.CtrAsync(new[] { "container", "ls", "-q" })).Stdout))
+            await Containerd.CtrAsync(new[] { "container", "rm", container });
+    }
+
+    private static string[] Lines(string text) => text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    [Fact]
+    public async Task Ctr_run_echoes_from_a_vm_with_its_own_kernel()
+    {
+        string[] command = { "sh", "-c", "echo hi; cat /proc/sys/kernel/osrelease" };
+        var vm = await RunAsync(Runtime, "vm-echo", command);
+        var runc = await RunAsync(RuncRuntime, "runc-echo", command);
+
+        Assert.True(vm.ExitCode == 0, Describe(vm));
+        var lines = vm.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal("hi", lines[0]);
+        string hostKernel = File.ReadAllText("/proc/sys/kernel/osrelease").Trim();
+        Assert.NotEqual(hostKernel, lines[1].Trim());
+        Assert.Equal(hostKernel, runc.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)[1].Trim());
+        await AssertNothingLeftAsync();
+    }
+
+    [Fact]
+    public async Task Exit_code_environment_working_directory_and_stderr_match_runc()
+    {
+        string[] command = { "sh", "-c", "echo \"$FOO\"; pwd; echo to-stderr >&2; exit 3" };
+        string[] flags = { "--env", "FOO=bar baz", "--cwd", "/tmp" };
+        var vm = await RunAsync(Runtime, "vm-exit", command, flags);
+        var runc = await RunAsync(RuncRuntime, "runc-exit", command, flags);
+
+        Assert.True(vm.ExitCode == 3, Describe(vm));
+        Assert.Equal("bar baz\n/tmp\n", vm.Stdout.Replace("\r", ""));
+        Assert.Contains("to-stderr", vm.Stderr);
+        Assert.Equal(runc.ExitCode, vm.ExitCode);
+        Assert.Equal(runc.Stdout, vm.Stdout);
+        Assert.Equal(runc.Stderr.Trim(), vm.Stderr.Trim());
+        await AssertNothingLeftAsync();
+    }
+
+    /// <summary>
+    /// No runc reference here: ctr sends CloseIO only when its stdin ends after the task was created, and the runc
+    /// shim keeps its own writer on the stdin FIFO until CloseIO, so `ctr run` of runc with a short piped stdin hangs
+    /// (seen with containerd 1.6.20). The sandbox shim also ends stdin when the client closes the FIFO.
+    /// </summary>
+    [Fact]
+    public async Task Stdin_is_piped_into_the_container_until_its_end()
+    {
+        string input = string.Join("", Enumerable.Range(1, 2000).Select(i => $"line {i}\n"));
+        var vm = await RunAsync(Runtime, "vm-stdin", new[] { "sh", "-c", "cat; echo end" }, stdin: input);
+
+        Assert.True(vm.ExitCode == 0, Describe(vm));
+        Assert.Equal(input + "end\n", vm.Stdout);
+        await AssertNothingLeftAsync();
+    }
+
+    [Fact]
+    public async Task Ctr_run_with_a_terminal_gets_a_pty_in_the_vm()
+    {
+        // ctr -t needs a terminal of its own: `script` gives it one
+        string ctr = $"ctr -a {Containerd.GrpcAddress} run --fifo-dir {Containerd.FifoDirectory} -t --rm --runtime {Runtime} " +
+                     $"{_fixture.Image} vm-tty sh -c 'tty; stty size; exit 4'";
+        var result = await ExternalCommand.RunAsync("script", new[] { "-qec", ctr, "/dev/null" }, RunTimeout);
+
+        Assert.True(result.ExitCode == 4, Describe(result));
+        Assert.Contains("/dev/pts/", result.Stdout);
+        await AssertNothingLeftAsync();
+    }
+
+    [Fact]
+    public async Task Ten_megabytes_of_output_arrive_byte_exact_before_the_exit()
+    {
+        const int size = 10 * 1024 * 1024;
+        var vm = await RunAsync(Runtime, "vm-large", new[] { "sh", "-c", $"seq 1 2000000 | head -c {size}" });
+
+        Assert.True(vm.ExitCode == 0, $"exit {vm.ExitCode}, {vm.Stdout.Length} bytes of stdout\n{vm.Stderr}\n{Tail(Containerd.Log, 40)}");
+        string expected = string.Concat(Enumerable.Range(1, 2000000).Select(i => $"{i}\n"))[..size];
+        Assert.Equal(size, vm.Stdout.Length);
+        Assert.Equal(Sha256(expected), Sha256(vm.Stdout));
+        await AssertNothingLeftAsync();
+    }
+
+    [Fact]
+    public async Task Detached_container_supports_exec_ps_pause_resume_kill_and_delete()
+    {
+        const string id = "vm-detached";
+        await CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, _fixture.Image, id, "sleep", "1000");
+
+        var exec = await ExecAsync(id, "e1", null, "sh", "-c", "echo exec-out; echo exec-err >&2; exit 5");
+        Assert.True(exec.ExitCode == 5, Describe(exec));
+        Assert.Equal("exec-out", exec.Stdout.Trim());
+        Assert.Contains("exec-err", exec.Stderr);
+
+        var where = await ExecWithFlagsAsync(id, "e2", new[] { "--cwd", "/etc" }, null, "sh", "-c", "pwd");
+        Assert.True(where.ExitCode == 0 && where.Stdout.Trim() == "/etc", Describe(where));
+
+        var input = await ExecAsync(id, "e3", "from-stdin\n", "cat");
+        Assert.True(input.ExitCode == 0 && input.Stdout == "from-stdin\n", Describe(input));
+
+        var signalled = await ExecAsync(id, "e4", null, "sh", "-c", "kill -TERM $$; sleep 10");
+        Assert.True(signalled.ExitCode == 128 + 15, Describe(signalled));
+
+        var ps = await CtrOkAsync("task", "ps", id);
+        Assert.Contains("PID", ps.Stdout);
+        Assert.True(ps.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length >= 2, Describe(ps));
+
+        await CtrOkAsync("task", "pause", id);
+        Assert.Contains("PAUSED", (await CtrOkAsync("task", "ls")).Stdout);
+        await CtrOkAsync("task", "resume", id);
+        Assert.Contains("RUNNING", (await CtrOkAsync("task", "ls")).Stdout);
+        var afterResume = await ExecAsync(id, "e5", null, "echo", "alive");
+        Assert.True(afterResume.ExitCode == 0 && afterResume.Stdout.Trim() == "alive", Describe(afterResume));
+
+        await CtrOkAsync("task", "kill", "-s", "SIGKILL", id);
+        await WaitUntilAsync(async () => (await CtrOkAsync("task", "ls")).Stdout.Contains("STOPPED"));
+        var delete = await CtrOkAsync("task", "rm", id);
+        Assert.Contains("exit code 137", delete.Stderr); // ctr 1.6 warns "task ... exit with non-zero exit code 137"
+        await CtrOkAsync("container", "rm", id);
+        await AssertNothingLeftAsync();
+    }
+
+    [Fact]
+    public async Task A_missing_binary_fails_with_a_clear_error_and_leaves_nothing_behind()
+    {
+        var vm = await RunAsync(Runtime, "vm-missing", new[] { "no-such-binary" });
+        var runc = await RunAsync(RuncRuntime, "runc-missing", new[] { "no-such-binary" });
+
+        Assert.NotEqual(0, vm.ExitCode);
+        Assert.NotEqual(0, runc.ExitCode);
+        Assert.Contains("no-such-binary", vm.Stderr);
+        Assert.Contains("vm-missing", vm.Stderr);
+        await AssertNothingLeftAsync();
+        Assert.DoesNotContain("vm-missing", (await CtrOkAsync("container", "ls")).Stdout);
+    }
+
+    [Fact]
+    public async Task Containers_of_one_pod_share_one_vm_until_the_last_is_gone()
+    {
+        string[] pod = { "--annotation", "io.kubernetes.cri.sandbox-id=vm-pod" };
+        await CtrOkAsync(new[] { "run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime }.Concat(pod)
+            .Concat(new[] { _fixture.Image, "vm-pod-a", "sleep", "1000" }).ToArray());
+        await CtrOkAsync(new[] { "run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime }.Concat(pod)
+            .Concat(new[] { _fixture.Image, "vm-pod-b", "sleep", "1000" }).ToArray());
+
+        Assert.Single(Containerd.LeftoverShimProcesses());
+        Assert.Equal(2, LeftoverVmProcesses.Find(_fixture.StateRoot).Count); // one QEMU and its vhost-device-vsock
+        var bootA = await ExecAsync("vm-pod-a", "ba", null, "cat", "/proc/sys/kernel/random/boot_id");
+        var bootB = await ExecAsync("vm-pod-b", "bb", null, "cat", "/proc/sys/kernel/random/boot_id");
+        Assert.True(bootA.ExitCode == 0 && bootB.ExitCode == 0, Describe(bootA) + Describe(bootB));
+        Assert.Equal(bootA.Stdout, bootB.Stdout);
+
+        await StopAndRemoveAsync("vm-pod-a");
+        var stillThere = await ExecAsync("vm-pod-b", "e2", null, "echo", "alive");
+        Assert.True(stillThere.ExitCode == 0 && stillThere.Stdout.Trim() == "alive", Describe(stillThere));
+
+        await StopAndRemoveAsync("vm-pod-b");
+        await AssertNothingLeftAsync();
+    }
+
+    [Fact]
+    public async Task A_killed_shim_daemon_is_cleaned_up_with_its_vm_by_containerd_through_delete()
+    {
+        const string id = "vm-shimkill";
+        await CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, _fixture.Image, id, "sleep", "1000");
+        int daemon = Assert.Single(Containerd.LeftoverShimProcesses());
+        Assert.NotEmpty(LeftoverVmProcesses.Find(_fixture.StateRoot));
+
+        System.Diagnostics.Process.GetProcessById(daemon).Kill();
+
+        // containerd notices the lost connection, runs `delete`, which kills the VM and removes the sandbox
+        await WaitUntilAsync(async () => !(await CtrOkAsync("task", "ls")).Stdout.Contains(id));
+        await CtrOkAsync("container", "rm", id);
+        await AssertNothingLeftAsync();
+    }
+
+    private async Task StopAndRemoveAsync(string id)
+    {
+        await CtrOkAsync("task", "kill", "-s", "SIGKILL", id);
+        await WaitUntilAsync(async () => (await CtrOkAsync("task", "ls")).Stdout.Split('\n').Any(l => l.StartsWith(id) && l.Contains("STOPPED")));
+        await Containerd.CtrAsync(new[] { "task", "rm", id });
+        await CtrOkAsync("container", "rm", id);
+    }
+
+    private Task<CommandResult> RunAsync(string runtime, string id, string[] command, string[]? flags = null, string? stdin = null) =>
+        Containerd.CtrAsync(new[] { "run", "--fifo-dir", Containerd.FifoDirectory, "--rm", "--runtime", runtime }
+            .Concat(flags ?? Array.Empty<string>()).Concat(new[] { _fixture.Image, id }).Concat(command), RunTimeout, stdin: stdin);
+
+    private Task<CommandResult> ExecAsync(string id, string execId, string? stdin, params string[] command) =>
+        ExecWithFlagsAsync(id, execId, Array.Empty<string>(), stdin, command);
+
+    private Task<CommandResult> ExecWithFlagsAsync(string id, string execId, string[] flags, string? stdin, params string[] command) =>
+        Containerd.CtrAsync(new[] { "task", "exec", "--fifo-dir", Containerd.FifoDirectory, "--exec-id", execId }
+            .Concat(flags).Concat(new[] { id }).Concat(command), RunTimeout, stdin: stdin);
+
+    private async Task<CommandResult> CtrOkAsync(params string[] arguments)
+    {
+        var result = await Containerd.CtrAsync(arguments);
+        Assert.True(result.ExitCode == 0, Describe(result));
+        return result;
+    }
+
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition)
+    {
+        for (int i = 0; i < 300; i++)
+        {
+            if (await condition())
+                return;
+            await Task.Delay(100);
+        }
+        Assert.Fail("the condition did not become true within 30 s");
+    }
+
+    /// <summary>No shim, QEMU or vhost-device-vsock process, no mount and no sandbox state directory is left.</summary>
+    private async Task AssertNothingLeftAsync()
+    {
+        // the daemon exits after containerd's Shutdown and the `delete` subcommand; give it a moment
+        for (int i = 0; i < 300 && !NothingLeft(); i++)
+            await Task.Delay(50);
+        Assert.Empty(Containerd.LeftoverShimProcesses());
+        Assert.Empty(Containerd.LeftoverShimSockets());
+        Assert.Empty(LeftoverVmProcesses.Find(_fixture.StateRoot));
+        Assert.Empty(Containerd.LeftoverMounts());
+        Assert.Empty(VmBackedContainerdFixture.MountPointsBelow(_fixture.StateRoot));
+        Assert.Empty(Directory.Exists(_fixture.StateRoot) ? Directory.GetFileSystemEntries(_fixture.StateRoot) : Array.Empty<string>());
+    }
+
+    private bool NothingLeft() =>
+        Containerd.LeftoverShimProcesses().Count == 0 && Containerd.LeftoverShimSockets().Count == 0
+        && LeftoverVmProcesses.Find(_fixture.StateRoot).Count == 0
+        && (!Directory.Exists(_fixture.StateRoot) || Directory.GetFileSystemEntries(_fixture.StateRoot).Length == 0);
+
+    private static string Sha256(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
+
+    private string Describe(CommandResult result) => $"{result}\n--- containerd log (tail) ---\n{Tail(Containerd.Log, 60)}";
+
+    private static string Tail(string text, int lines) => string.Join('\n', text.Split('\n').TakeLast(lines));
+}
