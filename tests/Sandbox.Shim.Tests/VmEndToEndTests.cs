@@ -295,6 +295,23 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
         await AssertNothingLeftAsync();
     }
 
+    [Fact]
+    public async Task When_qemu_dies_the_task_exits_with_137_and_the_vm_is_cleaned_up()
+    {
+        const string id = "vm-qemukill";
+        await CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, _fixture.Image, id, "sleep", "1000");
+        var qemu = Assert.Single(LeftoverVmProcesses.Find(_fixture.StateRoot), p => p.CommandLine.Contains("qemu-system", StringComparison.Ordinal));
+
+        System.Diagnostics.Process.GetProcessById(qemu.Pid).Kill();
+
+        await WaitUntilAsync(async () => (await CtrOkAsync("task", "ls")).Stdout.Split('\n').Any(l => l.StartsWith(id) && l.Contains("STOPPED")));
+        await WaitUntilAsync(() => Task.FromResult(LeftoverVmProcesses.Find(_fixture.StateRoot).Count == 0)); // vhost-device-vsock too
+        var delete = await CtrOkAsync("task", "rm", id);
+        Assert.Contains("exit code 137", delete.Stderr);
+        await CtrOkAsync("container", "rm", id);
+        await AssertNothingLeftAsync();
+    }
+
     private async Task StopAndRemoveAsync(string id)
     {
         await CtrOkAsync("task", "kill", "-s", "SIGKILL", id);

@@ -102,9 +102,15 @@ public static class DeleteCommand
             catch (TtrpcException e)
             {
                 log.Warn($"delete {flags.Id}: the shim daemon at {socketPath} did not answer State ({e.Code}: {e.Message}); cleaning up anyway");
-                return false;
             }
         }
+        // a daemon dying just now still accepted the connection, then reset it: its socket is dead once nothing listens
+        if (!await SocketProbe.IsConnectableAsync(socketPath, DaemonQueryTimeout).ConfigureAwait(false))
+        {
+            log.Info($"delete {flags.Id}: removing the dead shim socket {socketPath}");
+            TryDelete(socketPath);
+        }
+        return false;
     }
 
     private static uint ReadInitPid(string bundle)

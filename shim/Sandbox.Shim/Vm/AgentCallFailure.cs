@@ -9,7 +9,8 @@ namespace Sandbox.Shim.Vm;
 
 /// <summary>
 /// Turns a failed agent call into the error containerd shows: what failed, for which container and sandbox, the
-/// agent's own words (crun's error text for a failed create or exec), and what to look at.
+/// agent's own words (crun's error text for a failed create or exec), and, when the agent itself is in trouble
+/// (unreachable, silent), where to look: the guest console and `sandboxctl check`.
 /// </summary>
 internal static class AgentCallFailure
 {
@@ -31,9 +32,11 @@ internal static class AgentCallFailure
                 $"the agent did not answer within {configuration.Agent.RpcTimeout.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture)} s " +
                 $"(agent.rpc_timeout in {configuration.Source})",
             StatusCode.Unavailable => $"the agent cannot be reached ({e.Status.Detail})",
-            _ => e.Status.Detail,
+            _ => e.Status.Detail.StartsWith(what + ":", StringComparison.Ordinal) ? e.Status.Detail[(what.Length + 1)..].TrimStart() : e.Status.Detail,
         };
-        return new SandboxBackendException(code,
-            $"{what} in sandbox {vm.SandboxId}: {detail} (guest console: {vm.Hypervisor.ConsoleLogPath}; host check: `sandboxctl check`)", e);
+        // the agent's own answers (crun's error text, unknown ids, bad specs) say it all; a lost or silent agent needs a pointer
+        bool agentTrouble = e.StatusCode is StatusCode.DeadlineExceeded or StatusCode.Unavailable or StatusCode.Unknown or StatusCode.Cancelled;
+        string hint = agentTrouble ? $" (guest console: {vm.Hypervisor.ConsoleLogPath}; host check: `sandboxctl check`)" : "";
+        return new SandboxBackendException(code, $"{what} in sandbox {vm.SandboxId}: {detail}{hint}", e);
     }
 }

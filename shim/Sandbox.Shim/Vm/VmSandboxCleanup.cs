@@ -19,10 +19,11 @@ namespace Sandbox.Shim.Vm;
 /// </summary>
 internal static class VmSandboxCleanup
 {
-    private static readonly TimeSpan OwnerExitWait = TimeSpan.FromSeconds(10);
+    /// <summary>How long a still-running owner daemon gets to finish stopping its VM.</summary>
+    public static readonly TimeSpan DefaultOwnerExitWait = TimeSpan.FromSeconds(10);
 
     public static async Task CleanupAfterDeadShimAsync(SandboxConfiguration configuration, string bundle, string containerId,
-        Action<string> log, CancellationToken cancellationToken)
+        Action<string> log, CancellationToken cancellationToken, TimeSpan? ownerExitWait = null)
     {
         string sandboxId = SandboxIdOf(bundle, containerId);
         SandboxStateDirectory state;
@@ -53,7 +54,7 @@ internal static class VmSandboxCleanup
 
         if (ShimOwnerFile.LiveOwner(state.Path) is { } owner)
         {
-            var deadline = DateTime.UtcNow + OwnerExitWait;
+            var deadline = DateTime.UtcNow + (ownerExitWait ?? DefaultOwnerExitWait);
             while (ShimOwnerFile.LiveOwner(state.Path) is not null && DateTime.UtcNow < deadline)
                 await Task.Delay(50, cancellationToken).ConfigureAwait(false);
             if (ShimOwnerFile.LiveOwner(state.Path) is not null)
