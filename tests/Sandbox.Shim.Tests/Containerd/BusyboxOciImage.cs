@@ -17,7 +17,7 @@ public static class BusyboxOciImage
 
     private static readonly string[] Applets =
     {
-        "sh", "echo", "cat", "sleep", "ls", "true", "false", "env", "ps", "kill", "id", "hostname", "wc", "head", "tr", "seq", "yes", "printf", "test",
+        "sh", "echo", "cat", "sleep", "ls", "true", "false", "env", "ps", "kill", "id", "hostname", "wc", "head", "tr", "seq", "yes", "printf", "test", "uname", "date", "pwd", "mkdir", "touch", "grep", "tail", "sha256sum", "dd",
     };
 
     /// <summary>Writes the image tar to <paramref name="tarPath"/>. Needs /bin/busybox to be a static binary.</summary>
