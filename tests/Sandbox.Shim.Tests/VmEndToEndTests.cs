@@ -130,13 +130,14 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
     [Fact]
     public async Task Ctr_run_echoes_from_a_vm_with_its_own_kernel()
     {
-        string[] command = { "sh", "-c", "echo hi; cat /proc/sys/kernel/osrelease" };
+        string[] command = { "sh", "-c", "echo hi; cat /proc/sys/kernel/osrelease; hostname" };
         var vm = await RunAsync(Runtime, "vm-echo", command);
         var runc = await RunAsync(RuncRuntime, "runc-echo", command);
 
         Assert.True(vm.ExitCode == 0, Describe(vm));
         var lines = vm.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal("hi", lines[0]);
+        Assert.Equal("vm-echo", lines[2].Trim()); // no hostname in the spec: the VM is named after its sandbox
         string hostKernel = File.ReadAllText("/proc/sys/kernel/osrelease").Trim();
         Assert.NotEqual(hostKernel, lines[1].Trim());
         Assert.Equal(hostKernel, runc.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)[1].Trim());
@@ -290,6 +291,33 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
         System.Diagnostics.Process.GetProcessById(daemon).Kill();
 
         // containerd notices the lost connection, runs `delete`, which kills the VM and removes the sandbox
+        await WaitUntilAsync(async () => !(await CtrOkAsync("task", "ls")).Stdout.Contains(id));
+        await CtrOkAsync("container", "rm", id);
+        await AssertNothingLeftAsync();
+    }
+
+    [Fact]
+    public async Task The_runtime_config_path_configures_the_vm_and_SIGTERM_stops_it_in_order()
+    {
+        const string id = "vm-sigterm";
+        string configuration = Path.Combine(Path.GetDirectoryName(_fixture.StateRoot)!, "two-vcpus.toml");
+        await File.WriteAllTextAsync(configuration,
+            $"[hypervisor.qemu]\ndefault_vcpus = 2\n\n[runtime]\nstate_root = \"{_fixture.StateRoot}\"\n");
+        await CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, "--runtime-config-path", configuration,
+            _fixture.Image, id, "sleep", "1000");
+
+        var cpus = await ExecAsync(id, "cpus", null, "sh", "-c", "grep -c ^processor /proc/cpuinfo");
+        Assert.True(cpus.ExitCode == 0 && cpus.Stdout.Trim() == "2", Describe(cpus));
+        string inEffect = await File.ReadAllTextAsync(Path.Combine(_fixture.StateRoot, id, "configuration.toml"));
+        Assert.Contains($"# from: {configuration}", inEffect);
+        Assert.Contains("default_vcpus = 2", inEffect);
+
+        int daemon = Assert.Single(Containerd.LeftoverShimProcesses());
+        var kill = await ExternalCommand.RunAsync("kill", new[] { "-TERM", daemon.ToString() }, TimeSpan.FromSeconds(30));
+        Assert.Equal(0, kill.ExitCode);
+
+        // the daemon stops the VM, detaches the rootfs and removes its socket and the state directory before exiting
+        await WaitUntilAsync(() => Task.FromResult(Containerd.LeftoverShimProcesses().Count == 0));
         await WaitUntilAsync(async () => !(await CtrOkAsync("task", "ls")).Stdout.Contains(id));
         await CtrOkAsync("container", "rm", id);
         await AssertNothingLeftAsync();

@@ -82,6 +82,18 @@ public sealed class VmSandboxCleanupTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_state_directory_the_bundle_points_to_wins_over_the_configured_state_root()
+    {
+        string bundle = Bundle("pod1", sandboxId: "pod1");
+        StateDirectoryPointer.Write(bundle, SandboxDir);
+        var elsewhere = new SandboxConfiguration { Runtime = new RuntimeSettings { StateRoot = Path.Combine(_dir, "other-root") } };
+
+        await VmSandboxCleanup.CleanupAfterDeadShimAsync(elsewhere, bundle, "pod1", _log.Add, CancellationToken.None);
+
+        Assert.False(Directory.Exists(SandboxDir));
+    }
+
+    [Fact]
     public async Task A_sandbox_whose_daemon_still_runs_is_left_to_it()
     {
         using var owner = Process.Start(new ProcessStartInfo("sleep", "60") { UseShellExecute = false })!;

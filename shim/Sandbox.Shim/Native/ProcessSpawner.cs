@@ -31,9 +31,11 @@ internal sealed class SpawnRequest
 }
 
 /// <summary>
-/// Starts child processes with posix_spawn. The shim never uses System.Diagnostics.Process: it reaps children
-/// itself (<see cref="ChildProcessReaper"/>), which Process would race with, and Process cannot pass extra fds or
-/// start a new session. Signal dispositions and the signal mask are reset to defaults in the child.
+/// Starts child processes with posix_spawn. The shim's own launches (the daemon, runc) never use
+/// System.Diagnostics.Process: with the runc backend it reaps children itself (<see cref="ChildProcessReaper"/>), which
+/// Process would race with, and Process cannot pass extra fds or start a new session. (The VM backend's QEMU is a
+/// Process started by the QEMU adapter; that daemon runs no reaper.) Signal dispositions and the signal mask are reset
+/// to defaults in the child.
 /// </summary>
 internal static unsafe class ProcessSpawner
 {

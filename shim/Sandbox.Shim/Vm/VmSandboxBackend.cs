@@ -69,6 +69,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend
         var vm = await EnsureVmAsync(sandboxId, hostname, owner, cancellationToken).ConfigureAwait(false);
 
         string containerDirectory = RootfsShare.ContainerDirectory(vm.State.SharedDirectory, id);
+        StateDirectoryPointer.Write(request.Bundle, vm.State.Path);
         var stdio = GuestStdioBridge.Open(request.Stdio, $"container {id}", _log);
         bool bound = false;
         try
@@ -291,7 +292,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend
     // ---------------------------------------------------------------------------------------------------------
     // The VM
 
-    private async Task<SandboxVm> EnsureVmAsync(string sandboxId, string? hostname, string owner, CancellationToken cancellationToken)
+    private async Task<SandboxVm> EnsureVmAsync(string sandboxId, string hostname, string owner, CancellationToken cancellationToken)
     {
         await _bootGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -318,7 +319,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend
         }
     }
 
-    private async Task<SandboxVm> BootAsync(string sandboxId, string? hostname, string owner, CancellationToken cancellationToken)
+    private async Task<SandboxVm> BootAsync(string sandboxId, string hostname, string owner, CancellationToken cancellationToken)
     {
         SandboxVmOptions options;
         try
@@ -515,8 +516,11 @@ internal sealed class VmSandboxBackend : ISandboxBackend
         }
     }
 
-    /// <summary>The sandbox (group) id and the hostname from the OCI spec.</summary>
-    private static (string SandboxId, string? Hostname) SandboxOf(string specJson, string containerId, string owner)
+    /// <summary>
+    /// The sandbox (group) id, and the VM's hostname: the OCI spec's (CRI gives the pod's to its pause container), else
+    /// the sandbox id, as Docker names a container's host after its id (sethostname takes at most 64 bytes).
+    /// </summary>
+    private static (string SandboxId, string Hostname) SandboxOf(string specJson, string containerId, string owner)
     {
         try
         {
@@ -527,6 +531,8 @@ internal sealed class VmSandboxBackend : ISandboxBackend
                                && value.ValueKind == JsonValueKind.String
                 ? value.GetString()
                 : null;
+            if (string.IsNullOrEmpty(hostname))
+                hostname = sandboxId.Length <= 64 ? sandboxId : sandboxId[..64];
             return (sandboxId, hostname);
         }
         catch (JsonException e)

@@ -9,8 +9,10 @@ namespace Sandbox.Shim.Vm;
 /// <summary>
 /// What the `delete` subcommand does for the VM backend when no live daemon serves a container any more (the daemon
 /// was SIGKILLed, or it has just deleted the container in a normal teardown). Idempotent and quick:
-/// 1. the container's sandbox is its <c>io.kubernetes.cri.sandbox-id</c> annotation (in &lt;bundle&gt;/config.json), else
-///    the container itself; without a state directory for it there is nothing to do;
+/// 1. the container's sandbox state directory is the one its bundle points to (<see cref="StateDirectoryPointer"/>,
+///    written at Create: the daemon may have used a ConfigPath that `delete` is not told), else the one of its
+///    <c>io.kubernetes.cri.sandbox-id</c> annotation (in &lt;bundle&gt;/config.json), else of the container itself, under
+///    the configured state root; without that directory there is nothing to do;
 /// 2. the container's rootfs bind in the sandbox share is detached and its directory removed;
 /// 3. when the container is the sandbox itself, or no other container is left in the share, the sandbox goes too:
 ///    if its owning daemon still runs (<see cref="ShimOwnerFile"/>), it is stopping the VM itself, so wait a little
@@ -25,17 +27,19 @@ internal static class VmSandboxCleanup
     public static async Task CleanupAfterDeadShimAsync(SandboxConfiguration configuration, string bundle, string containerId,
         Action<string> log, CancellationToken cancellationToken, TimeSpan? ownerExitWait = null)
     {
-        string sandboxId = SandboxIdOf(bundle, containerId);
         SandboxStateDirectory state;
         try
         {
-            state = new SandboxStateDirectory(configuration.ResolveStateRoot(), sandboxId);
+            state = StateDirectoryPointer.Read(bundle) is { } path
+                ? new SandboxStateDirectory(Path.GetDirectoryName(path)!, Path.GetFileName(path))
+                : new SandboxStateDirectory(configuration.ResolveStateRoot(), SandboxIdOf(bundle, containerId));
         }
         catch (ArgumentException e)
         {
             log($"container {containerId}: no sandbox state to clean up: {e.Message}");
             return;
         }
+        string sandboxId = state.SandboxId;
         if (!Directory.Exists(state.Path))
             return;
 
