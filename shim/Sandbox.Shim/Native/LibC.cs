@@ -156,6 +156,36 @@ internal static unsafe partial class LibC
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int mkfifo(string path, int mode);
 
+    /// <summary>statvfs(3)'s f_flag bits (ST_*); ST_RELATIME is 4096 (MS_BIND's value), so map, never pass through.</summary>
+    public const ulong ST_RDONLY = 1;
+    public const ulong ST_NOSUID = 2;
+    public const ulong ST_NODEV = 4;
+    public const ulong ST_NOEXEC = 8;
+    public const ulong ST_NOATIME = 1024;
+    public const ulong ST_NODIRATIME = 2048;
+    public const ulong ST_RELATIME = 4096;
+
+    /// <summary>struct statvfs (glibc, 64-bit).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct StatVfs
+    {
+        public ulong BlockSize;
+        public ulong FragmentSize;
+        public ulong Blocks;
+        public ulong BlocksFree;
+        public ulong BlocksAvailable;
+        public ulong Files;
+        public ulong FilesFree;
+        public ulong FilesAvailable;
+        public ulong FileSystemId;
+        public ulong Flags;
+        public ulong NameMax;
+        public fixed int Spare[6];
+    }
+
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int statvfs(string path, StatVfs* buffer);
+
     public const int AF_UNIX = 1;
     public const int SOCK_STREAM = 1;
     public const int SOCK_CLOEXEC = 0x80000;

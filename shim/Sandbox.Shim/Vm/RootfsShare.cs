@@ -35,12 +35,14 @@ internal static class RootfsShare
     }
 
     /// <summary>
-    /// Detaches the bind (MNT_DETACH, every mount stacked there) and removes the container's directory from the share.
-    /// Idempotent. Refuses to delete while anything is still mounted below the directory, so that a rootfs is never
-    /// deleted through a mount.
+    /// Detaches the container's binds (its volumes' <see cref="ContainerMountShare"/> binds, then the rootfs bind;
+    /// MNT_DETACH, every mount stacked there) and removes the container's directory from the share.
+    /// Idempotent. Refuses to delete while anything is still mounted below the directory, so that a rootfs or a volume
+    /// is never deleted through a mount.
     /// </summary>
     public static void Remove(string containerDirectory)
     {
+        ContainerMountShare.Unshare(containerDirectory);
         LinuxRootfsMounter.UnmountAll(RootfsPath(containerDirectory));
         if (!Directory.Exists(containerDirectory))
             return;

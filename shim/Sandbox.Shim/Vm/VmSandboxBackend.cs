@@ -7,6 +7,7 @@ using Sandbox.Agent.Protocol;
 using Sandbox.Hypervisors;
 using Sandbox.Runtime.Agent;
 using Sandbox.Runtime.Configuration;
+using Sandbox.Runtime.Network;
 using Sandbox.Runtime.Sandboxes;
 using Sandbox.Shim.Backend;
 using Sandbox.Shim.Start;
@@ -21,8 +22,12 @@ namespace Sandbox.Shim.Vm;
 /// - The VM boots at the first CreateContainer (for CRI, the pause container); its sandbox id is the group id
 ///   (annotation io.kubernetes.cri.sandbox-id, else the container id). A copy of the configuration in effect and the
 ///   owning daemon (<see cref="ShimOwnerFile"/>) go into its state directory.
-/// - A container's rootfs is bind-mounted into the VM's shared directory (<see cref="RootfsShare"/>) and created by
-///   the agent from the bundle's config.json. The pid containerd sees for every process is QEMU's.
+/// - The VM's size comes from the pod's resources (<see cref="PodVmSize"/>), its network from the first container's
+///   network namespace (CRI's pod namespace: <see cref="PodNetwork"/>; QEMU runs in it, the guest gets its addresses).
+/// - A container's rootfs is bind-mounted into the VM's shared directory (<see cref="RootfsShare"/>), so are its bind
+///   mounts (volumes, CRI's /etc/hosts etc.; CRI's host /dev/shm becomes a guest tmpfs: <see cref="ContainerMountShare"/>),
+///   and the agent creates it from the bundle's config.json with those sources rewritten to guest paths. The pid
+///   containerd sees for every process is QEMU's.
 /// - stdio: <see cref="GuestStdioBridge"/>; exits: the agent's WaitProcess, reported once all output is delivered.
 /// - When QEMU dies unexpectedly, every pending and future wait reports exit status 137 (so containerd learns the
 ///   processes are gone), and the VM's helper processes and sockets are cleaned up; the state directory goes with the
@@ -66,7 +71,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend
         string owner = $"create container {id}";
         string specJson = await ReadBundleSpecAsync(request.Bundle, owner, cancellationToken).ConfigureAwait(false);
         var (sandboxId, hostname) = SandboxOf(specJson, id, owner);
-        var vm = await EnsureVmAsync(sandboxId, hostname, owner, cancellationToken).ConfigureAwait(false);
+        var vm = await EnsureVmAsync(sandboxId, hostname, specJson, owner, cancellationToken).ConfigureAwait(false);
 
         string containerDirectory = RootfsShare.ContainerDirectory(vm.State.SharedDirectory, id);
         StateDirectoryPointer.Write(request.Bundle, vm.State.Path);
@@ -76,10 +81,11 @@ internal sealed class VmSandboxBackend : ISandboxBackend
         {
             RootfsShare.Bind(request.RootfsPath, containerDirectory, $"container {id}");
             bound = true;
+            string guestSpecJson = ContainerMountShare.Share(specJson, containerDirectory, vm.GuestPathOf, $"container {id}");
             await vm.Agent.Client.CreateContainerAsync(new CreateContainerRequest
             {
                 ContainerId = id,
-                OciSpecJson = ByteString.CopyFromUtf8(specJson),
+                OciSpecJson = ByteString.CopyFromUtf8(guestSpecJson),
                 RootfsPath = vm.GuestPathOf(RootfsShare.RootfsPath(containerDirectory)),
                 Terminal = request.Stdio.Terminal,
                 Stdin = stdio.HasStdin,
@@ -292,7 +298,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend
     // ---------------------------------------------------------------------------------------------------------
     // The VM
 
-    private async Task<SandboxVm> EnsureVmAsync(string sandboxId, string hostname, string owner, CancellationToken cancellationToken)
+    private async Task<SandboxVm> EnsureVmAsync(string sandboxId, string hostname, string specJson, string owner, CancellationToken cancellationToken)
     {
         await _bootGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -310,7 +316,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend
                 RequireLiveVm(owner);
                 return running;
             }
-            _vm = await BootAsync(sandboxId, hostname, owner, cancellationToken).ConfigureAwait(false);
+            _vm = await BootAsync(sandboxId, hostname, specJson, owner, cancellationToken).ConfigureAwait(false);
             return _vm;
         }
         finally
@@ -319,16 +325,34 @@ internal sealed class VmSandboxBackend : ISandboxBackend
         }
     }
 
-    private async Task<SandboxVm> BootAsync(string sandboxId, string hostname, string owner, CancellationToken cancellationToken)
+    /// <summary>
+    /// Boots the VM from the first container's spec (for CRI: the sandbox container's): its size from the pod's
+    /// resources (<see cref="PodVmSize"/>), its network from the spec's network namespace (CRI's pod namespace, which
+    /// CNI has configured: <see cref="PodNetwork"/> wires it to the VM and QEMU runs in it).
+    /// </summary>
+    private async Task<SandboxVm> BootAsync(string sandboxId, string hostname, string specJson, string owner, CancellationToken cancellationToken)
     {
         SandboxVmOptions options;
         try
         {
             options = _configuration.ToVmOptions(sandboxId, hostname);
+            var size = PodVmSize.ForSpec(specJson, options.Vcpus, options.MemoryMiB);
+            string? netns = OciNetworkNamespace.PathOf(specJson);
+            options = options with
+            {
+                Vcpus = size.Vcpus,
+                MemoryMiB = size.MemoryMiB,
+                Network = netns is null ? null : new PodNetwork(sandboxId, netns),
+            };
+            _log($"sandbox {sandboxId}: {size.Vcpus} vCPU(s), {size.MemoryMiB} MiB: {size.Reason}; network: {netns ?? "none (loopback only)"}");
         }
         catch (FileNotFoundException e)
         {
             throw new SandboxBackendException(TtrpcStatusCode.FailedPrecondition, $"{owner}: sandbox {sandboxId}: {e.Message}", e);
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException)
+        {
+            throw new SandboxBackendException(TtrpcStatusCode.InvalidArgument, $"{owner}: sandbox {sandboxId}: {e.Message}", e);
         }
 
         _log($"sandbox {sandboxId}: booting its VM (configuration: {_configuration.Source}; state: {Path.Combine(options.StateRoot!, sandboxId)})");
@@ -560,7 +584,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend
     {
         public string Id { get; } = id;
 
-        /// <summary>&lt;state&gt;/shared/&lt;id&gt;: holds the rootfs bind.</summary>
+        /// <summary>&lt;state&gt;/shared/&lt;id&gt;: holds the rootfs bind and the bind mounts' binds (mounts/&lt;n&gt;).</summary>
         public string ShareDirectory { get; } = shareDirectory;
 
         public VmProcess Init { get; } = init;
