@@ -1,0 +1,54 @@
+using System.Diagnostics;
+using Sandbox.Cri.Tests.Fixture;
+using Sandbox.Hypervisors.Processes;
+
+namespace Sandbox.Bench;
+
+/// <summary>
+/// Kubernetes pods through containerd's CRI plugin (the CRI tests' fixture: private containerd, CNI bridge, handler
+/// `sandbox`): RunPodSandbox to the first app container running, against the bare-boot floor; and the host memory
+/// (PSS) of one idle pod: shim, QEMU and vhost-device-vsock together.
+/// </summary>
+public sealed class PodBench(int rounds)
+{
+    public async Task RunAsync(BenchReport report, double floorSeconds, CancellationToken cancellationToken)
+    {
+        var fixture = new SandboxCriFixture();
+        await fixture.InitializeAsync();
+        try
+        {
+            var starts = new List<double>();
+            var pss = new List<double>();
+            for (int round = 1; round <= rounds; round++)
+            {
+                var clock = Stopwatch.StartNew();
+                var pod = await fixture.RunPodAsync($"bench{round}");
+                await fixture.StartContainerAsync(pod, "app", ["sleep", "600"]);
+                starts.Add(clock.Elapsed.TotalSeconds);
+                await Task.Delay(TimeSpan.FromSeconds(2), cancellationToken); // let the pod settle to idle
+                pss.Add(PodPssKiB(fixture, pod.Id) / 1024.0);
+                await fixture.StopAndRemovePodAsync(pod);
+                Console.WriteLine(FormattableString.Invariant(
+                    $"round {round}/{rounds}: RunPodSandbox to first container running {starts[^1]:0.000} s, idle pod PSS {pss[^1]:0.0} MiB"));
+            }
+            double startMedian = BenchReport.Median(starts);
+            report.Add("pod_start", startMedian, "s", $"CRI RunPodSandbox to the first container running (median of {rounds})");
+            report.Add("pod_start_over_floor", startMedian / floorSeconds, "ratio", "pod_start / vm_boot_floor (target <= 2)");
+            report.Add("pod_pss_mib", BenchReport.Median(pss), "MiB", "host PSS of one idle pod: shim + QEMU + vsock daemon (target <= 84)");
+        }
+        finally
+        {
+            await fixture.DisposeAsync();
+        }
+    }
+
+    /// <summary>PSS of the pod's VM processes (found by their state directory) and of the shim that serves it.</summary>
+    private static long PodPssKiB(SandboxCriFixture fixture, string podId)
+    {
+        var vmProcesses = LeftoverVmProcesses.Find(Path.Combine(fixture.StateRoot, podId)).Select(p => p.Pid).ToList();
+        var shims = fixture.Containerd.LeftoverShimProcesses();
+        if (!vmProcesses.Any() || shims.Count == 0)
+            throw new InvalidOperationException($"pod {podId}: expected QEMU, the vsock daemon and a shim; found VM pids [{string.Join(", ", vmProcesses)}], shims [{string.Join(", ", shims)}]");
+        return vmProcesses.Concat(shims).Distinct().Sum(ProcessMemory.PssKiB);
+    }
+}
