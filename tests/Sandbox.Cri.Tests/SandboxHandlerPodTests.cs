@@ -1,3 +1,4 @@
+using Sandbox.Cri.Tests.Api;
 using Sandbox.Cri.Tests.Fixture;
 using Sandbox.Hypervisors.Processes;
 using Xunit.Abstractions;
@@ -6,7 +7,7 @@ namespace Sandbox.Cri.Tests;
 
 /// <summary>
 /// The pod tests with the `sandbox` handler (containerd-shim-sandbox-v2, one QEMU VM per pod), plus what only a VM
-/// runtime guarantees. Compiled only with -p:SandboxHandlerPodTests=true until the shim's pod support lands
+/// runtime guarantees: one VM per pod, sized by the pod's limits. Left out with -p:SandboxHandlerPodTests=false
 /// (see Sandbox.Cri.Tests.csproj).
 /// </summary>
 [Trait("Category", "EndToEnd")]
@@ -36,5 +37,43 @@ public sealed class SandboxHandlerPodTests(SandboxCriFixture fixture, ITestOutpu
         Assert.Contains(vm, p => p.CommandLine.Contains("qemu-system", StringComparison.Ordinal));
         Assert.Contains(otherVm, p => p.CommandLine.Contains("qemu-system", StringComparison.Ordinal));
         Assert.Empty(vm.Select(p => p.Pid).Intersect(otherVm.Select(p => p.Pid)));
+    }
+
+    [Fact]
+    public async Task The_pods_cpu_and_memory_limits_are_added_to_the_vms_default_size()
+    {
+        // the fixture's configuration keeps the defaults: 1 vCPU, 256 MiB; this pod asks for 1 CPU and 128 MiB more
+        var pod = await Fixture.RunPodAsync("sized", new LinuxContainerResources
+        {
+            CpuPeriod = 100_000, CpuQuota = 100_000, CpuShares = 1024, MemoryLimitInBytes = 128L << 20,
+        });
+        try
+        {
+            await Fixture.StartContainerAsync(pod, "main", new[] { "sleep", "2147483647" });
+            var (vcpus, memoryKiB) = await GuestSizeAsync(pod, "main");
+            var (sharedVcpus, sharedMemoryKiB) = await GuestSizeAsync(await Fixture.SharedPodAsync(), "client");
+            Output.WriteLine($"sized pod: {vcpus} vCPU(s), MemTotal {memoryKiB} KiB; shared pod (no limits): {sharedVcpus} vCPU(s), MemTotal {sharedMemoryKiB} KiB");
+
+            Assert.Equal(Math.Min(2, Environment.ProcessorCount), vcpus); // capped by the host's CPUs
+            Assert.Equal(1, sharedVcpus);
+            Assert.InRange(memoryKiB, 256 * 1024 + 1, 384 * 1024);        // MemTotal: the VM's memory less what the kernel keeps
+            Assert.InRange(sharedMemoryKiB, 128 * 1024, 256 * 1024);
+        }
+        finally
+        {
+            await Fixture.StopAndRemovePodAsync(pod);
+        }
+        var leftovers = await PodLeftovers.WaitUntilGoneAsync(Fixture, pod);
+        Assert.True(leftovers.Count == 0, $"{pod} left behind:\n  {string.Join("\n  ", leftovers)}");
+    }
+
+    /// <summary>The guest's CPU count and MemTotal (KiB), seen from a container of the pod.</summary>
+    private async Task<(int Vcpus, long MemoryKiB)> GuestSizeAsync(TestPod pod, string container)
+    {
+        var cpus = await Fixture.ExecAsync(pod, container, "grep", "-c", "^processor", "/proc/cpuinfo");
+        var memory = await Fixture.ExecAsync(pod, container, "grep", "^MemTotal:", "/proc/meminfo");
+        Assert.True(cpus.ExitCode == 0 && memory.ExitCode == 0, $"{cpus}\n{memory}");
+        // "MemTotal:         351040 kB"
+        return (int.Parse(cpus.Stdout.Trim()), long.Parse(memory.Stdout.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]));
     }
 }

@@ -149,8 +149,11 @@ public abstract class CriFixture : IAsyncLifetime
     /// <summary>A second pod: container "keeper" sleeps <see cref="NeighbourSleepMarker"/> s with /secret mounted.</summary>
     public Task<TestPod> NeighbourPodAsync() => Once("neighbour", CreateNeighbourPodAsync);
 
-    /// <summary>RunPodSandbox with a hostname, a log directory and the pod network; reads back IP and namespace.</summary>
-    public async Task<TestPod> RunPodAsync(string name)
+    /// <summary>
+    /// RunPodSandbox with a hostname, a log directory and the pod network (and the pod's resources, as a kubelet
+    /// passes the sum of its containers' limits); reads back IP and namespace.
+    /// </summary>
+    public async Task<TestPod> RunPodAsync(string name, LinuxContainerResources? resources = null)
     {
         string logDirectory = System.IO.Directory.CreateDirectory(Path.Combine(Directory, "logs", name)).FullName;
         string volumes = System.IO.Directory.CreateDirectory(Path.Combine(Directory, "volumes", name)).FullName;
@@ -163,6 +166,7 @@ public abstract class CriFixture : IAsyncLifetime
             Linux = new LinuxPodSandboxConfig
             {
                 CgroupParent = CgroupParent,
+                Resources = resources,
                 SecurityContext = new LinuxSandboxSecurityContext
                 {
                     NamespaceOptions = new NamespaceOption { Network = NamespaceMode.Pod, Pid = NamespaceMode.Container, Ipc = NamespaceMode.Pod },
