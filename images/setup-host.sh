@@ -41,7 +41,7 @@ make_download_dir() {
 
 # --- 1. Host packages -------------------------------------------------------------------------------------------
 packages=(qemu-system-x86 busybox-static crun containerd runc gcc zlib1g-dev cpio kmod xz-utils
-          containernetworking-plugins iproute2 binutils debian-archive-keyring)
+          containernetworking-plugins iproute2 util-linux python3 binutils debian-archive-keyring)
 missing=()
 for p in "${packages[@]}"; do
     is_installed "$p" || missing+=("$p")
