@@ -31,9 +31,10 @@ kernel_deb=${KERNEL_DEB:-/var/cache/sandbox/kernel/linux-image.deb}
 busybox=${BUSYBOX:-/bin/busybox}
 crun=${CRUN:-/usr/bin/crun}
 
-# Modules in the image; their dependencies are added automatically. The init loads only virtio_mmio/virtio_pci and
-# the vsock transport; the agent loads the rest on demand (modprobe 9pnet_virtio 9p, overlay, virtio_net).
-guest_modules=(virtio_mmio virtio_pci vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport
+# Modules in the image; their dependencies are added automatically. The init loads only virtio_mmio/virtio_pci, the
+# vsock transport and virtio_balloon (free page reporting hands freed guest memory back to the host); the agent loads
+# the rest on demand (modprobe 9pnet_virtio 9p, overlay, virtio_net).
+guest_modules=(virtio_mmio virtio_pci vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport virtio_balloon
                9pnet 9pnet_virtio netfs fscache 9p overlay virtio_net)
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (mknod of /dev/console for the initramfs)"
@@ -133,6 +134,29 @@ readelf -h "$work/vmlinux" 2>/dev/null | grep -q 'Class:[[:space:]]*ELF64' || di
 # XEN_ELFNOTE_PHYS32_ENTRY (0x12) is the PVH entry point QEMU boots through.
 readelf -n "$work/vmlinux" 2>/dev/null | grep -Eq '^[[:space:]]*Xen[[:space:]].*\(0x00000012\)' \
     || die "vmlinux has no PVH entry note (Xen note 0x12); QEMU cannot boot it with -kernel"
+
+# The last LOAD segment ends with .bss, .brk and .init.scratch, which the bzImage's vmlinux stores as ~23 MB of zero
+# bytes (p_filesz = p_memsz because .init.scratch is PROGBITS). QEMU keeps the kernel file mapped for the VM's whole
+# life and reads the whole p_filesz, so those zeros cost host page cache in every VM's memory. Ending p_filesz where
+# .bss starts gives the guest the same memory (QEMU and the ELF rules fill p_memsz beyond p_filesz with zeros), but
+# only after checking that those bytes really are all zero.
+phoff=$(readelf -hW "$work/vmlinux" | awk -F: '/Start of program headers/ {print $2+0}')
+read -r load_index load_offset load_filesz < <(readelf -lW "$work/vmlinux" \
+    | awk '/^ *[A-Z_]+ +0x/ {n++} $1 == "LOAD" {i = n - 1; off = $2; fsz = $5} END {print i, off, fsz}')
+bss_offset=$(readelf -SW "$work/vmlinux" | sed 's/^ *\[ *[0-9]*\]//' | awk '$1 == ".bss" {print "0x" $4}')
+[ -n "$phoff" ] && [ -n "$load_index" ] && [ -n "$bss_offset" ] || die "cannot read the program headers or .bss of vmlinux"
+load_end=$((load_offset + load_filesz))
+if (( bss_offset > load_offset && bss_offset < load_end )) \
+    && cmp -s -n $((load_end - bss_offset)) -i "$((bss_offset)):0" "$work/vmlinux" /dev/zero; then
+    new_filesz=$((bss_offset - load_offset))
+    printf "$(printf '%016x' "$new_filesz" | sed -E 's/(..)/\1 /g' | awk '{for (i = NF; i >= 1; i--) printf "\\x%s", $i}')" \
+        | dd of="$work/vmlinux" bs=1 seek=$((phoff + load_index * 56 + 32)) conv=notrunc status=none
+    patched_filesz=$(readelf -lW "$work/vmlinux" | awk '$1 == "LOAD" {fsz = $5} END {print fsz}')
+    (( patched_filesz == new_filesz )) || die "patching vmlinux's last LOAD p_filesz failed (reads $patched_filesz)"
+    say "vmlinux: last LOAD segment's file size $load_filesz -> $(printf '0x%x' "$new_filesz") (its zero tail is left to p_memsz)"
+else
+    say "vmlinux: the last LOAD segment's tail after .bss is not all zero; left as it is"
+fi
 
 # --- Root filesystem staging -----------------------------------------------------------------------------------
 root=$work/root

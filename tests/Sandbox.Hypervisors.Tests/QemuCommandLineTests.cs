@@ -41,7 +41,7 @@ public class QemuCommandLineTests
             "-name", "sandbox-pod1",
             "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
             "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on,memory-backend=mem",
-            "-accel", "tcg,tb-size=64", "-cpu", "max",
+            "-accel", "tcg,tb-size=32", "-cpu", "max",
             "-smp", "1", "-m", "256M",
             "-object", "memory-backend-memfd,id=mem,size=256M,share=on",
             "-kernel", "/img/vmlinux", "-initrd", "/img/initramfs.cpio", "-append", "console=ttyS0 quiet",
@@ -52,6 +52,7 @@ public class QemuCommandLineTests
             "-device", "vhost-user-vsock-device,chardev=vsock",
             "-fsdev", "local,id=fs0,path=/run/sb/pod1/shared,security_model=none,multidevs=remap",
             "-device", "virtio-9p-device,fsdev=fs0,mount_tag=share",
+            "-device", "virtio-balloon-device,free-page-reporting=on",
         ];
         Assert.Equal(expected, args);
     }
@@ -94,7 +95,7 @@ public class QemuCommandLineTests
         Assert.Equal(hybrid && !microvm ? ["node,memdev=mem"] : [], ValuesOf(args, "-numa"));
 
         // Acceleration.
-        Assert.Equal(acceleration == Acceleration.Tcg ? "tcg,tb-size=64" : "kvm", ValueOf(args, "-accel"));
+        Assert.Equal(acceleration == Acceleration.Tcg ? "tcg,tb-size=32" : "kvm", ValueOf(args, "-accel"));
         Assert.Equal(acceleration == Acceleration.Tcg ? "max" : "host", ValueOf(args, "-cpu"));
 
         // Devices: vsock, then the optional 9p share.
@@ -111,6 +112,7 @@ public class QemuCommandLineTests
         };
         if (share)
             expectedDevices.Add($"{(microvm ? "virtio-9p-device" : "virtio-9p-pci")},fsdev=fs0,mount_tag=share");
+        expectedDevices.Add($"{(microvm ? "virtio-balloon-device" : "virtio-balloon-pci")},free-page-reporting=on");
         Assert.Equal(expectedDevices, devices);
         Assert.Equal(hybrid ? ["socket,id=vsock,path=/run/sb/pod1/vhost-vsock.sock"] : [], ValuesOf(args, "-chardev"));
         Assert.Equal(share ? ["local,id=fs0,path=/run/sb/pod1/shared,security_model=none,multidevs=remap"] : [], ValuesOf(args, "-fsdev"));
@@ -139,9 +141,9 @@ public class QemuCommandLineTests
     {
         var args = QemuCommandLine.Build(Spec(MachineType.Microvm, Acceleration.Tcg, VsockMode.Kernel, false) with
         {
-            TcgTranslationCacheMiB = 32, Vcpus = 2, MemoryMiB = 512,
+            TcgTranslationCacheMiB = 48, Vcpus = 2, MemoryMiB = 512,
         });
-        Assert.Equal("tcg,tb-size=32", ValueOf(args, "-accel"));
+        Assert.Equal("tcg,tb-size=48", ValueOf(args, "-accel"));
         Assert.Equal("2", ValueOf(args, "-smp"));
         Assert.Equal("512M", ValueOf(args, "-m"));
     }

@@ -18,8 +18,8 @@ public sealed record QemuAdapterOptions
     public TimeSpan QuitTimeout { get; init; } = TimeSpan.FromSeconds(2);
     /// <summary>How long a process gets between SIGTERM and SIGKILL.</summary>
     public TimeSpan TerminateGrace { get; init; } = TimeSpan.FromSeconds(2);
-    /// <summary>TCG translation cache (tb-size) in MiB.</summary>
-    public int TcgTranslationCacheMiB { get; init; } = 64;
+    /// <summary>TCG translation cache (tb-size) in MiB (see <see cref="QemuLaunchSpec.TcgTranslationCacheMiB"/>).</summary>
+    public int TcgTranslationCacheMiB { get; init; } = QemuLaunchSpec.DefaultTcgTranslationCacheMiB;
     /// <summary>QEMU starts tried when an automatically chosen kernel-vsock CID turns out to be taken.</summary>
     public int GuestCidAttempts { get; init; } = 5;
 }

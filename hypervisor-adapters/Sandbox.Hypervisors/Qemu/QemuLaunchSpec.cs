@@ -17,8 +17,10 @@ public sealed record QemuLaunchSpec
     /// <summary>Kvm or Tcg.</summary>
     public Acceleration Acceleration { get; init; } = Acceleration.Tcg;
     /// <summary>TCG translation cache size. QEMU's default grows with guest RAM (up to 1 GiB); bounding it keeps the
-    /// host memory per pod small.</summary>
-    public int TcgTranslationCacheMiB { get; init; } = 64;
+    /// host memory per pod small: the guest's boot fills the whole cache, so every MiB here is a MiB of host memory.
+    /// Measured (TCG, microvm, the sandbox guest): 32 MiB boots as fast as 64 MiB; 16 MiB is ~0.3 s slower
+    /// (retranslation).</summary>
+    public int TcgTranslationCacheMiB { get; init; } = DefaultTcgTranslationCacheMiB;
     public int Vcpus { get; init; } = 1;
     public int MemoryMiB { get; init; } = 256;
     /// <summary>Kernel or Hybrid.</summary>
@@ -34,4 +36,7 @@ public sealed record QemuLaunchSpec
 
     /// <summary>Every hybrid VM has its own daemon, so the guest CID does not need to be unique.</summary>
     public const uint HybridGuestCid = 3;
+
+    /// <summary>Default <see cref="TcgTranslationCacheMiB"/>.</summary>
+    public const int DefaultTcgTranslationCacheMiB = 32;
 }
