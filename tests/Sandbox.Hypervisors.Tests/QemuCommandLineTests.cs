@@ -41,7 +41,7 @@ public class QemuCommandLineTests
             "-name", "sandbox-pod1",
             "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
             "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on,memory-backend=mem",
-            "-accel", "tcg,tb-size=32", "-cpu", "max",
+            "-accel", "tcg,tb-size=48", "-cpu", "max",
             "-smp", "1", "-m", "256M",
             "-object", "memory-backend-memfd,id=mem,size=256M,share=on",
             "-kernel", "/img/vmlinux", "-initrd", "/img/initramfs.cpio", "-append", "console=ttyS0 quiet",
@@ -95,7 +95,7 @@ public class QemuCommandLineTests
         Assert.Equal(hybrid && !microvm ? ["node,memdev=mem"] : [], ValuesOf(args, "-numa"));
 
         // Acceleration.
-        Assert.Equal(acceleration == Acceleration.Tcg ? "tcg,tb-size=32" : "kvm", ValueOf(args, "-accel"));
+        Assert.Equal(acceleration == Acceleration.Tcg ? "tcg,tb-size=48" : "kvm", ValueOf(args, "-accel"));
         Assert.Equal(acceleration == Acceleration.Tcg ? "max" : "host", ValueOf(args, "-cpu"));
 
         // Devices: vsock, then the optional 9p share.
@@ -141,9 +141,9 @@ public class QemuCommandLineTests
     {
         var args = QemuCommandLine.Build(Spec(MachineType.Microvm, Acceleration.Tcg, VsockMode.Kernel, false) with
         {
-            TcgTranslationCacheMiB = 48, Vcpus = 2, MemoryMiB = 512,
+            TcgTranslationCacheMiB = 24, Vcpus = 2, MemoryMiB = 512,
         });
-        Assert.Equal("tcg,tb-size=48", ValueOf(args, "-accel"));
+        Assert.Equal("tcg,tb-size=24", ValueOf(args, "-accel"));
         Assert.Equal("2", ValueOf(args, "-smp"));
         Assert.Equal("512M", ValueOf(args, "-m"));
     }
