@@ -1,5 +1,6 @@
 using Sandbox.Agent.Protocol;
 using Sandbox.Hypervisors;
+using Sandbox.Hypervisors.Processes;
 
 namespace Sandbox.Runtime.Agent;
 
@@ -31,7 +32,7 @@ public static class AgentReadiness
         var exit = await exited.ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : null, TaskScheduler.Default);
         throw new InvalidOperationException(
             $"sandbox {sandboxId}: the VM exited (code {exit?.ExitCode.ToString() ?? "?"}) before its agent answered. " +
-            $"Last console lines ({hypervisor.ConsoleLogPath}):\n{ConsoleTail(hypervisor.ConsoleLogPath, 20)}");
+            $"Last console lines ({hypervisor.ConsoleLogPath}):\n{ConsoleLogTail.Read(hypervisor.ConsoleLogPath)}");
     }
 
     private static async Task<HealthResponse> WaitForHealthAsync(IHypervisor hypervisor, AgentConnection agent, TimeSpan timeout,
@@ -70,18 +71,6 @@ public static class AgentReadiness
         }
         throw new TimeoutException(
             $"sandbox {agent.SandboxId}: the guest console never showed '{marker.Trim()}' within {timeout.TotalSeconds:0.#} s: " +
-            $"the agent did not start. Last console lines ({consoleLog}):\n{ConsoleTail(consoleLog, 20)}");
-    }
-
-    public static string ConsoleTail(string path, int lines)
-    {
-        try
-        {
-            return string.Join('\n', File.ReadLines(path).TakeLast(lines));
-        }
-        catch (IOException e)
-        {
-            return $"(console log unreadable: {e.Message})";
-        }
+            $"the agent did not start. Last console lines ({consoleLog}):\n{ConsoleLogTail.Read(consoleLog)}");
     }
 }
