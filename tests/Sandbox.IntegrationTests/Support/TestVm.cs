@@ -34,6 +34,9 @@ public sealed class SharedVmFixture : IAsyncLifetime
 
     public SandboxVm Vm => _vm ?? throw new InvalidOperationException("the shared VM did not boot");
 
+    /// <summary>The private parent of the shared VM's state directory.</summary>
+    public string StateRoot => _stateRoot;
+
     public async Task InitializeAsync()
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
