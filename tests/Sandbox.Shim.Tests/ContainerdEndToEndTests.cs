@@ -47,7 +47,7 @@ public sealed class ContainerdEndToEndTests : IClassFixture<RuncBackedContainerd
     {
         var result = await RunAsync("e2e-echo", "echo", "hi");
 
-        Assert.True(result.ExitCode == 0, Describe(result));
+        Assert.True(result.ExitCode == 0, Containerd.Describe(result));
         Assert.Equal("hi", result.Stdout.Trim());
         await AssertNothingLeftAsync();
     }
@@ -57,7 +57,7 @@ public sealed class ContainerdEndToEndTests : IClassFixture<RuncBackedContainerd
     {
         var result = await RunAsync("e2e-exit3", "sh", "-c", "echo out; echo err >&2; exit 3");
 
-        Assert.True(result.ExitCode == 3, Describe(result));
+        Assert.True(result.ExitCode == 3, Containerd.Describe(result));
         Assert.Equal("out", result.Stdout.Trim());
         Assert.Contains("err", result.Stderr);
         await AssertNothingLeftAsync();
@@ -68,7 +68,7 @@ public sealed class ContainerdEndToEndTests : IClassFixture<RuncBackedContainerd
     {
         var result = await RunAsync("e2e-large", "sh", "-c", "seq 1 20000");
 
-        Assert.True(result.ExitCode == 0, Describe(result));
+        Assert.True(result.ExitCode == 0, Containerd.Describe(result));
         var lines = result.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal(20000, lines.Length);
         Assert.Equal("20000", lines[^1].Trim());
@@ -79,25 +79,25 @@ public sealed class ContainerdEndToEndTests : IClassFixture<RuncBackedContainerd
     public async Task Detached_container_supports_exec_ps_pause_resume_kill_and_delete()
     {
         const string id = "e2e-detached";
-        await CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", RuncBackedContainerdFixture.Runtime, _fixture.Image, id, "sleep", "1000");
+        await Containerd.CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", RuncBackedContainerdFixture.Runtime, _fixture.Image, id, "sleep", "1000");
 
         var exec = await Containerd.CtrAsync(new[] { "task", "exec", "--fifo-dir", Containerd.FifoDirectory, "--exec-id", "e1", id, "sh", "-c", "echo exec-out; exit 5" });
-        Assert.True(exec.ExitCode == 5, Describe(exec));
+        Assert.True(exec.ExitCode == 5, Containerd.Describe(exec));
         Assert.Equal("exec-out", exec.Stdout.Trim());
 
-        var ps = await CtrOkAsync("task", "ps", id);
+        var ps = await Containerd.CtrOkAsync("task", "ps", id);
         Assert.Contains("PID", ps.Stdout);
-        Assert.True(ps.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length >= 2, Describe(ps));
+        Assert.True(ps.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length >= 2, Containerd.Describe(ps));
 
-        await CtrOkAsync("task", "pause", id);
-        Assert.Contains("PAUSED", (await CtrOkAsync("task", "ls")).Stdout);
-        await CtrOkAsync("task", "resume", id);
-        Assert.Contains("RUNNING", (await CtrOkAsync("task", "ls")).Stdout);
+        await Containerd.CtrOkAsync("task", "pause", id);
+        Assert.Contains("PAUSED", (await Containerd.CtrOkAsync("task", "ls")).Stdout);
+        await Containerd.CtrOkAsync("task", "resume", id);
+        Assert.Contains("RUNNING", (await Containerd.CtrOkAsync("task", "ls")).Stdout);
 
-        await CtrOkAsync("task", "kill", "-s", "SIGKILL", id);
-        await WaitUntilAsync(async () => (await CtrOkAsync("task", "ls")).Stdout.Contains("STOPPED"));
-        await CtrOkAsync("task", "delete", id);
-        await CtrOkAsync("container", "rm", id);
+        await Containerd.CtrOkAsync("task", "kill", "-s", "SIGKILL", id);
+        await CtrSteps.WaitUntilAsync(async () => (await Containerd.CtrOkAsync("task", "ls")).Stdout.Contains("STOPPED"));
+        await Containerd.CtrOkAsync("task", "delete", id);
+        await Containerd.CtrOkAsync("container", "rm", id);
         await AssertNothingLeftAsync();
     }
 
@@ -105,9 +105,9 @@ public sealed class ContainerdEndToEndTests : IClassFixture<RuncBackedContainerd
     public async Task Containers_of_one_pod_share_one_daemon_until_the_last_is_gone()
     {
         string[] annotation = { "--annotation", "io.kubernetes.cri.sandbox-id=e2e-pod" };
-        await CtrOkAsync(new[] { "run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", RuncBackedContainerdFixture.Runtime }.Concat(annotation)
+        await Containerd.CtrOkAsync(new[] { "run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", RuncBackedContainerdFixture.Runtime }.Concat(annotation)
             .Concat(new[] { _fixture.Image, "e2e-pod-a", "sleep", "1000" }).ToArray());
-        await CtrOkAsync(new[] { "run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", RuncBackedContainerdFixture.Runtime }.Concat(annotation)
+        await Containerd.CtrOkAsync(new[] { "run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", RuncBackedContainerdFixture.Runtime }.Concat(annotation)
             .Concat(new[] { _fixture.Image, "e2e-pod-b", "sleep", "1000" }).ToArray());
 
         Assert.Single(Containerd.LeftoverShimProcesses());
@@ -116,7 +116,7 @@ public sealed class ContainerdEndToEndTests : IClassFixture<RuncBackedContainerd
         await StopAndRemoveAsync("e2e-pod-a");
         Assert.Single(Containerd.LeftoverShimProcesses());
         var stillThere = await Containerd.CtrAsync(new[] { "task", "exec", "--fifo-dir", Containerd.FifoDirectory, "--exec-id", "e2", "e2e-pod-b", "echo", "alive" });
-        Assert.True(stillThere.ExitCode == 0 && stillThere.Stdout.Trim() == "alive", Describe(stillThere));
+        Assert.True(stillThere.ExitCode == 0 && stillThere.Stdout.Trim() == "alive", Containerd.Describe(stillThere));
 
         await StopAndRemoveAsync("e2e-pod-b");
         await AssertNothingLeftAsync();
@@ -126,14 +126,14 @@ public sealed class ContainerdEndToEndTests : IClassFixture<RuncBackedContainerd
     public async Task A_killed_daemon_is_cleaned_up_by_containerd_through_delete()
     {
         const string id = "e2e-shimkill";
-        await CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", RuncBackedContainerdFixture.Runtime, _fixture.Image, id, "sleep", "1000");
+        await Containerd.CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", RuncBackedContainerdFixture.Runtime, _fixture.Image, id, "sleep", "1000");
         int daemon = Assert.Single(Containerd.LeftoverShimProcesses());
 
         System.Diagnostics.Process.GetProcessById(daemon).Kill();
 
         // containerd notices the lost connection, runs `delete` and drops the task
-        await WaitUntilAsync(async () => !(await CtrOkAsync("task", "ls")).Stdout.Contains(id));
-        await CtrOkAsync("container", "rm", id);
+        await CtrSteps.WaitUntilAsync(async () => !(await Containerd.CtrOkAsync("task", "ls")).Stdout.Contains(id));
+        await Containerd.CtrOkAsync("container", "rm", id);
         await AssertNothingLeftAsync();
         Assert.DoesNotContain(id, (await Containerd.CtrAsync(new[] { "task", "ls" })).Stdout);
     }
@@ -142,7 +142,7 @@ public sealed class ContainerdEndToEndTests : IClassFixture<RuncBackedContainerd
     public async Task SIGTERM_stops_the_daemon_in_order_and_it_leaves_nothing_behind()
     {
         const string id = "e2e-sigterm";
-        await CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", RuncBackedContainerdFixture.Runtime, _fixture.Image, id, "sleep", "1000");
+        await Containerd.CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", RuncBackedContainerdFixture.Runtime, _fixture.Image, id, "sleep", "1000");
         int daemon = Assert.Single(Containerd.LeftoverShimProcesses());
         Assert.NotEmpty(Containerd.LeftoverMounts());
 
@@ -150,11 +150,11 @@ public sealed class ContainerdEndToEndTests : IClassFixture<RuncBackedContainerd
         Assert.Equal(0, kill.ExitCode);
 
         // the daemon kills its container, unmounts the rootfs and removes its socket before exiting
-        await WaitUntilAsync(() => Task.FromResult(Containerd.LeftoverShimProcesses().Count == 0));
+        await CtrSteps.WaitUntilAsync(() => Task.FromResult(Containerd.LeftoverShimProcesses().Count == 0));
         Assert.Empty(Containerd.LeftoverShimSockets());
         Assert.Empty(Containerd.LeftoverMounts());
-        await WaitUntilAsync(async () => !(await CtrOkAsync("task", "ls")).Stdout.Contains(id));
-        await CtrOkAsync("container", "rm", id);
+        await CtrSteps.WaitUntilAsync(async () => !(await Containerd.CtrOkAsync("task", "ls")).Stdout.Contains(id));
+        await Containerd.CtrOkAsync("container", "rm", id);
         await AssertNothingLeftAsync();
     }
 
@@ -166,35 +166,17 @@ public sealed class ContainerdEndToEndTests : IClassFixture<RuncBackedContainerd
                      $"{_fixture.Image} e2e-tty sh -c 'tty; echo cols=$(stty size 2>/dev/null); exit 4'";
         var result = await ExternalCommand.RunAsync("script", new[] { "-qec", ctr, "/dev/null" }, TimeSpan.FromMinutes(2));
 
-        Assert.True(result.ExitCode == 4, Describe(result));
+        Assert.True(result.ExitCode == 4, Containerd.Describe(result));
         Assert.Contains("/dev/pts/", result.Stdout);
         await AssertNothingLeftAsync();
     }
 
     private async Task StopAndRemoveAsync(string id)
     {
-        await CtrOkAsync("task", "kill", "-s", "SIGKILL", id);
-        await WaitUntilAsync(async () => (await CtrOkAsync("task", "ls")).Stdout.Split('\n').Any(l => l.StartsWith(id) && l.Contains("STOPPED")));
-        await CtrOkAsync("task", "delete", id);
-        await CtrOkAsync("container", "rm", id);
-    }
-
-    private async Task<CommandResult> CtrOkAsync(params string[] arguments)
-    {
-        var result = await Containerd.CtrAsync(arguments);
-        Assert.True(result.ExitCode == 0, Describe(result));
-        return result;
-    }
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition)
-    {
-        for (int i = 0; i < 300; i++)
-        {
-            if (await condition())
-                return;
-            await Task.Delay(100);
-        }
-        Assert.Fail("the condition did not become true within 30 s");
+        await Containerd.CtrOkAsync("task", "kill", "-s", "SIGKILL", id);
+        await CtrSteps.WaitUntilAsync(async () => (await Containerd.CtrOkAsync("task", "ls")).Stdout.Split('\n').Any(l => l.StartsWith(id) && l.Contains("STOPPED")));
+        await Containerd.CtrOkAsync("task", "delete", id);
+        await Containerd.CtrOkAsync("container", "rm", id);
     }
 
     private Task<CommandResult> RunAsync(string id, params string[] command) =>
@@ -210,8 +192,4 @@ public sealed class ContainerdEndToEndTests : IClassFixture<RuncBackedContainerd
         Assert.Empty(Containerd.LeftoverShimSockets());
         Assert.Empty(Containerd.LeftoverMounts());
     }
-
-    private string Describe(CommandResult result) => $"{result}\n--- containerd log (tail) ---\n{Tail(Containerd.Log, 60)}";
-
-    private static string Tail(string text, int lines) => string.Join('\n', text.Split('\n').TakeLast(lines));
 }

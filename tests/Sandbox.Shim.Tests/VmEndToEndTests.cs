@@ -73,18 +73,8 @@ public sealed class VmBackedContainerdFixture : IAsyncLifetime
             .ToArray();
 
     /// <summary>build/guest of this checkout (`make image`), so that the tests boot the image built from these sources.</summary>
-    private static string? CheckoutGuestDirectory()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Sandbox.sln")))
-            {
-                string guest = Path.Combine(dir.FullName, "build", "guest");
-                return File.Exists(Path.Combine(guest, "vmlinux")) ? guest : null;
-            }
-        }
-        return null;
-    }
+    private static string? CheckoutGuestDirectory() =>
+        Sandbox.Runtime.Sandboxes.GuestAssets.CheckoutDirectory() is { } guest && File.Exists(Path.Combine(guest, "vmlinux")) ? guest : null;
 }
 
 /// <summary>
@@ -134,7 +124,7 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
         var vm = await RunAsync(Runtime, "vm-echo", command);
         var runc = await RunAsync(RuncRuntime, "runc-echo", command);
 
-        Assert.True(vm.ExitCode == 0, Describe(vm));
+        Assert.True(vm.ExitCode == 0, Containerd.Describe(vm));
         var lines = vm.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal("hi", lines[0]);
         Assert.Equal("vm-echo", lines[2].Trim()); // no hostname in the spec: the VM is named after its sandbox
@@ -152,7 +142,7 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
         var vm = await RunAsync(Runtime, "vm-exit", command, flags);
         var runc = await RunAsync(RuncRuntime, "runc-exit", command, flags);
 
-        Assert.True(vm.ExitCode == 3, Describe(vm));
+        Assert.True(vm.ExitCode == 3, Containerd.Describe(vm));
         Assert.Equal("bar baz\n/tmp\n", vm.Stdout.Replace("\r", ""));
         Assert.Contains("to-stderr", vm.Stderr);
         Assert.Equal(runc.ExitCode, vm.ExitCode);
@@ -172,7 +162,7 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
         string input = string.Join("", Enumerable.Range(1, 2000).Select(i => $"line {i}\n"));
         var vm = await RunAsync(Runtime, "vm-stdin", new[] { "sh", "-c", "cat; echo end" }, stdin: input);
 
-        Assert.True(vm.ExitCode == 0, Describe(vm));
+        Assert.True(vm.ExitCode == 0, Containerd.Describe(vm));
         Assert.Equal(input + "end\n", vm.Stdout);
         await AssertNothingLeftAsync();
     }
@@ -185,7 +175,7 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
                      $"{_fixture.Image} vm-tty sh -c 'tty; stty size; exit 4'";
         var result = await ExternalCommand.RunAsync("script", new[] { "-qec", ctr, "/dev/null" }, RunTimeout);
 
-        Assert.True(result.ExitCode == 4, Describe(result));
+        Assert.True(result.ExitCode == 4, Containerd.Describe(result));
         Assert.Contains("/dev/pts/", result.Stdout);
         await AssertNothingLeftAsync();
     }
@@ -196,7 +186,7 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
         const int size = 10 * 1024 * 1024;
         var vm = await RunAsync(Runtime, "vm-large", new[] { "sh", "-c", $"seq 1 2000000 | head -c {size}" });
 
-        Assert.True(vm.ExitCode == 0, $"exit {vm.ExitCode}, {vm.Stdout.Length} bytes of stdout\n{vm.Stderr}\n{Tail(Containerd.Log, 40)}");
+        Assert.True(vm.ExitCode == 0, $"exit {vm.ExitCode}, {vm.Stdout.Length} bytes of stdout\n{vm.Stderr}\n{Containerd.LogTail(40)}");
         string expected = string.Concat(Enumerable.Range(1, 2000000).Select(i => $"{i}\n"))[..size];
         Assert.Equal(size, vm.Stdout.Length);
         Assert.Equal(Sha256(expected), Sha256(vm.Stdout));
@@ -207,38 +197,38 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
     public async Task Detached_container_supports_exec_ps_pause_resume_kill_and_delete()
     {
         const string id = "vm-detached";
-        await CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, _fixture.Image, id, "sleep", "1000");
+        await Containerd.CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, _fixture.Image, id, "sleep", "1000");
 
         var exec = await ExecAsync(id, "e1", null, "sh", "-c", "echo exec-out; echo exec-err >&2; exit 5");
-        Assert.True(exec.ExitCode == 5, Describe(exec));
+        Assert.True(exec.ExitCode == 5, Containerd.Describe(exec));
         Assert.Equal("exec-out", exec.Stdout.Trim());
         Assert.Contains("exec-err", exec.Stderr);
 
         var where = await ExecWithFlagsAsync(id, "e2", new[] { "--cwd", "/etc" }, null, "sh", "-c", "pwd");
-        Assert.True(where.ExitCode == 0 && where.Stdout.Trim() == "/etc", Describe(where));
+        Assert.True(where.ExitCode == 0 && where.Stdout.Trim() == "/etc", Containerd.Describe(where));
 
         var input = await ExecAsync(id, "e3", "from-stdin\n", "cat");
-        Assert.True(input.ExitCode == 0 && input.Stdout == "from-stdin\n", Describe(input));
+        Assert.True(input.ExitCode == 0 && input.Stdout == "from-stdin\n", Containerd.Describe(input));
 
         var signalled = await ExecAsync(id, "e4", null, "sh", "-c", "kill -TERM $$; sleep 10");
-        Assert.True(signalled.ExitCode == 128 + 15, Describe(signalled));
+        Assert.True(signalled.ExitCode == 128 + 15, Containerd.Describe(signalled));
 
-        var ps = await CtrOkAsync("task", "ps", id);
+        var ps = await Containerd.CtrOkAsync("task", "ps", id);
         Assert.Contains("PID", ps.Stdout);
-        Assert.True(ps.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length >= 2, Describe(ps));
+        Assert.True(ps.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length >= 2, Containerd.Describe(ps));
 
-        await CtrOkAsync("task", "pause", id);
-        Assert.Contains("PAUSED", (await CtrOkAsync("task", "ls")).Stdout);
-        await CtrOkAsync("task", "resume", id);
-        Assert.Contains("RUNNING", (await CtrOkAsync("task", "ls")).Stdout);
+        await Containerd.CtrOkAsync("task", "pause", id);
+        Assert.Contains("PAUSED", (await Containerd.CtrOkAsync("task", "ls")).Stdout);
+        await Containerd.CtrOkAsync("task", "resume", id);
+        Assert.Contains("RUNNING", (await Containerd.CtrOkAsync("task", "ls")).Stdout);
         var afterResume = await ExecAsync(id, "e5", null, "echo", "alive");
-        Assert.True(afterResume.ExitCode == 0 && afterResume.Stdout.Trim() == "alive", Describe(afterResume));
+        Assert.True(afterResume.ExitCode == 0 && afterResume.Stdout.Trim() == "alive", Containerd.Describe(afterResume));
 
-        await CtrOkAsync("task", "kill", "-s", "SIGKILL", id);
-        await WaitUntilAsync(async () => (await CtrOkAsync("task", "ls")).Stdout.Contains("STOPPED"));
-        var delete = await CtrOkAsync("task", "rm", id);
+        await Containerd.CtrOkAsync("task", "kill", "-s", "SIGKILL", id);
+        await CtrSteps.WaitUntilAsync(async () => (await Containerd.CtrOkAsync("task", "ls")).Stdout.Contains("STOPPED"));
+        var delete = await Containerd.CtrOkAsync("task", "rm", id);
         Assert.Contains("exit code 137", delete.Stderr); // ctr 1.6 warns "task ... exit with non-zero exit code 137"
-        await CtrOkAsync("container", "rm", id);
+        await Containerd.CtrOkAsync("container", "rm", id);
         await AssertNothingLeftAsync();
     }
 
@@ -253,28 +243,28 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
         Assert.Contains("no-such-binary", vm.Stderr);
         Assert.Contains("vm-missing", vm.Stderr);
         await AssertNothingLeftAsync();
-        Assert.DoesNotContain("vm-missing", (await CtrOkAsync("container", "ls")).Stdout);
+        Assert.DoesNotContain("vm-missing", (await Containerd.CtrOkAsync("container", "ls")).Stdout);
     }
 
     [Fact]
     public async Task Containers_of_one_pod_share_one_vm_until_the_last_is_gone()
     {
         string[] pod = { "--annotation", "io.kubernetes.cri.sandbox-id=vm-pod" };
-        await CtrOkAsync(new[] { "run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime }.Concat(pod)
+        await Containerd.CtrOkAsync(new[] { "run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime }.Concat(pod)
             .Concat(new[] { _fixture.Image, "vm-pod-a", "sleep", "1000" }).ToArray());
-        await CtrOkAsync(new[] { "run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime }.Concat(pod)
+        await Containerd.CtrOkAsync(new[] { "run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime }.Concat(pod)
             .Concat(new[] { _fixture.Image, "vm-pod-b", "sleep", "1000" }).ToArray());
 
         Assert.Single(Containerd.LeftoverShimProcesses());
         Assert.Equal(2, LeftoverVmProcesses.Find(_fixture.StateRoot).Count); // one QEMU and its vhost-device-vsock
         var bootA = await ExecAsync("vm-pod-a", "ba", null, "cat", "/proc/sys/kernel/random/boot_id");
         var bootB = await ExecAsync("vm-pod-b", "bb", null, "cat", "/proc/sys/kernel/random/boot_id");
-        Assert.True(bootA.ExitCode == 0 && bootB.ExitCode == 0, Describe(bootA) + Describe(bootB));
+        Assert.True(bootA.ExitCode == 0 && bootB.ExitCode == 0, Containerd.Describe(bootA) + Containerd.Describe(bootB));
         Assert.Equal(bootA.Stdout, bootB.Stdout);
 
         await StopAndRemoveAsync("vm-pod-a");
         var stillThere = await ExecAsync("vm-pod-b", "e2", null, "echo", "alive");
-        Assert.True(stillThere.ExitCode == 0 && stillThere.Stdout.Trim() == "alive", Describe(stillThere));
+        Assert.True(stillThere.ExitCode == 0 && stillThere.Stdout.Trim() == "alive", Containerd.Describe(stillThere));
 
         await StopAndRemoveAsync("vm-pod-b");
         await AssertNothingLeftAsync();
@@ -284,15 +274,15 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
     public async Task A_killed_shim_daemon_is_cleaned_up_with_its_vm_by_containerd_through_delete()
     {
         const string id = "vm-shimkill";
-        await CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, _fixture.Image, id, "sleep", "1000");
+        await Containerd.CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, _fixture.Image, id, "sleep", "1000");
         int daemon = Assert.Single(Containerd.LeftoverShimProcesses());
         Assert.NotEmpty(LeftoverVmProcesses.Find(_fixture.StateRoot));
 
         System.Diagnostics.Process.GetProcessById(daemon).Kill();
 
         // containerd notices the lost connection, runs `delete`, which kills the VM and removes the sandbox
-        await WaitUntilAsync(async () => !(await CtrOkAsync("task", "ls")).Stdout.Contains(id));
-        await CtrOkAsync("container", "rm", id);
+        await CtrSteps.WaitUntilAsync(async () => !(await Containerd.CtrOkAsync("task", "ls")).Stdout.Contains(id));
+        await Containerd.CtrOkAsync("container", "rm", id);
         await AssertNothingLeftAsync();
     }
 
@@ -303,11 +293,11 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
         string configuration = Path.Combine(Path.GetDirectoryName(_fixture.StateRoot)!, "two-vcpus.toml");
         await File.WriteAllTextAsync(configuration,
             $"[hypervisor.qemu]\ndefault_vcpus = 2\n\n[runtime]\nstate_root = \"{_fixture.StateRoot}\"\n");
-        await CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, "--runtime-config-path", configuration,
+        await Containerd.CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, "--runtime-config-path", configuration,
             _fixture.Image, id, "sleep", "1000");
 
         var cpus = await ExecAsync(id, "cpus", null, "sh", "-c", "grep -c ^processor /proc/cpuinfo");
-        Assert.True(cpus.ExitCode == 0 && cpus.Stdout.Trim() == "2", Describe(cpus));
+        Assert.True(cpus.ExitCode == 0 && cpus.Stdout.Trim() == "2", Containerd.Describe(cpus));
         string inEffect = await File.ReadAllTextAsync(Path.Combine(_fixture.StateRoot, id, "configuration.toml"));
         Assert.Contains($"# from: {configuration}", inEffect);
         Assert.Contains("default_vcpus = 2", inEffect);
@@ -317,9 +307,9 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
         Assert.Equal(0, kill.ExitCode);
 
         // the daemon stops the VM, detaches the rootfs and removes its socket and the state directory before exiting
-        await WaitUntilAsync(() => Task.FromResult(Containerd.LeftoverShimProcesses().Count == 0));
-        await WaitUntilAsync(async () => !(await CtrOkAsync("task", "ls")).Stdout.Contains(id));
-        await CtrOkAsync("container", "rm", id);
+        await CtrSteps.WaitUntilAsync(() => Task.FromResult(Containerd.LeftoverShimProcesses().Count == 0));
+        await CtrSteps.WaitUntilAsync(async () => !(await Containerd.CtrOkAsync("task", "ls")).Stdout.Contains(id));
+        await Containerd.CtrOkAsync("container", "rm", id);
         await AssertNothingLeftAsync();
     }
 
@@ -327,25 +317,25 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
     public async Task When_qemu_dies_the_task_exits_with_137_and_the_vm_is_cleaned_up()
     {
         const string id = "vm-qemukill";
-        await CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, _fixture.Image, id, "sleep", "1000");
+        await Containerd.CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, _fixture.Image, id, "sleep", "1000");
         var qemu = Assert.Single(LeftoverVmProcesses.Find(_fixture.StateRoot), p => p.CommandLine.Contains("qemu-system", StringComparison.Ordinal));
 
         System.Diagnostics.Process.GetProcessById(qemu.Pid).Kill();
 
-        await WaitUntilAsync(async () => (await CtrOkAsync("task", "ls")).Stdout.Split('\n').Any(l => l.StartsWith(id) && l.Contains("STOPPED")));
-        await WaitUntilAsync(() => Task.FromResult(LeftoverVmProcesses.Find(_fixture.StateRoot).Count == 0)); // vhost-device-vsock too
-        var delete = await CtrOkAsync("task", "rm", id);
+        await CtrSteps.WaitUntilAsync(async () => (await Containerd.CtrOkAsync("task", "ls")).Stdout.Split('\n').Any(l => l.StartsWith(id) && l.Contains("STOPPED")));
+        await CtrSteps.WaitUntilAsync(() => Task.FromResult(LeftoverVmProcesses.Find(_fixture.StateRoot).Count == 0)); // vhost-device-vsock too
+        var delete = await Containerd.CtrOkAsync("task", "rm", id);
         Assert.Contains("exit code 137", delete.Stderr);
-        await CtrOkAsync("container", "rm", id);
+        await Containerd.CtrOkAsync("container", "rm", id);
         await AssertNothingLeftAsync();
     }
 
     private async Task StopAndRemoveAsync(string id)
     {
-        await CtrOkAsync("task", "kill", "-s", "SIGKILL", id);
-        await WaitUntilAsync(async () => (await CtrOkAsync("task", "ls")).Stdout.Split('\n').Any(l => l.StartsWith(id) && l.Contains("STOPPED")));
+        await Containerd.CtrOkAsync("task", "kill", "-s", "SIGKILL", id);
+        await CtrSteps.WaitUntilAsync(async () => (await Containerd.CtrOkAsync("task", "ls")).Stdout.Split('\n').Any(l => l.StartsWith(id) && l.Contains("STOPPED")));
         await Containerd.CtrAsync(new[] { "task", "rm", id });
-        await CtrOkAsync("container", "rm", id);
+        await Containerd.CtrOkAsync("container", "rm", id);
     }
 
     private Task<CommandResult> RunAsync(string runtime, string id, string[] command, string[]? flags = null, string? stdin = null) =>
@@ -358,24 +348,6 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
     private Task<CommandResult> ExecWithFlagsAsync(string id, string execId, string[] flags, string? stdin, params string[] command) =>
         Containerd.CtrAsync(new[] { "task", "exec", "--fifo-dir", Containerd.FifoDirectory, "--exec-id", execId }
             .Concat(flags).Concat(new[] { id }).Concat(command), RunTimeout, stdin: stdin);
-
-    private async Task<CommandResult> CtrOkAsync(params string[] arguments)
-    {
-        var result = await Containerd.CtrAsync(arguments);
-        Assert.True(result.ExitCode == 0, Describe(result));
-        return result;
-    }
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition)
-    {
-        for (int i = 0; i < 300; i++)
-        {
-            if (await condition())
-                return;
-            await Task.Delay(100);
-        }
-        Assert.Fail("the condition did not become true within 30 s");
-    }
 
     /// <summary>No shim, QEMU or vhost-device-vsock process, no mount and no sandbox state directory is left.</summary>
     private async Task AssertNothingLeftAsync()
@@ -397,8 +369,4 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
         && (!Directory.Exists(_fixture.StateRoot) || Directory.GetFileSystemEntries(_fixture.StateRoot).Length == 0);
 
     private static string Sha256(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
-
-    private string Describe(CommandResult result) => $"{result}\n--- containerd log (tail) ---\n{Tail(Containerd.Log, 60)}";
-
-    private static string Tail(string text, int lines) => string.Join('\n', text.Split('\n').TakeLast(lines));
 }

@@ -17,14 +17,8 @@ public sealed record GuestAssets(string KernelPath, string InitrdPath)
         if (!string.IsNullOrEmpty(fromEnvironment))
             candidates.Add(fromEnvironment);
         candidates.Add(InstalledDirectory);
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Sandbox.sln")))
-            {
-                candidates.Add(Path.Combine(dir.FullName, "build", "guest"));
-                break;
-            }
-        }
+        if (CheckoutDirectory() is { } checkout)
+            candidates.Add(checkout);
         foreach (var dir in candidates)
         {
             var assets = InDirectory(dir);
@@ -34,6 +28,18 @@ public sealed record GuestAssets(string KernelPath, string InitrdPath)
         throw new FileNotFoundException(
             "guest kernel and initramfs not found (vmlinux and initramfs.cpio) in: " + string.Join(", ", candidates) +
             ". Build them with `make image` or install them with `make install`, or set SANDBOX_GUEST_DIR.");
+    }
+
+    /// <summary>build/guest of the source checkout this program runs from (found by Sandbox.sln above it), whether
+    /// built yet or not; null outside a checkout.</summary>
+    public static string? CheckoutDirectory()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "Sandbox.sln")))
+                return Path.Combine(dir.FullName, "build", "guest");
+        }
+        return null;
     }
 
     public static GuestAssets InDirectory(string directory) =>

@@ -149,7 +149,10 @@ public sealed class SandboxVm : IAsyncDisposable
         }.Write(state.MetadataFile);
     }
 
-    /// <summary>Tears the guest down politely (DestroySandbox, short deadline), stops the VM, removes the state directory.</summary>
+    /// <summary>Tears the guest down politely (DestroySandbox, short deadline), stops the VM, removes the state directory.
+    /// DestroySandbox is more than a courtesy: it stops the containers and unmounts the 9p share, which writes back pages
+    /// that containers dirtied through shared mmaps of files on read-write volumes (cache=mmap keeps those in the guest);
+    /// killing QEMU first could lose them.</summary>
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         if (Interlocked.Exchange(ref _stopped, 1) == 1)

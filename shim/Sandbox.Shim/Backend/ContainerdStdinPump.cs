@@ -82,7 +82,7 @@ internal sealed unsafe class ContainerdStdinPump
                         continue;
                     return;
                 }
-                if (!WriteAll(destination, buffer, n))
+                if (!LibC.WriteAll(destination, buffer, n))
                     return; // the process closed its stdin
             }
         }
@@ -94,20 +94,4 @@ internal sealed unsafe class ContainerdStdinPump
         }
     }
 
-    private static bool WriteAll(int fd, byte* buffer, nint count)
-    {
-        nint done = 0;
-        while (done < count)
-        {
-            nint n = LibC.write(fd, buffer + done, count - done);
-            if (n < 0)
-            {
-                if (Marshal.GetLastPInvokeError() == LibC.EINTR)
-                    continue;
-                return false;
-            }
-            done += n;
-        }
-        return true;
-    }
 }

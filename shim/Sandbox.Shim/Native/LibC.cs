@@ -84,6 +84,25 @@ internal static unsafe partial class LibC
     [LibraryImport("libc", SetLastError = true)]
     public static partial nint write(int fd, byte* buffer, nint count);
 
+    /// <summary>write(2) until all of <paramref name="count"/> bytes are written, retrying on EINTR.
+    /// False when the descriptor refuses more (e.g. EPIPE: the reader is gone).</summary>
+    public static bool WriteAll(int fd, byte* buffer, nint count)
+    {
+        nint done = 0;
+        while (done < count)
+        {
+            nint n = write(fd, buffer + done, count - done);
+            if (n < 0)
+            {
+                if (Marshal.GetLastPInvokeError() == EINTR)
+                    continue;
+                return false;
+            }
+            done += n;
+        }
+        return true;
+    }
+
     public const int EIO = 5;
     public const int SOL_SOCKET = 1;
     public const int SCM_RIGHTS = 1;

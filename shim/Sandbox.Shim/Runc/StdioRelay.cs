@@ -198,7 +198,7 @@ internal sealed unsafe class StdioRelay : IDisposable
                     continue;
                 return;
             }
-            if (!WriteAll(to, buffer, n))
+            if (!LibC.WriteAll(to, buffer, n))
             {
                 // nobody can take the output any more: keep draining so the process never blocks on a full pipe
                 while (LibC.read(from, buffer, 32 * 1024) is var m && (m > 0 || (m < 0 && Marshal.GetLastPInvokeError() == LibC.EINTR)))
@@ -207,24 +207,6 @@ internal sealed unsafe class StdioRelay : IDisposable
                 return;
             }
         }
-    }
-
-
-    private static bool WriteAll(int fd, byte* buffer, nint count)
-    {
-        nint done = 0;
-        while (done < count)
-        {
-            nint n = LibC.write(fd, buffer + done, count - done);
-            if (n < 0)
-            {
-                if (Marshal.GetLastPInvokeError() == LibC.EINTR)
-                    continue;
-                return false;
-            }
-            done += n;
-        }
-        return true;
     }
 
     public override string ToString() => $"stdio of {_owner}";

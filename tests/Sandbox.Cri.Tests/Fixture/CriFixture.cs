@@ -485,18 +485,8 @@ public abstract class CriFixture : IAsyncLifetime
     }
 
     /// <summary>build/guest of this checkout (`make image`), so that the tests boot the image built from these sources.</summary>
-    private static string? CheckoutGuestDirectory()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Sandbox.sln")))
-            {
-                string guest = Path.Combine(dir.FullName, "build", "guest");
-                return File.Exists(Path.Combine(guest, "vmlinux")) ? guest : null;
-            }
-        }
-        return null;
-    }
+    private static string? CheckoutGuestDirectory() =>
+        Sandbox.Runtime.Sandboxes.GuestAssets.CheckoutDirectory() is { } guest && File.Exists(Path.Combine(guest, "vmlinux")) ? guest : null;
 
     private static string? FindOnPath(string program) =>
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
