@@ -11,12 +11,13 @@ namespace Sandbox.Hypervisors.Processes;
 public sealed class SupervisedProcess : IDisposable
 {
     private readonly Process _process;
-    private readonly OutputTail _output = new();
+    private readonly OutputTail _output;
 
-    private SupervisedProcess(string name, Process process)
+    private SupervisedProcess(string name, Process process, OutputTail output)
     {
         Name = name;
         _process = process;
+        _output = output;
         Pid = process.Id;
         Exited = WatchExitAsync();
     }
@@ -45,15 +46,17 @@ public sealed class SupervisedProcess : IDisposable
         };
         foreach (var arg in args)
             startInfo.ArgumentList.Add(arg);
+        var output = new OutputTail();
         var process = new Process { StartInfo = startInfo };
+        process.ErrorDataReceived += (_, e) => output.Add(e.Data);
+        process.OutputDataReceived += (_, e) => output.Add(e.Data);
         process.Start();
-        var supervised = new SupervisedProcess(name, process);
-        process.ErrorDataReceived += (_, e) => supervised._output.Add(e.Data);
-        process.OutputDataReceived += (_, e) => supervised._output.Add(e.Data);
+        // Reading starts before the exit watcher exists: a process that dies at once (a daemon refusing its arguments)
+        // must not be disposed by the watcher before its output is read, or the error it printed is lost.
         process.BeginErrorReadLine();
         process.BeginOutputReadLine();
         process.StandardInput.Close();
-        return supervised;
+        return new SupervisedProcess(name, process, output);
     }
 
     private async Task<int> WatchExitAsync()
