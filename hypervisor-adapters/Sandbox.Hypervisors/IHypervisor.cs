@@ -20,6 +20,11 @@ public interface IHypervisor : IAsyncDisposable
     /// <summary>Stops the VMM and its helper daemons, and removes sockets and temporary files. Idempotent.</summary>
     Task StopAsync(CancellationToken cancellationToken);
 
+    /// <summary>Once the guest has booted: takes the VMM's copies of the kernel and initrd out of its resident memory.
+    /// QEMU keeps both files mapped only to load them again on a guest reset, which a sandbox never does (and a reset
+    /// would read them back from the files). Best effort: returns one line saying what was released or why nothing was.</summary>
+    Task<string> ReleaseBootImagesAsync(CancellationToken cancellationToken);
+
     /// <summary>Completes when the VMM process exits, for whatever reason.</summary>
     Task<VmExit> WaitForExitAsync(CancellationToken cancellationToken);
 

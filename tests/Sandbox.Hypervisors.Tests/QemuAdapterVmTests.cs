@@ -145,6 +145,46 @@ public sealed class QemuAdapterVmTests : IDisposable
     }
 
     [VmFact]
+    public async Task Releasing_the_boot_images_takes_them_out_of_qemu_and_the_guest_runs_on()
+    {
+        await using var vm = new QemuAdapter();
+        await vm.PrepareAsync(await TinyGuestAsync("release", hold: true), CancellationToken.None);
+        await vm.StartAsync(CancellationToken.None).WaitAsync(Guard);
+        await WaitForConsoleLineAsync(vm.ConsoleLogPath, GuestImage.TinyInitHoldingLine, vm);
+        var kernel = vm.Plan.Spec.KernelPath;
+        long residentBefore = ResidentKiBOfMappings(vm.Pid!.Value, kernel);
+        Assert.True(residentBefore > 1024, $"QEMU should hold the kernel image resident after boot, has {residentBefore} KiB");
+
+        var description = await vm.ReleaseBootImagesAsync(CancellationToken.None).WaitAsync(Guard);
+        _output.WriteLine(description);
+
+        long residentAfter = ResidentKiBOfMappings(vm.Pid!.Value, kernel);
+        Assert.True(residentAfter < residentBefore / 4, $"{description}; kernel mapping still {residentAfter} KiB resident (was {residentBefore})");
+        Assert.Contains("-> ", description);
+        // The guest does not need QEMU's copies: it keeps running and the VM stops as usual.
+        await Task.Delay(500);
+        Assert.False(vm.WaitForExitAsync(CancellationToken.None).IsCompleted, "QEMU exited after its boot images were paged out");
+        await vm.StopAsync(CancellationToken.None).WaitAsync(Guard);
+        // After the stop there is nothing to release, and saying so is not an error.
+        _output.WriteLine(await vm.ReleaseBootImagesAsync(CancellationToken.None).WaitAsync(Guard));
+    }
+
+    /// <summary>Rss of a process's mappings of <paramref name="file"/>, read independently of the code under test.</summary>
+    private static long ResidentKiBOfMappings(int pid, string file)
+    {
+        long total = 0;
+        bool inFile = false;
+        foreach (var line in File.ReadLines($"/proc/{pid}/smaps"))
+        {
+            if (char.IsAsciiHexDigit(line[0]) && line.Contains('-') && !line.EndsWith(" kB", StringComparison.Ordinal))
+                inFile = line.EndsWith(" " + file, StringComparison.Ordinal);
+            else if (inFile && line.StartsWith("Rss:", StringComparison.Ordinal))
+                total += long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]);
+        }
+        return total;
+    }
+
+    [VmFact]
     public async Task Cancelling_the_start_token_after_start_leaves_the_vm_running()
     {
         await using var vm = new QemuAdapter();

@@ -313,6 +313,18 @@ public sealed class QemuAdapter : IHypervisor
         await qemu.TerminateAsync(_options.TerminateGrace, cancellationToken).ConfigureAwait(false);
     }
 
+    public async Task<string> ReleaseBootImagesAsync(CancellationToken cancellationToken)
+    {
+        if (_qemu is not { HasExited: false } qemu)
+            return "QEMU is not running";
+        string[] images = [Plan.Spec.KernelPath, Plan.Spec.InitrdPath];
+        // smaps parsing and the page-cache refill can take a few milliseconds of I/O: off the caller's thread
+        var result = await Task.Run(() => MappedFilePageOut.Run(qemu.Pid, images), cancellationToken).ConfigureAwait(false);
+        var description = "boot images paged out of QEMU: " + result.Describe();
+        _logger.LogInformation("sandbox {SandboxId}: {Description}", SandboxId, description);
+        return description;
+    }
+
     public Task<VmExit> WaitForExitAsync(CancellationToken cancellationToken) => _exit.Task.WaitAsync(cancellationToken);
 
     public async ValueTask DisposeAsync()

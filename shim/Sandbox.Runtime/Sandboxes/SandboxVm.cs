@@ -41,12 +41,14 @@ public sealed class SandboxVm : IAsyncDisposable
 
     private int _stopped;
 
-    private SandboxVm(SandboxStateDirectory state, IHypervisor hypervisor, AgentConnection agent, PodNetwork? network)
+    private SandboxVm(SandboxStateDirectory state, IHypervisor hypervisor, AgentConnection agent, PodNetwork? network,
+        Task<string> bootImagesReleased)
     {
         State = state;
         Hypervisor = hypervisor;
         Agent = agent;
         Network = network;
+        BootImagesReleased = bootImagesReleased;
     }
 
     public string SandboxId => State.SandboxId;
@@ -54,6 +56,10 @@ public sealed class SandboxVm : IAsyncDisposable
     public IHypervisor Hypervisor { get; }
     public AgentConnection Agent { get; }
     public PodNetwork? Network { get; }
+
+    /// <summary>Started once the agent answers: the VMM's copies of the kernel and initrd leave its resident memory
+    /// (see <see cref="IHypervisor.ReleaseBootImagesAsync"/>). Completes with a one-line description; never faults.</summary>
+    public Task<string> BootImagesReleased { get; }
 
     /// <summary>Guest path under which a host path below <see cref="SandboxStateDirectory.SharedDirectory"/> appears.</summary>
     public string GuestPathOf(string hostPathInShare)
@@ -72,6 +78,7 @@ public sealed class SandboxVm : IAsyncDisposable
                 $"sandbox {options.SandboxId}: state directory {state.Path} already exists (a sandbox with this id runs, or was not cleaned up; `sandboxctl list` shows it)");
         state.Create();
         AgentConnection? agent = null;
+        Task<string> bootImagesReleased = Task.FromResult("not started");
         try
         {
             var nics = options.Network is null ? [] : await options.Network.SetUpAsync(cancellationToken);
@@ -100,6 +107,8 @@ public sealed class SandboxVm : IAsyncDisposable
             WriteMetadata(state, hypervisor, options);
 
             await AgentReadiness.WaitAsync(hypervisor, agent, options.SandboxId, options.AgentReadyTimeout, cancellationToken);
+            // The guest has long copied both images into its memory; this runs beside the sandbox set-up below.
+            bootImagesReleased = ReleaseBootImagesAsync(hypervisor);
             await agent.Client.CreateSandboxAsync(new CreateSandboxRequest
             {
                 SandboxId = options.SandboxId,
@@ -109,16 +118,30 @@ public sealed class SandboxVm : IAsyncDisposable
             }, deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: cancellationToken);
             if (options.Network is not null)
                 await GuestNetworkClient.ApplyAsync(agent.Client, options.Network, cancellationToken);
-            return new SandboxVm(state, hypervisor, agent, options.Network);
+            return new SandboxVm(state, hypervisor, agent, options.Network, bootImagesReleased);
         }
         catch
         {
             agent?.Dispose();
+            await bootImagesReleased;
             await hypervisor.StopAsync(CancellationToken.None);
             TryDeleteState(state);
             if (options.Network is not null)
                 await TryTearDownAsync(options.Network);
             throw;
+        }
+    }
+
+    private static async Task<string> ReleaseBootImagesAsync(IHypervisor hypervisor)
+    {
+        try
+        {
+            return await hypervisor.ReleaseBootImagesAsync(CancellationToken.None);
+        }
+        catch (Exception e)
+        {
+            // Only memory is at stake: the sandbox works the same with the images resident.
+            return "boot images left resident: " + e.Message;
         }
     }
 
@@ -167,6 +190,7 @@ public sealed class SandboxVm : IAsyncDisposable
             // The guest is going away regardless; a dead or wedged agent must not block the stop.
         }
         Agent.Dispose();
+        await BootImagesReleased;
         await Hypervisor.StopAsync(cancellationToken);
         TryDeleteState(State);
         // After QEMU is gone; each ip/tc command has its own timeout, so the teardown is not cut short.
