@@ -25,9 +25,17 @@ public sealed record AgentRuntime(string CrunPath, string RunDirectory, IReadOnl
     public string CrunLogDirectory => Path.Combine(RunDirectory, "logs");
     public string DefaultSharedMountPoint => Path.Combine(RunDirectory, "shared");
 
+    /// <summary>The agent is the guest's init (PID 1): it owns the VM's mounts and modules. On a host (tests, development)
+    /// it changes neither.</summary>
+    public bool IsGuestInit => Environment.ProcessId == 1;
+
+    /// <summary>Where the guest's agent keeps the read-only copy of crun (see <see cref="CrunBinary"/>); none elsewhere.</summary>
+    public string? CrunReadOnlyDirectory => IsGuestInit ? Path.Combine(RunDirectory, "crun-binary") : null;
+
     public ContainerRunner CreateContainerRunner()
     {
         var commandLine = new CrunCommandLine(CrunPath, CrunStateDirectory, CrunGlobalOptions);
-        return new ContainerRunner(new CrunRunner(commandLine, CrunLogDirectory, TimeSpan.FromSeconds(60)), ContainersDirectory);
+        var binary = new CrunBinary(CrunPath, CrunReadOnlyDirectory);
+        return new ContainerRunner(new CrunRunner(commandLine, binary, CrunLogDirectory, TimeSpan.FromSeconds(60)), ContainersDirectory);
     }
 }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Google.Protobuf;
 using Grpc.Core;
 using Sandbox.Agent.Containers;
@@ -14,25 +15,54 @@ public sealed class AgentService : Protocol.Agent.AgentBase
     private readonly ContainerRunner _containers;
     private readonly GuestNetwork _network;
     private readonly SandboxSetup _sandbox;
+    private readonly KernelModules _modules;
+    private readonly bool _isGuestInit;
 
     public AgentService(AgentRuntime runtime)
     {
-        var modules = new KernelModules(runtime.ModprobePath);
+        _modules = new KernelModules(runtime.ModprobePath);
+        _isGuestInit = runtime.IsGuestInit;
         _containers = runtime.CreateContainerRunner();
-        _network = new GuestNetwork(modules);
-        _sandbox = new SandboxSetup(runtime, modules, _network);
+        _network = new GuestNetwork(_modules);
+        _sandbox = new SandboxSetup(runtime, _modules, _network);
     }
 
     private double _readyUptime;
 
     public void MarkReady(double uptimeSeconds) => _readyUptime = uptimeSeconds;
 
-    /// <summary>Work that can wait until the agent listens: start the reaper (the agent is PID 1) and the fd poller.</summary>
+    /// <summary>Work that can wait until the agent listens: start the reaper (the agent is PID 1) and the fd poller; in the
+    /// guest, load the modules of the VM's devices (the 9p share, network cards) while the host connects.</summary>
     public void StartBackgroundWork()
     {
         _ = ChildProcesses.Shared;
+        if (_isGuestInit) _ = _modules.PreloadForVirtioDevices();
         _ = FdPoller.Shared;
     }
+
+    /// <summary>Runs one lifecycle RPC and logs how long it took ("CreateContainer 1f196f75b482: 240 ms"), or that it
+    /// failed after how long (the transport logs the error itself).</summary>
+    private static async Task<T> TimedAsync<T>(string what, Func<Task<T>> call)
+    {
+        long start = Stopwatch.GetTimestamp();
+        try
+        {
+            T result = await call();
+            AgentLog.Write($"{what}: {AgentLog.Milliseconds(start)}");
+            return result;
+        }
+        catch
+        {
+            AgentLog.Write($"{what}: failed after {AgentLog.Milliseconds(start)}");
+            throw;
+        }
+    }
+
+    private static Task TimedAsync(string what, Func<Task> call) => TimedAsync(what, async () =>
+    {
+        await call();
+        return true;
+    });
 
     public override Task<HealthResponse> Health(HealthRequest request, ServerCallContext context) =>
         Task.FromResult(new HealthResponse { AgentVersion = AgentVersion.Text });
@@ -50,13 +80,13 @@ public sealed class AgentService : Protocol.Agent.AgentBase
 
     public override async Task<CreateSandboxResponse> CreateSandbox(CreateSandboxRequest request, ServerCallContext context)
     {
-        await _sandbox.CreateAsync(request.SandboxId, request.Hostname, request.ShareMountTag, request.SharedMountPoint, context.CancellationToken);
+        await TimedAsync("CreateSandbox", () => _sandbox.CreateAsync(request.SandboxId, request.Hostname, request.ShareMountTag, request.SharedMountPoint, context.CancellationToken));
         return new CreateSandboxResponse();
     }
 
     public override async Task<DestroySandboxResponse> DestroySandbox(DestroySandboxRequest request, ServerCallContext context)
     {
-        await _sandbox.DestroyAsync(_containers, context.CancellationToken);
+        await TimedAsync("DestroySandbox", () => _sandbox.DestroyAsync(_containers, context.CancellationToken));
         return new DestroySandboxResponse();
     }
 
@@ -74,32 +104,32 @@ public sealed class AgentService : Protocol.Agent.AgentBase
 
     public override async Task<CreateContainerResponse> CreateContainer(CreateContainerRequest request, ServerCallContext context)
     {
-        int pid = await _containers.CreateAsync(request.ContainerId, request.OciSpecJson.ToByteArray(), request.RootfsPath,
-            request.Terminal, request.Stdin, context.CancellationToken);
+        int pid = await TimedAsync($"CreateContainer {AgentLog.ShortId(request.ContainerId)}", () => _containers.CreateAsync(request.ContainerId,
+            request.OciSpecJson.ToByteArray(), request.RootfsPath, request.Terminal, request.Stdin, context.CancellationToken));
         return new CreateContainerResponse { Pid = (uint)pid };
     }
 
     public override async Task<StartContainerResponse> StartContainer(StartContainerRequest request, ServerCallContext context)
     {
-        int pid = await _containers.StartAsync(request.ContainerId, context.CancellationToken);
+        int pid = await TimedAsync($"StartContainer {AgentLog.ShortId(request.ContainerId)}", () => _containers.StartAsync(request.ContainerId, context.CancellationToken));
         return new StartContainerResponse { Pid = (uint)pid };
     }
 
     public override async Task<RemoveContainerResponse> RemoveContainer(RemoveContainerRequest request, ServerCallContext context)
     {
-        await _containers.RemoveAsync(request.ContainerId, request.Force, context.CancellationToken);
+        await TimedAsync($"RemoveContainer {AgentLog.ShortId(request.ContainerId)}", () => _containers.RemoveAsync(request.ContainerId, request.Force, context.CancellationToken));
         return new RemoveContainerResponse();
     }
 
     public override async Task<PauseContainerResponse> PauseContainer(PauseContainerRequest request, ServerCallContext context)
     {
-        await _containers.PauseAsync(request.ContainerId, context.CancellationToken);
+        await TimedAsync($"PauseContainer {AgentLog.ShortId(request.ContainerId)}", () => _containers.PauseAsync(request.ContainerId, context.CancellationToken));
         return new PauseContainerResponse();
     }
 
     public override async Task<ResumeContainerResponse> ResumeContainer(ResumeContainerRequest request, ServerCallContext context)
     {
-        await _containers.ResumeAsync(request.ContainerId, context.CancellationToken);
+        await TimedAsync($"ResumeContainer {AgentLog.ShortId(request.ContainerId)}", () => _containers.ResumeAsync(request.ContainerId, context.CancellationToken));
         return new ResumeContainerResponse();
     }
 
@@ -112,8 +142,8 @@ public sealed class AgentService : Protocol.Agent.AgentBase
 
     public override async Task<ExecProcessResponse> ExecProcess(ExecProcessRequest request, ServerCallContext context)
     {
-        int pid = await _containers.ExecAsync(request.ContainerId, request.ExecId, request.ProcessJson.ToByteArray(),
-            request.Terminal, request.Stdin, context.CancellationToken);
+        int pid = await TimedAsync($"ExecProcess {request.ExecId} in {AgentLog.ShortId(request.ContainerId)}", () => _containers.ExecAsync(request.ContainerId,
+            request.ExecId, request.ProcessJson.ToByteArray(), request.Terminal, request.Stdin, context.CancellationToken));
         return new ExecProcessResponse { Pid = (uint)pid };
     }
 

@@ -7,10 +7,61 @@ namespace Sandbox.Agent;
 /// <summary>
 /// Loads guest kernel modules on demand with modprobe (one process for the whole list). A module counts as present
 /// when /sys/module/NAME exists (loaded, or built in with parameters), so the common case costs no process start.
+/// The modules for the VM's own virtio devices can be loaded ahead, in the background (<see cref="PreloadForVirtioDevices"/>).
 /// </summary>
 public sealed class KernelModules(string modprobePath)
 {
+    /// <summary>virtio device id (virtio spec 5) -> the modules its first use needs: 1 network card (UpdateInterface),
+    /// 9 the 9p share (CreateSandbox mounts it).</summary>
+    private static readonly Dictionary<int, string[]> VirtioDeviceModules = new()
+    {
+        [1] = ["virtio_net"],
+        [9] = ["9pnet_virtio", "9p"],
+    };
+
     private readonly SemaphoreSlim _lock = new(1, 1);
+
+    /// <summary>
+    /// The modules the VM's virtio devices (<paramref name="virtioDevicesDirectory"/>/*/device holds each id, e.g.
+    /// 0x0009) will need, in a fixed order, without duplicates. Unknown ids and unreadable entries are skipped.
+    /// </summary>
+    public static string[] ForVirtioDevices(string virtioDevicesDirectory = "/sys/bus/virtio/devices")
+    {
+        var ids = new SortedSet<int>();
+        if (!Directory.Exists(virtioDevicesDirectory)) return [];
+        foreach (string device in Directory.EnumerateDirectories(virtioDevicesDirectory))
+        {
+            try
+            {
+                string text = File.ReadAllText(Path.Combine(device, "device")).Trim();
+                if (text.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
+                    && int.TryParse(text.AsSpan(2), System.Globalization.NumberStyles.HexNumber, null, out int id))
+                    ids.Add(id);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+        }
+        return ids.Where(VirtioDeviceModules.ContainsKey).SelectMany(id => VirtioDeviceModules[id]).Distinct().ToArray();
+    }
+
+    /// <summary>
+    /// Starts loading the modules of the VM's virtio devices (<see cref="ForVirtioDevices"/>) in the background, right
+    /// after the agent listens, while the host is still connecting: the RPC that needs them (CreateSandbox,
+    /// UpdateInterface) then finds them loaded, or waits for this load instead of starting its own. A failure is only
+    /// logged: that RPC's own <see cref="EnsureLoadedAsync"/> then reports it.
+    /// </summary>
+    public Task PreloadForVirtioDevices(string virtioDevicesDirectory = "/sys/bus/virtio/devices") => Task.Run(async () =>
+    {
+        string[] modules = ForVirtioDevices(virtioDevicesDirectory);
+        if (modules.Length == 0) return;
+        try
+        {
+            await EnsureLoadedAsync(modules, "load the modules of the VM's devices ahead", CancellationToken.None);
+        }
+        catch (Exception e)
+        {
+            AgentLog.Write(e is global::Grpc.Core.RpcException rpc ? rpc.Status.Detail : e.Message);
+        }
+    });
 
     /// <summary>Loads the modules of <paramref name="modules"/> that are not present yet. Throws an Internal RpcException
     /// with modprobe's error text for <paramref name="purpose"/> when it fails.</summary>
@@ -37,10 +88,12 @@ public sealed class KernelModules(string modprobePath)
         ChildExit exit;
         try
         {
+            long spawned = System.Diagnostics.Stopwatch.GetTimestamp();
             var (_, exited) = ChildProcesses.Shared.Spawn(modprobePath, [modprobePath, "-a", .. modules], devNull, devNull, errWrite);
             LibC.Close(errWrite);
             errWrite = -1;
             exit = await exited.WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
+            AgentLog.Write($"modprobe {list}: {AgentLog.Milliseconds(spawned)}");
         }
         catch (IOException e)
         {

@@ -27,6 +27,7 @@ public sealed class PodBench(int rounds)
                 starts.Add(clock.Elapsed.TotalSeconds);
                 await Task.Delay(TimeSpan.FromSeconds(2), cancellationToken); // let the pod settle to idle
                 pss.Add(PodPssKiB(fixture, pod.Id) / 1024.0);
+                KeepConsoleLog(fixture, pod.Id, round);
                 await fixture.StopAndRemovePodAsync(pod);
                 Console.WriteLine(FormattableString.Invariant(
                     $"round {round}/{rounds}: RunPodSandbox to first container running {starts[^1]:0.000} s, idle pod PSS {pss[^1]:0.0} MiB"));
@@ -40,6 +41,25 @@ public sealed class PodBench(int rounds)
         {
             await fixture.DisposeAsync();
         }
+    }
+
+    /// <summary>
+    /// With SANDBOX_E2E_LOG_DIR set (where the fixture keeps containerd's log, shim lines included), the pod's guest
+    /// console (the agent's log: each RPC's and crun/modprobe child's duration) is kept there too, as
+    /// pod-ROUND-console.log, before the pod's state directory goes away.
+    /// </summary>
+    private static void KeepConsoleLog(SandboxCriFixture fixture, string podId, int round)
+    {
+        if (Environment.GetEnvironmentVariable("SANDBOX_E2E_LOG_DIR") is not { Length: > 0 } logDirectory)
+            return;
+        string console = Path.Combine(fixture.StateRoot, podId, "console.log");
+        if (!File.Exists(console))
+        {
+            Console.WriteLine($"round {round}: no guest console log at {console}");
+            return;
+        }
+        Directory.CreateDirectory(logDirectory);
+        File.Copy(console, Path.Combine(logDirectory, $"pod-{round}-console.log"), overwrite: true);
     }
 
     /// <summary>PSS of the pod's VM processes (found by their state directory) and of the shim that serves it.</summary>

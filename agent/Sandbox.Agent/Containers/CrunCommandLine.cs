@@ -3,8 +3,6 @@ namespace Sandbox.Agent.Containers;
 /// <summary>Builds crun argument lists (argv[0] included). Global options first, then the command.</summary>
 public sealed class CrunCommandLine(string crunPath, string stateRoot, IReadOnlyList<string> extraGlobalOptions)
 {
-    public string CrunPath => crunPath;
-
     private List<string> Global(string logFile)
     {
         var args = new List<string> { crunPath, "--root", stateRoot, "--log", logFile };

@@ -13,7 +13,7 @@ public sealed record CrunResult(int ExitStatus, string Stdout, string ErrorText)
 public sealed class CrunFailedException(string message) : Exception(message);
 
 /// <summary>Runs crun commands to completion as children of the agent, with a timeout.</summary>
-public sealed class CrunRunner(CrunCommandLine commandLine, string logDirectory, TimeSpan timeout)
+public sealed class CrunRunner(CrunCommandLine commandLine, CrunBinary binary, string logDirectory, TimeSpan timeout)
 {
     private long _logCounter;
 
@@ -54,7 +54,8 @@ public sealed class CrunRunner(CrunCommandLine commandLine, string logDirectory,
                 fds = (devNull, childOut, childErr);
             }
 
-            var (pid, exited) = ChildProcesses.Shared.Spawn(commandLine.CrunPath, args, fds.In, fds.Out, fds.Err);
+            long spawned = System.Diagnostics.Stopwatch.GetTimestamp();
+            var (pid, exited) = ChildProcesses.Shared.Spawn(binary.ExecutablePath, args, fds.In, fds.Out, fds.Err);
             CloseFd(ref childOut);
             CloseFd(ref childErr);
 
@@ -74,6 +75,7 @@ public sealed class CrunRunner(CrunCommandLine commandLine, string logDirectory,
                 if (cancellationToken.IsCancellationRequested) throw;
                 throw new CrunFailedException($"crun {Describe(args)} did not finish within {timeout.TotalSeconds:F0} s and was killed");
             }
+            AgentLog.Write($"crun {Summary(args)}: {(exit.ExitStatus == 0 ? "" : $"exit status {exit.ExitStatus} after ")}{AgentLog.Milliseconds(spawned)}");
             string output = await SwallowCancellation(outText);
             string errors = await SwallowCancellation(errText);
             string log = ReadAndDelete(logFile);
@@ -107,6 +109,15 @@ public sealed class CrunRunner(CrunCommandLine commandLine, string logDirectory,
     {
         int command = args.FindIndex(a => a is "create" or "start" or "exec" or "kill" or "pause" or "resume" or "delete" or "ps");
         return command < 0 ? string.Join(' ', args.Skip(1)) : string.Join(' ', args.Skip(command));
+    }
+
+    /// <summary>The command and the short container id, for the log: "create 1f196f75b482".</summary>
+    private static string Summary(List<string> args)
+    {
+        int command = args.FindIndex(a => a is "create" or "start" or "exec" or "kill" or "pause" or "resume" or "delete" or "ps");
+        if (command < 0) return string.Join(' ', args.Skip(1));
+        int id = args[command] == "kill" ? args.Count - 2 : args.Count - 1;
+        return $"{args[command]} {AgentLog.ShortId(args[id])}";
     }
 
     private static async Task<string> ReadAllAsync(OutputStream stream, CancellationToken cancellationToken)

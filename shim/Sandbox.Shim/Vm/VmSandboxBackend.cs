@@ -69,9 +69,12 @@ internal sealed class VmSandboxBackend : ISandboxBackend
     {
         string id = request.ContainerId;
         string owner = $"create container {id}";
+        long start = Stopwatch.GetTimestamp();
         string specJson = await ReadBundleSpecAsync(request.Bundle, owner, cancellationToken).ConfigureAwait(false);
         var (sandboxId, hostname) = SandboxOf(specJson, id, owner);
         var vm = await EnsureVmAsync(sandboxId, hostname, specJson, owner, cancellationToken).ConfigureAwait(false);
+        long vmReady = Stopwatch.GetTimestamp();
+        long shared = vmReady;
 
         string containerDirectory = RootfsShare.ContainerDirectory(vm.State.SharedDirectory, id);
         StateDirectoryPointer.Write(request.Bundle, vm.State.Path);
@@ -82,6 +85,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend
             RootfsShare.Bind(request.RootfsPath, containerDirectory, $"container {id}");
             bound = true;
             string guestSpecJson = ContainerMountShare.Share(specJson, containerDirectory, vm.GuestPathOf, $"container {id}");
+            shared = Stopwatch.GetTimestamp();
             await vm.Agent.Client.CreateContainerAsync(new CreateContainerRequest
             {
                 ContainerId = id,
@@ -105,6 +109,8 @@ internal sealed class VmSandboxBackend : ISandboxBackend
         stdio.Start(new GuestProcessStdio(vm.Agent.Client, id), _vmGone.Token);
         init.Exit = CollectExitAsync(vm, init);
         _containers[id] = new VmContainer(id, containerDirectory, init);
+        _log($"container {id}: created in {Milliseconds(start)} (VM {Milliseconds(start, vmReady)}, rootfs and mounts shared in " +
+             $"{Milliseconds(vmReady, shared)}, agent CreateContainer {Milliseconds(shared)})");
         return QemuPid(vm);
     }
 
@@ -112,9 +118,11 @@ internal sealed class VmSandboxBackend : ISandboxBackend
     {
         Find(containerId);
         var vm = RequireLiveVm($"start container {containerId}");
+        long start = Stopwatch.GetTimestamp();
         await CallAsync(vm, $"start container {containerId}", client =>
             client.StartContainerAsync(new StartContainerRequest { ContainerId = containerId }, deadline: Deadline, cancellationToken: cancellationToken).ResponseAsync)
             .ConfigureAwait(false);
+        _log($"container {containerId}: started in {Milliseconds(start)}");
         return QemuPid(vm);
     }
 
@@ -512,6 +520,9 @@ internal sealed class VmSandboxBackend : ISandboxBackend
             throw AgentCallFailure.Describe(e, what, vm, _configuration);
         }
     }
+
+    private static string Milliseconds(long startTimestamp, long? endTimestamp = null) =>
+        $"{Stopwatch.GetElapsedTime(startTimestamp, endTimestamp ?? Stopwatch.GetTimestamp()).TotalMilliseconds:0} ms";
 
     private static uint QemuPid(SandboxVm vm) => (uint)(vm.Hypervisor.Pid ?? 0);
 
