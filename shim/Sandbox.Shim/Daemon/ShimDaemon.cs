@@ -16,7 +16,7 @@ namespace Sandbox.Shim.Daemon;
 /// The long-running shim (no action): serves containerd.task.v2.Task on its socket until containerd's Shutdown
 /// finds no container left, or SIGTERM/SIGINT. For the runc backend it is a child subreaper that reaps every child
 /// (container processes are re-parented to it); the VM backend's children (QEMU) are reaped by .NET. It ignores SIGPIPE, writes its log to &lt;bundle&gt;/log, publishes events to $TTRPC_ADDRESS and removes its socket
-/// when it exits.
+/// when it exits. Between bursts of work it gives its garbage back to the system (<see cref="IdleMemoryTrimmer"/>).
 /// </summary>
 public static class ShimDaemon
 {
@@ -56,6 +56,7 @@ public static class ShimDaemon
             server = new TtrpcServer(registry, new TtrpcServerOptions { Log = log.Warn });
             server.Start(listener);
             log.Info($"serving containerd.task.v2.Task on {socketPath} with the {factory.Name} backend");
+            using var trimmer = new IdleMemoryTrimmer(log.Debug);
 
             var finished = await Task.WhenAny(service.ShutdownRequested, terminate.Task).ConfigureAwait(false);
             if (finished == terminate.Task)
