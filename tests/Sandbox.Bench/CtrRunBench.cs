@@ -34,7 +34,10 @@ public sealed class CtrRunBench(int rounds)
         report.Add("ctr_run_runc", BenchReport.Median(runc), "s", $"ctr run --rm busybox true through runc (median of {rounds})");
         report.Add("ctr_run", oursMedian, "s", $"ctr run --rm busybox true through our shim, one VM (median of {rounds})");
         report.Add("ctr_run_over_floor", oursMedian / floorSeconds, "ratio", "ctr_run / vm_boot_floor (target <= 2, goal 1.3)");
-        report.Add("shim_rss_mib", await ShimRssAsync(containerd) / 1024.0, "MiB", "shim daemon VmRSS serving one running container (target <= 15)");
+        var (atStartKiB, settledKiB) = await ShimRssAsync(containerd);
+        report.Add("shim_rss_start_mib", atStartKiB / 1024.0, "MiB", "shim daemon VmRSS as soon as ctr run -d returned (create/start garbage still held)");
+        report.Add("shim_rss_mib", settledKiB / 1024.0, "MiB",
+            $"shim daemon VmRSS serving one running container, {RssSettleTime.TotalSeconds:0} s after ctr run -d returned (target <= 15)");
     }
 
     private static async Task<double> TimeRunAsync(PrivateContainerd containerd, string runtime, string id)
@@ -48,7 +51,15 @@ public sealed class CtrRunBench(int rounds)
         return seconds;
     }
 
-    private static async Task<long> ShimRssAsync(PrivateContainerd containerd)
+    /// <summary>
+    /// How long the container runs before the shim's RSS is read. A shim lives as long as its container and spends
+    /// nearly all of it idle; once idle for a second it gives back what creating and starting the container allocated
+    /// (IdleMemoryTrimmer), so a few seconds in, its RSS is the footprint a host pays per pod.
+    /// </summary>
+    private static readonly TimeSpan RssSettleTime = TimeSpan.FromSeconds(5);
+
+    /// <summary>The daemon's VmRSS in KiB right after `ctr run -d` returned, and <see cref="RssSettleTime"/> later.</summary>
+    private static async Task<(long AtStart, long Settled)> ShimRssAsync(PrivateContainerd containerd)
     {
         var run = await containerd.CtrAsync(["run", "-d", "--fifo-dir", containerd.FifoDirectory, "--runtime", OurRuntime,
             BusyboxOciImage.DefaultName, "rss", "sleep", "600"]);
@@ -57,7 +68,9 @@ public sealed class CtrRunBench(int rounds)
         try
         {
             var shim = containerd.LeftoverShimProcesses().Single();
-            return ProcessMemory.RssKiB(shim);
+            long atStart = ProcessMemory.RssKiB(shim);
+            await Task.Delay(RssSettleTime);
+            return (atStart, ProcessMemory.RssKiB(shim));
         }
         finally
         {
