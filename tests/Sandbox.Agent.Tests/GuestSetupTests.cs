@@ -1,3 +1,5 @@
+using System.Text;
+using System.Text.Json.Nodes;
 using Sandbox.Agent.Containers;
 
 namespace Sandbox.Agent.Tests;
@@ -38,6 +40,16 @@ public sealed class GuestSetupTests : IDisposable
         AddVirtioDevice("virtio0", "0x0013");
         Assert.Empty(KernelModules.ForVirtioDevices(Path.Combine(_directory, "virtio")));
         Assert.Empty(KernelModules.ForVirtioDevices(Path.Combine(_directory, "missing")));
+    }
+
+    [Theory]
+    [InlineData("""{"process":{"args":["sh"]}}""", "LINUX")]
+    [InlineData("""{"process":{"args":["sh"]},"linux":{"namespaces":[]}}""", "LINUX")]
+    [InlineData("""{"process":{"args":["sh"]},"linux":{"personality":{"domain":"LINUX32"}}}""", "LINUX32")]
+    public void Container_processes_get_a_persona_of_their_own_so_they_do_not_inherit_the_helpers_fixed_layout(string spec, string domain)
+    {
+        var config = JsonNode.Parse(OciSpecRewriter.RewriteConfig(Encoding.UTF8.GetBytes(spec), "/r", false).Json)!;
+        Assert.Equal(domain, (string?)config["linux"]?["personality"]?["domain"]);
     }
 
     [Fact]

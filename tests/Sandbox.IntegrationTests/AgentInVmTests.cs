@@ -195,6 +195,35 @@ public sealed class AgentInVmTests(SharedVmFixture fixture)
         }
     }
 
+    [Fact]
+    public async Task Container_and_exec_processes_keep_address_space_randomization()
+    {
+        // The agent starts crun with a fixed address layout (faster under TCG); container processes must not inherit it.
+        const string Show = "cat /proc/self/personality; cat /proc/sys/kernel/randomize_va_space";
+        var container = new GuestContainer(fixture.Vm, NewId("aslr"));
+        await container.CreateAsync(OciSpecs.Busybox(["sh", "-c", Show + "; exec sleep 600"]), stdin: false, Timeout);
+        try
+        {
+            var initOutput = new MemoryStream();
+            _ = new Sandbox.Runtime.Agent.GuestProcessStdio(Agent, container.Id).CopyStdoutToAsync(initOutput, Timeout);
+            await Agent.StartContainerAsync(new StartContainerRequest { ContainerId = container.Id }, deadline: Deadline);
+            await WaitForOutputAsync(initOutput, "00000000\n2\n");
+            await Agent.ExecProcessAsync(new ExecProcessRequest
+            {
+                ContainerId = container.Id,
+                ExecId = "e1",
+                ProcessJson = ByteString.CopyFromUtf8(OciSpecs.Process(["sh", "-c", Show])),
+            }, deadline: Deadline);
+            var execOutput = new MemoryStream();
+            await new Sandbox.Runtime.Agent.GuestProcessStdio(Agent, container.Id, "e1").CopyStdoutToAsync(execOutput, Timeout);
+            Assert.Equal("00000000\n2\n", Encoding.UTF8.GetString(execOutput.ToArray()));
+        }
+        finally
+        {
+            await container.RemoveAsync(CancellationToken.None);
+        }
+    }
+
     private static async Task WaitForOutputAsync(MemoryStream stream, string expected)
     {
         for (int i = 0; i < 600; i++)

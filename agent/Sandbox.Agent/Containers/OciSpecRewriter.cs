@@ -40,6 +40,10 @@ public static class OciSpecRewriter
     /// namespace). Every other path is dropped, so that namespace is new.</item>
     /// <item>net.* sysctls are taken out and returned: with no network namespace of its own, crun refuses them, and the
     /// VM's network stack is the pod's, so the agent applies them to the VM.</item>
+    /// <item>Without linux.personality, it becomes {"domain": "LINUX"}: crun then sets the default persona before it
+    /// executes the container's processes (init and execs), so they never inherit the fixed address layout of the
+    /// agent's helper processes (<see cref="Native.HelperAddressLayout"/>) and keep address-space randomization, as
+    /// processes started by a shim on a host do.</item>
     /// </list>
     /// </summary>
     public static RewrittenConfig RewriteConfig(JsonObject spec, string rootfsPath, bool terminal, int? sandboxInitPid)
@@ -58,8 +62,10 @@ public static class OciSpecRewriter
 
         spec.Remove("hooks");
         var networkSysctls = new List<KeyValuePair<string, string>>();
+        if (spec["linux"] == null) spec["linux"] = new JsonObject();
         if (spec["linux"] is JsonObject linux)
         {
+            if (linux["personality"] == null) linux["personality"] = new JsonObject { ["domain"] = "LINUX" };
             if (linux["namespaces"] is JsonArray namespaces) RewriteNamespaces(namespaces, sandboxInitPid);
             else if (linux["namespaces"] != null) throw new InvalidSpecException("oci_spec_json.linux.namespaces must be an array");
             if (linux["sysctl"] is JsonObject sysctls) networkSysctls = TakeNetworkSysctls(sysctls);

@@ -49,8 +49,9 @@ public sealed unsafe class ChildProcesses
 
     /// <summary>
     /// Starts <paramref name="path"/> with <paramref name="args"/> (args[0] included) and the given fds as stdin, stdout
-    /// and stderr, in a new session, with default signal dispositions and an empty signal mask. Returns its pid and
-    /// a task that completes when it has been reaped.
+    /// and stderr, in a new session, with default signal dispositions and an empty signal mask (and, in the guest, a
+    /// fixed address layout: <see cref="HelperAddressLayout"/>). Returns its pid and a task that completes when it has
+    /// been reaped.
     /// </summary>
     public (int Pid, Task<ChildExit> Exited) Spawn(string path, IReadOnlyList<string> args, int stdin, int stdout, int stderr)
     {
@@ -79,6 +80,7 @@ public sealed unsafe class ChildProcesses
             byte** envp = ToNullTerminated(environment, strings);
 
             var exited = new TaskCompletionSource<ChildExit>(TaskCreationOptions.RunContinuationsAsynchronously);
+            HelperAddressLayout.ApplyToCallingThread();
             int pid;
             lock (_lock)
             {

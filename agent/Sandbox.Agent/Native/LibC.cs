@@ -91,6 +91,12 @@ internal static unsafe partial class LibC
     [LibraryImport("libc", EntryPoint = "prctl", SetLastError = true)]
     public static partial int Prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);
 
+    public const uint ADDR_NO_RANDOMIZE = 0x0040000, PersonalityQuery = 0xffffffff;
+
+    /// <summary>personality(2): sets the process's execution domain and flags; <see cref="PersonalityQuery"/> only returns them.</summary>
+    [LibraryImport("libc", EntryPoint = "personality", SetLastError = true)]
+    public static partial int Personality(uint persona);
+
     [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
     public static partial int Ioctl(int fd, ulong request, WinSize* size);
 
