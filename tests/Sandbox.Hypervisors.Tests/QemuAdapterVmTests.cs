@@ -147,8 +147,12 @@ public sealed class QemuAdapterVmTests : IDisposable
     [VmFact]
     public async Task Releasing_the_boot_images_takes_them_out_of_qemu_and_the_guest_runs_on()
     {
+        // A private copy of the kernel: pages that another VM of this test run maps too stay resident (the kernel
+        // never pages out memory another process shares), which would make this test depend on its neighbours.
+        var kernelCopy = Path.Combine(_dir.Path, "vmlinux-release");
+        File.Copy(GuestImage.KernelPath!, kernelCopy);
         await using var vm = new QemuAdapter();
-        await vm.PrepareAsync(await TinyGuestAsync("release", hold: true), CancellationToken.None);
+        await vm.PrepareAsync(await TinyGuestAsync("release", hold: true) with { KernelPath = kernelCopy }, CancellationToken.None);
         await vm.StartAsync(CancellationToken.None).WaitAsync(Guard);
         await WaitForConsoleLineAsync(vm.ConsoleLogPath, GuestImage.TinyInitHoldingLine, vm);
         var kernel = vm.Plan.Spec.KernelPath;

@@ -25,21 +25,12 @@ public sealed class AgentInVmTests(SharedVmFixture fixture)
     }
 
     [Fact]
-    public async Task After_boot_qemu_no_longer_holds_the_kernel_and_initrd_and_containers_still_run()
+    public async Task After_boot_qemu_pages_out_its_copies_of_the_kernel_and_initrd_and_containers_still_run()
     {
+        // How much is released depends on the other VMs of the test run (pages they map too stay resident):
+        // QemuAdapterVmTests checks the amount on a VM of its own; here, that the boot path does it and the guest runs on.
         var released = await fixture.Vm.BootImagesReleased.WaitAsync(Timeout);
         Assert.Matches(@"^boot images paged out of QEMU: 2 mapping\(s\), resident [0-9.]+ MiB -> [0-9.]+ MiB$", released);
-        // Whatever ran in the shared VM since, QEMU never touches those files again (no guest reset): nothing of the
-        // two images is resident in it.
-        var qemu = fixture.Vm.Hypervisor.Pid!.Value;
-        var images = File.ReadLines($"/proc/{qemu}/smaps").ToList();
-        foreach (var image in new[] { "vmlinux", "initramfs.cpio" })
-        {
-            int header = images.FindIndex(line => line.EndsWith("/" + image, StringComparison.Ordinal));
-            Assert.True(header >= 0, $"QEMU does not map {image} at all");
-            var rss = images.Skip(header + 1).First(line => line.StartsWith("Rss:", StringComparison.Ordinal));
-            Assert.Equal(0, long.Parse(rss.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]));
-        }
         var result = await new GuestContainer(fixture.Vm, NewId("after-release")).RunAsync(["true"], stdin: null, Timeout);
         Assert.Equal(0, result.ExitStatus);
     }
