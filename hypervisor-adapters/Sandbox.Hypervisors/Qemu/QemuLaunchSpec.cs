@@ -18,9 +18,10 @@ public sealed record QemuLaunchSpec
     public Acceleration Acceleration { get; init; } = Acceleration.Tcg;
     /// <summary>TCG translation cache size. QEMU's default grows with guest RAM (up to 1 GiB); bounding it keeps the
     /// host memory per pod small: a pod's start fills the whole cache, so every MiB here is a MiB of host memory.
-    /// Measured (TCG, microvm, pod bench RunPodSandbox to first container): 64 MiB 3.40 s, 48 MiB 3.47 s, 32 MiB
-    /// 3.95 s (the container start retranslates; the VM boot to the agent alone is as fast at 32, and 16 MiB slows
-    /// even that by ~0.3 s).</summary>
+    /// A pod's boot and agent translate ~54 MB of guest code and its first container ~26 MB more; when the cache is
+    /// full QEMU discards all of it and re-translates. Measured (TCG, microvm, `make bench` pod, 3 rounds, twice):
+    /// RunPodSandbox to first container over the boot floor 2.06/2.03 at 48 MiB, 1.80/1.88 at 64, 1.93 at 96;
+    /// idle pod PSS 222.5, 240.1 and 257.5 MiB. 32 MiB: the container start retranslates (3.95 s against 3.40 s).</summary>
     public int TcgTranslationCacheMiB { get; init; } = DefaultTcgTranslationCacheMiB;
     public int Vcpus { get; init; } = 1;
     public int MemoryMiB { get; init; } = 256;
@@ -39,5 +40,5 @@ public sealed record QemuLaunchSpec
     public const uint HybridGuestCid = 3;
 
     /// <summary>Default <see cref="TcgTranslationCacheMiB"/>.</summary>
-    public const int DefaultTcgTranslationCacheMiB = 48;
+    public const int DefaultTcgTranslationCacheMiB = 64;
 }

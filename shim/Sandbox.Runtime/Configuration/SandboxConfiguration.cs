@@ -1,4 +1,5 @@
 using Sandbox.Hypervisors;
+using Sandbox.Hypervisors.Qemu;
 using Sandbox.Runtime.Sandboxes;
 
 namespace Sandbox.Runtime.Configuration;
@@ -67,6 +68,8 @@ public sealed record QemuSettings
     public Acceleration Accel { get; init; } = Acceleration.Auto;
     public VsockMode Vsock { get; init; } = VsockMode.Auto;
     public MachineType MachineType { get; init; } = MachineType.Microvm;
+    /// <summary>QEMU's translation cache under TCG (tb-size), MiB: host memory per VM against re-translation time.</summary>
+    public int TcgTranslationCacheMiB { get; init; } = QemuLaunchSpec.DefaultTcgTranslationCacheMiB;
     /// <summary>vhost-device-vsock for hybrid vsock; null = search PATH.</summary>
     public string? VhostDeviceVsockPath { get; init; }
 }

@@ -27,6 +27,7 @@ public static class SandboxConfigurationParser
         [$"{Qemu}.accel"] = "\"auto\", \"kvm\" or \"tcg\"",
         [$"{Qemu}.vsock"] = "\"auto\", \"kernel\" or \"hybrid\"",
         [$"{Qemu}.machine_type"] = "\"microvm\" or \"q35\"",
+        [$"{Qemu}.tcg_translation_cache"] = "an integer number of MiB from 8 to 2048",
         [$"{Qemu}.vhost_device_vsock_path"] = "an absolute path to vhost-device-vsock, or \"\" to search PATH",
         ["agent.ready_timeout"] = "a number of seconds greater than 0 and at most 3600",
         ["agent.rpc_timeout"] = "a number of seconds greater than 0 and at most 3600",
@@ -86,6 +87,7 @@ public static class SandboxConfigurationParser
                 {
                     ["microvm"] = MachineType.Microvm, ["q35"] = MachineType.Q35,
                 }) ?? defaults.Qemu.MachineType,
+                TcgTranslationCacheMiB = reader.Integer($"{Qemu}.tcg_translation_cache", 8, 2048) ?? defaults.Qemu.TcgTranslationCacheMiB,
                 VhostDeviceVsockPath = reader.Path($"{Qemu}.vhost_device_vsock_path"),
             },
             Agent = new AgentSettings

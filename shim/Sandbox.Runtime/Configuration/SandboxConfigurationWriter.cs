@@ -39,6 +39,7 @@ public static class SandboxConfigurationWriter
         Line(text, "initrd", Quote(initrd));
         Line(text, "default_vcpus", configuration.Qemu.DefaultVcpus.ToString(CultureInfo.InvariantCulture));
         Line(text, "default_memory", configuration.Qemu.DefaultMemoryMiB.ToString(CultureInfo.InvariantCulture));
+        Line(text, "tcg_translation_cache", configuration.Qemu.TcgTranslationCacheMiB.ToString(CultureInfo.InvariantCulture));
         Line(text, "accel", Quote(configuration.Qemu.Accel switch
         {
             Acceleration.Kvm => "kvm",

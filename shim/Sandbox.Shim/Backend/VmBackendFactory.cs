@@ -49,7 +49,8 @@ public sealed class VmBackendFactory : ISandboxBackendFactory
     {
         var configuration = LoadConfiguration(context);
         context.Log($"VM backend: configuration from {configuration.Source}");
-        return new VmSandboxBackend(configuration, () => new QemuAdapter(), context.Log);
+        var adapterOptions = new QemuAdapterOptions { TcgTranslationCacheMiB = configuration.Qemu.TcgTranslationCacheMiB };
+        return new VmSandboxBackend(configuration, () => new QemuAdapter(adapterOptions), context.Log);
     }
 
     public Task CleanupAfterDeadShimAsync(ShimContext context, string containerId, CancellationToken cancellationToken)
