@@ -394,8 +394,12 @@ internal sealed class VmSandboxBackend : ISandboxBackend
         _ = WatchVmAsync(vm);
         _log($"sandbox {sandboxId}: VM running (QEMU pid {vm.Hypervisor.Pid}, {vm.Hypervisor.Capabilities.Acceleration}, " +
              $"{vm.Hypervisor.Capabilities.VsockMode} vsock), agent ready after {clock.Elapsed.TotalSeconds:0.00} s; console: {vm.Hypervisor.ConsoleLogPath}");
+        _ = LogBootImagesReleasedAsync(vm);
         return vm;
     }
+
+    private async Task LogBootImagesReleasedAsync(SandboxVm vm) =>
+        _log($"sandbox {vm.SandboxId}: {await vm.BootImagesReleased.ConfigureAwait(false)}");
 
     /// <summary>QEMU ended without being asked to: report every process as killed and release the VM's helpers.</summary>
     private async Task WatchVmAsync(SandboxVm vm)
