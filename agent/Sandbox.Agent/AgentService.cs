@@ -179,6 +179,8 @@ public sealed class AgentService : Protocol.Agent.AgentBase
         OutputStream stream = select(process) ?? throw AgentErrors.FailedPrecondition($"{name} of {process.Name} is not available");
         if (!stream.TryAttachReader()) throw AgentErrors.FailedPrecondition($"{name} of {process.Name} already has a reader");
         byte[]? chunk = null;
+        long sent = 0;
+        string end = "end of file";
         try
         {
             while (true)
@@ -189,16 +191,24 @@ public sealed class AgentService : Protocol.Agent.AgentBase
                 }
                 catch (ObjectDisposedException)
                 {
-                    return; // the container was removed
+                    end = "the container was removed";
+                    return;
                 }
                 if (chunk == null) return;
                 await responseStream.WriteAsync(new OutputChunk { Data = UnsafeByteOperations.UnsafeWrap(chunk) }, context.CancellationToken);
+                sent += chunk.Length;
                 chunk = null;
             }
+        }
+        catch (Exception e)
+        {
+            end = $"{e.GetType().Name}: {e.Message}";
+            throw;
         }
         finally
         {
             stream.DetachReader(chunk);
+            AgentLog.Write($"{name} of {process.Name}: {sent} bytes sent, {stream.BytesRead} read from the process ({end})");
         }
     }
 

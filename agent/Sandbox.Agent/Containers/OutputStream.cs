@@ -13,6 +13,7 @@ public sealed class OutputStream : IDisposable
     private bool _readerAttached;
     private byte[]? _undelivered;
     private bool _eof;
+    private long _bytesRead;
 
     /// <param name="fd">The fd to read from (owned; closed on dispose), or -1 for a stream that is empty (stderr of a terminal).</param>
     public OutputStream(int fd)
@@ -21,6 +22,9 @@ public sealed class OutputStream : IDisposable
         if (fd >= 0) LibC.SetNonBlocking(fd);
         else _eof = true;
     }
+
+    /// <summary>Bytes read from the fd so far (for the log at end of file).</summary>
+    public long BytesRead => Interlocked.Read(ref _bytesRead);
 
     public bool TryAttachReader()
     {
@@ -56,7 +60,11 @@ public sealed class OutputStream : IDisposable
                 fd = _fd;
             }
             int n = ReadOnce(fd, buffer, out int errno);
-            if (n > 0) return buffer.AsSpan(0, n).ToArray();
+            if (n > 0)
+            {
+                Interlocked.Add(ref _bytesRead, n);
+                return buffer.AsSpan(0, n).ToArray();
+            }
             if (n == 0 || errno == LibC.EIO)
             {
                 lock (_lock) _eof = true;

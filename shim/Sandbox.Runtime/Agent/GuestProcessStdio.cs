@@ -17,11 +17,14 @@ public sealed class GuestProcessStdio(AgentClient agent, string containerId, str
     public string ContainerId => containerId;
     public string ExecId => execId;
 
-    public Task<long> CopyStdoutToAsync(Stream destination, CancellationToken cancellationToken) =>
-        CopyOutputAsync(agent.ReadStdout(Request(), cancellationToken: cancellationToken), destination, cancellationToken);
+    /// <summary>Copies the process's stdout to <paramref name="destination"/> until the guest reaches end of file, then
+    /// flushes it. <paramref name="counter"/>, when given, counts what arrived and what was written, also when the copy fails.</summary>
+    public Task<long> CopyStdoutToAsync(Stream destination, CancellationToken cancellationToken, OutputCopyCounter? counter = null) =>
+        CopyOutputAsync(agent.ReadStdout(Request(), cancellationToken: cancellationToken), destination, counter ?? new(), cancellationToken);
 
-    public Task<long> CopyStderrToAsync(Stream destination, CancellationToken cancellationToken) =>
-        CopyOutputAsync(agent.ReadStderr(Request(), cancellationToken: cancellationToken), destination, cancellationToken);
+    /// <summary>As <see cref="CopyStdoutToAsync"/>, for stderr.</summary>
+    public Task<long> CopyStderrToAsync(Stream destination, CancellationToken cancellationToken, OutputCopyCounter? counter = null) =>
+        CopyOutputAsync(agent.ReadStderr(Request(), cancellationToken: cancellationToken), destination, counter ?? new(), cancellationToken);
 
     /// <summary>Copies <paramref name="source"/> to the process's stdin until EOF, then closes the process's stdin.</summary>
     public async Task<long> WriteStdinFromAsync(Stream source, CancellationToken cancellationToken)
@@ -44,18 +47,28 @@ public sealed class GuestProcessStdio(AgentClient agent, string containerId, str
     private ReadOutputRequest Request() => new() { ContainerId = containerId, ExecId = execId };
 
     private static async Task<long> CopyOutputAsync(AsyncServerStreamingCall<OutputChunk> call, Stream destination,
-        CancellationToken cancellationToken)
+        OutputCopyCounter counter, CancellationToken cancellationToken)
     {
         using (call)
         {
-            long total = 0;
             await foreach (var chunk in call.ResponseStream.ReadAllAsync(cancellationToken))
             {
+                counter.Received += chunk.Data.Length;
                 await destination.WriteAsync(chunk.Data.Memory, cancellationToken);
-                total += chunk.Data.Length;
+                counter.Written += chunk.Data.Length;
             }
             await destination.FlushAsync(cancellationToken);
-            return total;
+            return counter.Written;
         }
     }
+}
+
+/// <summary>What one output copy got from the agent and wrote to its destination (the log line at its end says both).</summary>
+public sealed class OutputCopyCounter
+{
+    /// <summary>Bytes that arrived from the agent's stream.</summary>
+    public long Received { get; set; }
+
+    /// <summary>Bytes written to the destination.</summary>
+    public long Written { get; set; }
 }

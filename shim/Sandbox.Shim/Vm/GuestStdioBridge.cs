@@ -79,9 +79,9 @@ internal sealed class GuestStdioBridge : IDisposable
         _started = true;
         _copies = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token, vmGone);
         var token = _copies.Token;
-        _stdoutCopy = CopyOutputAsync("stdout", _stdout, guest.CopyStdoutToAsync, token);
+        _stdoutCopy = CopyOutputAsync("stdout", _stdout, (d, t, c) => guest.CopyStdoutToAsync(d, t, c), token);
         if (!Terminal)
-            _stderrCopy = CopyOutputAsync("stderr", _stderr, guest.CopyStderrToAsync, token);
+            _stderrCopy = CopyOutputAsync("stderr", _stderr, (d, t, c) => guest.CopyStderrToAsync(d, t, c), token);
         if (_stdinSource < 0)
             return;
 
@@ -119,15 +119,18 @@ internal sealed class GuestStdioBridge : IDisposable
         }
     }
 
-    private async Task CopyOutputAsync(string stream, FileStream? destination, Func<Stream, CancellationToken, Task<long>> copy,
-        CancellationToken cancellationToken)
+    private async Task CopyOutputAsync(string stream, FileStream? destination,
+        Func<Stream, CancellationToken, OutputCopyCounter, Task<long>> copy, CancellationToken cancellationToken)
     {
+        var counter = new OutputCopyCounter();
+        string end = "end of file";
         try
         {
-            await copy(destination ?? Stream.Null, cancellationToken).ConfigureAwait(false);
+            await copy(destination ?? Stream.Null, cancellationToken, counter).ConfigureAwait(false);
         }
         catch (Exception e) when (e is RpcException or OperationCanceledException or IOException)
         {
+            end = cancellationToken.IsCancellationRequested ? "stopped" : $"failed: {e.Message}";
             if (!cancellationToken.IsCancellationRequested)
                 _log($"{_owner}: copying its {stream} from the guest stopped: {e.Message}");
         }
@@ -135,6 +138,8 @@ internal sealed class GuestStdioBridge : IDisposable
         {
             if (destination is not null)
                 await destination.DisposeAsync().ConfigureAwait(false);
+            _log($"{_owner}: {stream}: {counter.Received} bytes from the guest, {counter.Written} written to " +
+                 $"{(destination is null ? "nowhere (not requested)" : "containerd's destination")} ({end})");
         }
     }
 
