@@ -6,6 +6,9 @@ namespace Sandbox.Agent.Containers;
 public sealed class InputStream : IDisposable
 {
     private readonly SemaphoreSlim _writeLock = new(1, 1);
+    /// <summary>Held around each write() and while the fd is taken for closing: a write never lands on a closed fd
+    /// whose number another pipe has reused, and the fd is closed once (Close and Dispose may race).</summary>
+    private readonly object _fdLock = new();
     private readonly bool _closeMeansEof;
     private int _fd;
     private bool _closed;
@@ -29,8 +32,13 @@ public sealed class InputStream : IDisposable
         {
             while (!data.IsEmpty)
             {
-                if (_closed) throw new InvalidOperationException("stdin is closed");
-                int n = WriteOnce(_fd, data.Span, out int errno);
+                int fd, n, errno;
+                lock (_fdLock)
+                {
+                    fd = _fd;
+                    if (_closed || fd < 0) throw new InvalidOperationException("stdin is closed");
+                    n = WriteOnce(fd, data.Span, out errno); // non-blocking: never waits under the lock
+                }
                 if (n > 0)
                 {
                     data = data[n..];
@@ -39,7 +47,7 @@ public sealed class InputStream : IDisposable
                 if (errno == LibC.EINTR) continue;
                 if (errno == LibC.EAGAIN)
                 {
-                    await FdPoller.Shared.WaitAsync(_fd, forWrite: true, cancellationToken);
+                    await FdPoller.Shared.WaitAsync(fd, forWrite: true, cancellationToken);
                     continue;
                 }
                 if (errno == LibC.EPIPE) throw new InvalidOperationException("the process closed its stdin (EPIPE)");
@@ -81,17 +89,25 @@ public sealed class InputStream : IDisposable
         if (_closed) return;
         _closed = true;
         if (!_closeMeansEof) return;
-        FdPoller.Shared.Forget(_fd);
-        LibC.Close(_fd);
-        _fd = -1;
+        CloseFd();
     }
 
     public void Dispose()
     {
         _closed = true;
-        if (_fd < 0) return;
-        FdPoller.Shared.Forget(_fd);
-        LibC.Close(_fd);
-        _fd = -1;
+        CloseFd();
+    }
+
+    private void CloseFd()
+    {
+        int fd;
+        lock (_fdLock)
+        {
+            fd = _fd;
+            _fd = -1;
+        }
+        if (fd < 0) return;
+        FdPoller.Shared.Forget(fd);
+        LibC.Close(fd);
     }
 }

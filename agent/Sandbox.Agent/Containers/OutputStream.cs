@@ -53,13 +53,15 @@ public sealed class OutputStream : IDisposable
         var buffer = new byte[maxBytes];
         while (true)
         {
-            int fd;
+            int fd, n, errno;
             lock (_lock)
             {
                 if (_eof || _fd < 0) return null;
                 fd = _fd;
+                // The fd is non-blocking, so read() never waits; doing it under the lock means Dispose cannot close the
+                // fd in between and let its number be reused by another pipe, whose data this read would then take.
+                n = ReadOnce(fd, buffer, out errno);
             }
-            int n = ReadOnce(fd, buffer, out int errno);
             if (n > 0)
             {
                 Interlocked.Add(ref _bytesRead, n);
