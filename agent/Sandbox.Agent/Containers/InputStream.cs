@@ -47,7 +47,14 @@ public sealed class InputStream : IDisposable
                 if (errno == LibC.EINTR) continue;
                 if (errno == LibC.EAGAIN)
                 {
-                    await FdPoller.Shared.WaitAsync(fd, forWrite: true, cancellationToken);
+                    Task writable;
+                    lock (_fdLock)
+                    {
+                        // registered under the lock, so never on a closed fd whose number another pipe reuses
+                        if (_fd != fd) throw new InvalidOperationException("stdin is closed");
+                        writable = FdPoller.Shared.WaitAsync(fd, forWrite: true, cancellationToken);
+                    }
+                    await writable;
                     continue;
                 }
                 if (errno == LibC.EPIPE) throw new InvalidOperationException("the process closed its stdin (EPIPE)");

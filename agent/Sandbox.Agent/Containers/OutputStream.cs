@@ -74,7 +74,15 @@ public sealed class OutputStream : IDisposable
             }
             if (errno == LibC.EINTR) continue;
             if (errno != LibC.EAGAIN) throw new IOException($"read failed: {LibC.ErrorText(errno)}");
-            await FdPoller.Shared.WaitAsync(fd, forWrite: false, cancellationToken);
+            Task readable;
+            lock (_lock)
+            {
+                // Registered under the lock: a Dispose either came first (then there is nothing to wait for) or comes
+                // after and cancels this waiter; never a registration on a closed fd whose number another pipe reuses.
+                if (_fd != fd) return null;
+                readable = FdPoller.Shared.WaitAsync(fd, forWrite: false, cancellationToken);
+            }
+            await readable;
         }
     }
 
