@@ -38,7 +38,7 @@ public sealed class HostRuncBackend : ISandboxBackend
         string pidFile = Path.Combine(request.Bundle, "init.pid");
         File.Delete(pidFile);
 
-        var stdio = StdioRelay.Open(request.Stdio, owner);
+        var stdio = StdioRelay.Open(request.Stdio, owner, _log);
         var result = await RunWithStdioAsync(
             new[] { "create", "--bundle", request.Bundle, "--pid-file", pidFile, request.ContainerId },
             stdio, request.Bundle, owner, cancellationToken).ConfigureAwait(false);
@@ -73,7 +73,7 @@ public sealed class HostRuncBackend : ISandboxBackend
         string pidFile = Path.Combine(container.Bundle, $"exec-{n}.pid");
         await File.WriteAllTextAsync(processFile, request.ProcessSpecJson, cancellationToken).ConfigureAwait(false);
 
-        var stdio = StdioRelay.Open(request.Stdio, owner);
+        var stdio = StdioRelay.Open(request.Stdio, owner, _log);
         RuncResult result;
         try
         {

@@ -13,6 +13,7 @@ namespace Sandbox.Shim.Runc;
 internal sealed unsafe class StdioRelay : IDisposable
 {
     private readonly string _owner;
+    private readonly Action<string> _log;
     private readonly List<int> _childEnds = new();
     private readonly TaskCompletionSource _stdoutDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _stderrDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -21,9 +22,10 @@ internal sealed unsafe class StdioRelay : IDisposable
     private readonly object _masterGate = new();
     private int _master = -1;
 
-    private StdioRelay(string owner)
+    private StdioRelay(string owner, Action<string> log)
     {
         _owner = owner;
+        _log = log;
     }
 
     /// <summary>fd the child must get as stdin (-1: /dev/null).</summary>
@@ -41,9 +43,9 @@ internal sealed unsafe class StdioRelay : IDisposable
     /// For a terminal no pipes are made: the process gets a pty from runc, and <see cref="AttachTerminal"/> connects
     /// its master once runc has sent it.
     /// </summary>
-    public static StdioRelay Open(ProcessStdio stdio, string owner)
+    public static StdioRelay Open(ProcessStdio stdio, string owner, Action<string> log)
     {
-        var relay = new StdioRelay(owner);
+        var relay = new StdioRelay(owner, log);
         if (stdio.Terminal)
         {
             relay._terminal = stdio;
@@ -96,7 +98,7 @@ internal sealed unsafe class StdioRelay : IDisposable
             try
             {
                 // EIO once the last process holding the pty's slave side is gone: the terminal's end of file
-                CopyOutput(masterFd, destination);
+                ReportEarlyEnd("tty output", CopyOutput(masterFd, destination, endOnEio: true));
             }
             finally
             {
@@ -154,7 +156,7 @@ internal sealed unsafe class StdioRelay : IDisposable
         {
             try
             {
-                CopyOutput(readEnd, destination);
+                ReportEarlyEnd(stream, CopyOutput(readEnd, destination, endOnEio: false));
             }
             finally
             {
@@ -184,28 +186,41 @@ internal sealed unsafe class StdioRelay : IDisposable
         thread.Start();
     }
 
-    private static void CopyOutput(int from, int to)
+    /// <summary>An output copy that ended before end of file loses what followed: say why, with the byte count.</summary>
+    private void ReportEarlyEnd(string stream, string? problem)
+    {
+        if (problem is not null)
+            _log($"{_owner}: copying its {stream} to containerd stopped before end of file: {problem}");
+    }
+
+    /// <summary>Copies until end of file (or EIO, a pty's end, when <paramref name="endOnEio"/>). Returns null then, or
+    /// what went wrong otherwise.</summary>
+    private static string? CopyOutput(int from, int to, bool endOnEio)
     {
         byte* buffer = stackalloc byte[32 * 1024];
+        long copied = 0;
         while (true)
         {
             nint n = LibC.read(from, buffer, 32 * 1024);
             if (n == 0)
-                return;
+                return null;
             if (n < 0)
             {
-                if (Marshal.GetLastPInvokeError() == LibC.EINTR)
+                int error = Marshal.GetLastPInvokeError();
+                if (error == LibC.EINTR)
                     continue;
-                return;
+                return endOnEio && error == LibC.EIO ? null : $"read from fd {from} failed after {copied} bytes: {LibC.Describe(error)}";
             }
             if (!LibC.WriteAll(to, buffer, n))
             {
+                string problem = $"write to fd {to} failed after {copied} bytes: {LibC.Describe(Marshal.GetLastPInvokeError())}";
                 // nobody can take the output any more: keep draining so the process never blocks on a full pipe
                 while (LibC.read(from, buffer, 32 * 1024) is var m && (m > 0 || (m < 0 && Marshal.GetLastPInvokeError() == LibC.EINTR)))
                 {
                 }
-                return;
+                return problem;
             }
+            copied += n;
         }
     }
 
