@@ -77,9 +77,13 @@ public class LeftoverVmProcessesTests
         using var dir = new TempDirectory();
         var state = Directory.CreateDirectory(Path.Combine(dir.Path, "state")).FullName;
         var sibling = Directory.CreateDirectory(Path.Combine(dir.Path, "state2")).FullName;
-        // $0 of the shell names a file in the directory, as QEMU's -pidfile/-qmp arguments do.
-        using var leftover = SupervisedProcess.Start("sh", "/bin/sh", ["-c", "while :; do sleep 1; done", Path.Combine(state, "qmp.sock")]);
-        using var other = SupervisedProcess.Start("sh", "/bin/sh", ["-c", "while :; do sleep 1; done", Path.Combine(sibling, "qmp.sock")]);
+        // An argument names a file in the directory, as QEMU's -pidfile/-qmp arguments do. `tail -f` never forks (a
+        // shell loop's fork would show the same command line until its exec, and be found too).
+        string leftoverFile = Path.Combine(state, "qmp.log"), otherFile = Path.Combine(sibling, "qmp.log");
+        File.WriteAllText(leftoverFile, "");
+        File.WriteAllText(otherFile, "");
+        using var leftover = SupervisedProcess.Start("tail", "tail", ["-f", leftoverFile]);
+        using var other = SupervisedProcess.Start("tail", "tail", ["-f", otherFile]);
         try
         {
             var found = LeftoverVmProcesses.Find(state);
