@@ -320,7 +320,7 @@ public sealed class QemuAdapter : IHypervisor
         string[] images = [Plan.Spec.KernelPath, Plan.Spec.InitrdPath];
         // smaps parsing and the page-cache refill can take a few milliseconds of I/O: off the caller's thread
         var result = await Task.Run(() => MappedFilePageOut.Run(qemu.Pid, images), cancellationToken).ConfigureAwait(false);
-        var description = "boot images paged out of QEMU: " + result.Describe();
+        var description = (result.Problem is null ? "boot images paged out of QEMU: " : "boot images left resident in QEMU: ") + result.Describe();
         _logger.LogInformation("sandbox {SandboxId}: {Description}", SandboxId, description);
         return description;
     }
