@@ -76,6 +76,17 @@ public sealed class ContainerdEndToEndTests : IClassFixture<RuncBackedContainerd
     }
 
     [Fact]
+    public async Task Output_still_in_the_fifo_at_the_exit_reaches_a_late_reader()
+    {
+        var result = await Containerd.RunWithLateReaderAsync(RuncBackedContainerdFixture.Runtime, _fixture.Image, "e2e-late-reader", TimeSpan.FromMinutes(2));
+
+        Assert.True(result.ExitCode == 0, Containerd.Describe(result));
+        string expected = string.Concat(Enumerable.Range(1, 20000).Select(i => $"{i}\n"));
+        Assert.True(expected == result.Stdout, $"{result.Stdout.Length} of {expected.Length} bytes arrived\n{Containerd.LogTail(40)}");
+        await AssertNothingLeftAsync();
+    }
+
+    [Fact]
     public async Task Detached_container_supports_exec_ps_pause_resume_kill_and_delete()
     {
         const string id = "e2e-detached";

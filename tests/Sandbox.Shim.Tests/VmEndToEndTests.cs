@@ -191,6 +191,17 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
     }
 
     [Fact]
+    public async Task Output_still_in_the_fifo_at_the_exit_reaches_a_late_reader()
+    {
+        var result = await Containerd.RunWithLateReaderAsync(Runtime, _fixture.Image, "vm-late-reader", RunTimeout);
+
+        Assert.True(result.ExitCode == 0, Containerd.Describe(result));
+        string expected = string.Concat(Enumerable.Range(1, 20000).Select(i => $"{i}\n"));
+        Assert.True(expected == result.Stdout, OutputDifference(expected, result.Stdout) + "\n" + Containerd.LogTail(40));
+        await AssertNothingLeftAsync();
+    }
+
+    [Fact]
     public async Task Detached_container_supports_exec_ps_pause_resume_kill_and_delete()
     {
         const string id = "vm-detached";

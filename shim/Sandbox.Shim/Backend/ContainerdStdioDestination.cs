@@ -7,28 +7,32 @@ namespace Sandbox.Shim.Backend;
 /// <summary>
 /// Opens the stdio destinations containerd names for a process (<see cref="StdioPath"/>: a FIFO the client created,
 /// or a <c>file://</c> URI), for every backend. Neither open blocks when the client has not opened its end yet.
-/// Output FIFOs are opened O_RDWR (never blocks, and keeps the FIFO usable if the client reopens it); closing an
-/// output fd is what gives the client end of file. The stdin FIFO is opened O_RDONLY | O_NONBLOCK, as runc's shim
+/// Output FIFOs are opened O_RDWR (never blocks, keeps the FIFO usable if the client reopens it, and lets
+/// <see cref="ContainerdFifoDrain"/> see how much the client has not read yet); closing an output fd is what gives the
+/// client end of file. The stdin FIFO is opened O_RDONLY | O_NONBLOCK, as runc's shim
 /// does, so that the client closing its end is seen (POLLHUP): `ctr run` relies on that, because it sends CloseIO
 /// only when its stdin ends after the task was created, which a slow Create (a VM boot) easily misses.
 /// </summary>
 internal static class ContainerdStdioDestination
 {
     /// <summary>stdin: a FIFO (O_RDONLY | O_NONBLOCK, read it with <see cref="ContainerdStdinPump"/>) or a file to read.</summary>
-    public static int OpenStdin(string path, string owner) => Open(path, owner, "stdin", LibC.O_RDONLY | LibC.O_NONBLOCK);
+    public static int OpenStdin(string path, string owner) => Open(StdioPath.Parse(path, owner, "stdin"), owner, "stdin", LibC.O_RDONLY | LibC.O_NONBLOCK);
 
     /// <summary>stdout or stderr: a FIFO (O_RDWR, blocking writes) or a file to append to (created if missing).</summary>
-    public static int OpenOutput(string path, string owner, string stream) => Open(path, owner, stream, LibC.O_RDWR);
-
-    private static int Open(string path, string owner, string stream, int fifoFlags)
+    public static OutputDestination OpenOutput(string path, string owner, string stream)
     {
         var uri = StdioPath.Parse(path, owner, stream);
+        return new OutputDestination(Open(uri, owner, stream, LibC.O_RDWR), uri.Kind == StdioPathKind.Fifo);
+    }
+
+    private static int Open(StdioPath uri, string owner, string stream, int fifoFlags)
+    {
         int fd = uri.Kind == StdioPathKind.File
             ? LibC.open(uri.Path, (stream == "stdin" ? LibC.O_RDONLY : LibC.O_WRONLY | LibC.O_APPEND | LibC.O_CREAT) | LibC.O_CLOEXEC, 0b110_100_000)
             : LibC.open(uri.Path, fifoFlags | LibC.O_CLOEXEC, 0);
         if (fd < 0)
             throw new SandboxBackendException(TtrpcStatusCode.InvalidArgument,
-                $"{owner}: cannot open {stream} {path}: {LibC.Describe(Marshal.GetLastPInvokeError())}");
+                $"{owner}: cannot open {stream} {uri.Path}: {LibC.Describe(Marshal.GetLastPInvokeError())}");
         return fd;
     }
 }

@@ -108,6 +108,7 @@ internal static unsafe partial class LibC
     public const int SCM_RIGHTS = 1;
     public const int MSG_CMSG_CLOEXEC = 0x40000000;
     public const nuint TIOCSWINSZ = 0x5414;
+    public const nuint FIONREAD = 0x541B;
 
     [StructLayout(LayoutKind.Sequential)]
     public struct IoVec

@@ -8,9 +8,10 @@ namespace Sandbox.Shim.Runc;
 /// Connects one process's stdio to containerd's stdio paths: the process gets pipes, and one thread per stream copies
 /// between each pipe and the FIFO (or file) containerd named (opened by <see cref="ContainerdStdioDestination"/>;
 /// stdin through a <see cref="ContainerdStdinPump"/>). Output is copied until the pipe reaches end of file (every
-/// writer gone), then the FIFO is closed so that the reader sees end of file too.
+/// writer gone); once the FIFO's reader has taken everything (<see cref="ContainerdFifoDrain"/>) the FIFO is closed,
+/// so that the reader sees end of file too.
 /// </summary>
-internal sealed unsafe class StdioRelay : IDisposable
+internal sealed class StdioRelay : IDisposable
 {
     private readonly string _owner;
     private readonly Action<string> _log;
@@ -19,6 +20,7 @@ internal sealed unsafe class StdioRelay : IDisposable
     private readonly TaskCompletionSource _stderrDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ContainerdStdinPump? _stdinPump;
     private ProcessStdio? _terminal;
+    private readonly CancellationTokenSource _disposed = new();
     private readonly object _masterGate = new();
     private int _master = -1;
 
@@ -35,7 +37,10 @@ internal sealed unsafe class StdioRelay : IDisposable
 
     public int ChildStderr { get; private set; } = -1;
 
-    /// <summary>Completes when all output was copied (both streams at end of file).</summary>
+    /// <summary>
+    /// Completes when all output was copied (both streams at end of file) and containerd's reader took it (or stopped
+    /// reading), and the destinations are closed.
+    /// </summary>
     public Task OutputCompleted => Task.WhenAll(_stdoutDone.Task, _stderrDone.Task);
 
     /// <summary>
@@ -89,26 +94,26 @@ internal sealed unsafe class StdioRelay : IDisposable
         _master = masterFd;
         _stderrDone.TrySetResult();
         int stdin = terminal.Stdin.Length > 0 ? ContainerdStdioDestination.OpenStdin(terminal.Stdin, _owner) : -1;
-        int stdout = terminal.Stdout.Length > 0 ? ContainerdStdioDestination.OpenOutput(terminal.Stdout, _owner, "stdout") : -1;
+        var destination = terminal.Stdout.Length > 0
+            ? ContainerdStdioDestination.OpenOutput(terminal.Stdout, _owner, "stdout")
+            : new OutputDestination(LibC.open("/dev/null", LibC.O_WRONLY | LibC.O_CLOEXEC, 0), IsFifo: false);
         if (stdin >= 0)
             _stdinPump = ContainerdStdinPump.Start(stdin, LibC.fcntl(masterFd, LibC.F_DUPFD_CLOEXEC, 0), _owner);
-        int destination = stdout >= 0 ? stdout : LibC.open("/dev/null", LibC.O_WRONLY | LibC.O_CLOEXEC, 0);
         StartThread("tty-out", () =>
         {
             try
             {
                 // EIO once the last process holding the pty's slave side is gone: the terminal's end of file
-                ReportEarlyEnd("tty output", CopyOutput(masterFd, destination, endOnEio: true));
+                ReportEarlyEnd("tty output", CopyOutput(masterFd, destination.Fd, endOnEio: true));
             }
             finally
             {
-                LibC.close(destination);
                 lock (_masterGate)
                 {
                     _master = -1;
                     LibC.close(masterFd);
                 }
-                _stdoutDone.TrySetResult();
+                _ = CloseWhenReadAsync("tty output", destination, _stdoutDone);
             }
         });
     }
@@ -129,7 +134,11 @@ internal sealed unsafe class StdioRelay : IDisposable
     /// <summary>containerd's CloseIO: deliver what is still in the stdin FIFO, then close the child's stdin.</summary>
     public void CloseStdin() => _stdinPump?.RequestClose();
 
-    public void Dispose() => _stdinPump?.Stop();
+    public void Dispose()
+    {
+        _stdinPump?.Stop();
+        _disposed.Cancel();
+    }
 
     private void OpenStdin(string path)
     {
@@ -149,26 +158,56 @@ internal sealed unsafe class StdioRelay : IDisposable
             done.TrySetResult();
             return -1;
         }
-        int destination = ContainerdStdioDestination.OpenOutput(path, _owner, stream);
-        var (readEnd, writeEnd) = CreatePipe(stream);
+        var destination = ContainerdStdioDestination.OpenOutput(path, _owner, stream);
+        int readEnd, writeEnd;
+        try
+        {
+            (readEnd, writeEnd) = CreatePipe(stream);
+        }
+        catch
+        {
+            LibC.close(destination.Fd);
+            throw;
+        }
         lock (_childEnds) _childEnds.Add(writeEnd);
         StartThread(stream, () =>
         {
             try
             {
-                ReportEarlyEnd(stream, CopyOutput(readEnd, destination, endOnEio: false));
+                ReportEarlyEnd(stream, CopyOutput(readEnd, destination.Fd, endOnEio: false));
             }
             finally
             {
                 LibC.close(readEnd);
-                LibC.close(destination);
-                done.TrySetResult();
+                _ = CloseWhenReadAsync(stream, destination, done);
             }
         });
         return writeEnd;
     }
 
-    private (int ReadEnd, int WriteEnd) CreatePipe(string stream)
+    /// <summary>
+    /// Closes a destination once its reader has taken everything in it (<see cref="ContainerdFifoDrain"/>: a client
+    /// may stop reading as soon as it learns of the exit), then reports the stream complete.
+    /// </summary>
+    private async Task CloseWhenReadAsync(string stream, OutputDestination destination, TaskCompletionSource done)
+    {
+        try
+        {
+            if (await ContainerdFifoDrain.WaitUntilReadAsync(destination, _disposed.Token).ConfigureAwait(false) is { } problem)
+                _log($"{_owner}: {stream}: {problem}; closing it anyway");
+        }
+        catch (OperationCanceledException)
+        {
+            // the process was deleted: nobody waits for its output any more
+        }
+        finally
+        {
+            LibC.close(destination.Fd);
+            done.TrySetResult();
+        }
+    }
+
+    private unsafe (int ReadEnd, int WriteEnd) CreatePipe(string stream)
     {
         int* fds = stackalloc int[2];
         if (LibC.pipe2(fds, LibC.O_CLOEXEC) != 0)
@@ -195,7 +234,7 @@ internal sealed unsafe class StdioRelay : IDisposable
 
     /// <summary>Copies until end of file (or EIO, a pty's end, when <paramref name="endOnEio"/>). Returns null then, or
     /// what went wrong otherwise.</summary>
-    private static string? CopyOutput(int from, int to, bool endOnEio)
+    private static unsafe string? CopyOutput(int from, int to, bool endOnEio)
     {
         byte* buffer = stackalloc byte[32 * 1024];
         long copied = 0;

@@ -12,8 +12,9 @@ namespace Sandbox.Shim.Vm;
 /// Connects containerd's stdio of one process (FIFOs or files, opened by <see cref="ContainerdStdioDestination"/>)
 /// with the process's stdio in the guest (<see cref="GuestProcessStdio"/>: the agent's ReadStdout/ReadStderr streams
 /// and its WriteStdin stream).
-/// Output: each guest stream is copied to its destination until the guest reaches end of file, then the destination
-/// is closed (the client sees end of file). A stream containerd did not ask for is still read (to nowhere), so that
+/// Output: each guest stream is copied to its destination until the guest reaches end of file; once containerd's
+/// reader has taken everything (<see cref="ContainerdFifoDrain"/>) the destination is closed (the client sees end of
+/// file). A stream containerd did not ask for is still read (to nowhere), so that
 /// the process never blocks on a full pipe. With a terminal, all output is on stdout.
 /// Input: a <see cref="ContainerdStdinPump"/> copies the stdin FIFO into one end of a socket pair; the other end is
 /// the source of the WriteStdin stream, which completes (the guest process's stdin closes) once the pump stops, i.e.
@@ -25,8 +26,8 @@ internal sealed class GuestStdioBridge : IDisposable
     private readonly Action<string> _log;
     private readonly CancellationTokenSource _stop = new();
     private CancellationTokenSource? _copies;
-    private FileStream? _stdout;
-    private FileStream? _stderr;
+    private OutputDestination? _stdout;
+    private OutputDestination? _stderr;
     private int _stdinSource = -1;
     private ContainerdStdinPump? _stdinPump;
     private Task _stdoutCopy = Task.CompletedTask;
@@ -46,7 +47,10 @@ internal sealed class GuestStdioBridge : IDisposable
     /// <summary>Whether containerd gave a stdin: the guest process must be created with one.</summary>
     public bool HasStdin => _stdinSource >= 0;
 
-    /// <summary>Completes when both output streams reached end of file (or failed) and their destinations are closed.</summary>
+    /// <summary>
+    /// Completes when both output streams reached end of file (or failed), containerd's reader took the output (or
+    /// stopped reading), and the destinations are closed.
+    /// </summary>
     public Task OutputCompleted => Task.WhenAll(_stdoutCopy, _stderrCopy);
 
     /// <summary>Opens containerd's destinations, so that a bad path fails before anything runs in the guest.</summary>
@@ -58,9 +62,9 @@ internal sealed class GuestStdioBridge : IDisposable
             if (stdio.Stdin.Length > 0)
                 bridge._stdinSource = ContainerdStdioDestination.OpenStdin(stdio.Stdin, owner);
             if (stdio.Stdout.Length > 0)
-                bridge._stdout = OutputStream(ContainerdStdioDestination.OpenOutput(stdio.Stdout, owner, "stdout"));
+                bridge._stdout = ContainerdStdioDestination.OpenOutput(stdio.Stdout, owner, "stdout");
             if (stdio.Stderr.Length > 0 && !stdio.Terminal)
-                bridge._stderr = OutputStream(ContainerdStdioDestination.OpenOutput(stdio.Stderr, owner, "stderr"));
+                bridge._stderr = ContainerdStdioDestination.OpenOutput(stdio.Stderr, owner, "stderr");
             return bridge;
         }
         catch
@@ -114,19 +118,29 @@ internal sealed class GuestStdioBridge : IDisposable
         _stdinSource = -1;
         if (!_started)
         {
-            _stdout?.Dispose();
-            _stderr?.Dispose();
+            if (_stdout is { } stdout)
+                LibC.close(stdout.Fd);
+            if (_stderr is { } stderr)
+                LibC.close(stderr.Fd);
         }
     }
 
-    private async Task CopyOutputAsync(string stream, FileStream? destination,
+    /// <summary>
+    /// Copies one guest stream to its destination until the guest's end of file, waits until containerd's reader has
+    /// taken everything (<see cref="ContainerdFifoDrain"/>: a client may stop reading as soon as it learns of the
+    /// exit), then closes the destination.
+    /// </summary>
+    private async Task CopyOutputAsync(string stream, OutputDestination? destination,
         Func<Stream, CancellationToken, OutputCopyCounter, Task<long>> copy, CancellationToken cancellationToken)
     {
         var counter = new OutputCopyCounter();
         string end = "end of file";
+        var output = destination is { } d ? OutputStream(d.Fd) : Stream.Null;
         try
         {
-            await copy(destination ?? Stream.Null, cancellationToken, counter).ConfigureAwait(false);
+            await copy(output, cancellationToken, counter).ConfigureAwait(false);
+            if (destination is { } written && await ContainerdFifoDrain.WaitUntilReadAsync(written, cancellationToken).ConfigureAwait(false) is { } problem)
+                end = $"end of file; {problem}";
         }
         catch (Exception e) when (e is RpcException or OperationCanceledException or IOException)
         {
@@ -136,8 +150,7 @@ internal sealed class GuestStdioBridge : IDisposable
         }
         finally
         {
-            if (destination is not null)
-                await destination.DisposeAsync().ConfigureAwait(false);
+            await output.DisposeAsync().ConfigureAwait(false);
             _log($"{_owner}: {stream}: {counter.Received} bytes from the guest, {counter.Written} written to " +
                  $"{(destination is null ? "nowhere (not requested)" : "containerd's destination")} ({end})");
         }

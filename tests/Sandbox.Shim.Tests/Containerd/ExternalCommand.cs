@@ -12,8 +12,12 @@ public sealed record CommandResult(string Command, int ExitCode, string Stdout, 
 /// <summary>Runs an external program with a timeout, capturing its output (killed when the timeout passes).</summary>
 public static class ExternalCommand
 {
+    /// <summary>
+    /// <paramref name="beforeReadingStdout"/>, when given, runs before the program's stdout is read at all: a slow
+    /// reader, whose pipe fills up and blocks the program's writes meanwhile.
+    /// </summary>
     public static async Task<CommandResult> RunAsync(string fileName, IEnumerable<string> arguments, TimeSpan timeout,
-        IReadOnlyDictionary<string, string>? environment = null, string? stdin = null)
+        IReadOnlyDictionary<string, string>? environment = null, string? stdin = null, Func<Task>? beforeReadingStdout = null)
     {
         var startInfo = new ProcessStartInfo(fileName)
         {
@@ -34,8 +38,8 @@ public static class ExternalCommand
         using var process = Process.Start(startInfo) ?? throw new InvalidOperationException($"cannot start {commandLine}");
         var stdout = new StringBuilder();
         var stderr = new StringBuilder();
-        var readOut = PumpAsync(process.StandardOutput, stdout);
-        var readErr = PumpAsync(process.StandardError, stderr);
+        var readOut = PumpAsync(process.StandardOutput, stdout, beforeReadingStdout);
+        var readErr = PumpAsync(process.StandardError, stderr, null);
         if (stdin is not null)
             await process.StandardInput.WriteAsync(stdin);
         process.StandardInput.Close();
@@ -56,8 +60,10 @@ public static class ExternalCommand
         return new CommandResult(commandLine, process.ExitCode, stdout.ToString(), stderr.ToString());
     }
 
-    private static async Task PumpAsync(StreamReader reader, StringBuilder into)
+    private static async Task PumpAsync(StreamReader reader, StringBuilder into, Func<Task>? beforeReading)
     {
+        if (beforeReading is not null)
+            await beforeReading();
         var buffer = new char[4096];
         int n;
         while ((n = await reader.ReadAsync(buffer)) > 0)

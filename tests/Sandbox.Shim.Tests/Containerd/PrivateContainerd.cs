@@ -147,8 +147,14 @@ public sealed class PrivateContainerd : IAsyncDisposable
     }
 
     /// <summary>Runs <c>ctr -a &lt;grpc socket&gt; ARGS</c>.</summary>
-    public Task<CommandResult> CtrAsync(IEnumerable<string> arguments, TimeSpan? timeout = null, string? stdin = null) =>
-        ExternalCommand.RunAsync("ctr", new[] { "-a", GrpcAddress }.Concat(arguments), timeout ?? TimeSpan.FromMinutes(2), stdin: stdin);
+    public Task<CommandResult> CtrAsync(IEnumerable<string> arguments, TimeSpan? timeout = null, string? stdin = null,
+        Func<Task>? beforeReadingStdout = null) =>
+        ExternalCommand.RunAsync("ctr", new[] { "-a", GrpcAddress }.Concat(arguments), timeout ?? TimeSpan.FromMinutes(2), stdin: stdin,
+            beforeReadingStdout: beforeReadingStdout);
+
+    /// <summary>The bundle containerd made for task <paramref name="id"/> (its rootfs is mounted inside).</summary>
+    public string TaskBundle(string id, string containerdNamespace = "default") =>
+        Path.Combine(StateDirectory, "io.containerd.runtime.v2.task", containerdNamespace, id);
 
     /// <summary>Imports an OCI/docker image tar into <paramref name="containerdNamespace"/>.</summary>
     public async Task ImportImageAsync(string tarPath, string containerdNamespace = "default")
