@@ -15,8 +15,12 @@ namespace Sandbox.Shim.Backend;
 /// </summary>
 internal static class ContainerdFifoDrain
 {
-    /// <summary>How long the unread count may stay unchanged before the reader counts as gone.</summary>
-    public static readonly TimeSpan DefaultStallLimit = TimeSpan.FromSeconds(5);
+    /// <summary>
+    /// How long the unread count may stay unchanged before the reader counts as gone. A client that reads takes bytes
+    /// within milliseconds; one that is gone (`ctr run -d` exits after Start) never will, and its process's exit waits
+    /// this long to be reported.
+    /// </summary>
+    public static readonly TimeSpan DefaultStallLimit = TimeSpan.FromSeconds(2);
 
     private const int MaxPollDelayMs = 16;
 
