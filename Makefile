@@ -20,7 +20,7 @@ all: image build shim ctl
 
 ## setup: install host packages, vhost-device-vsock and the guest kernel package (idempotent)
 setup: $(SETUP_STAMP)
-$(SETUP_STAMP): images/setup-host.sh
+$(SETUP_STAMP): images/setup-host.sh images/debian-archive.sh images/guest-packages
 	images/setup-host.sh
 	@mkdir -p $(BUILD) && touch $@
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the Sandbox guest image from the Debian kernel package, the host's busybox-static and crun, and the agent.
+# Builds the Sandbox guest image from the Debian kernel package, the host's busybox-static, the guest userland (crun
+# and the libraries it and the agent load, Debian packages of a pinned release: images/guest-packages) and the agent.
 #
 #   images/build-image.sh OUT_DIR AGENT_BINARY
 #
@@ -12,7 +13,8 @@
 # Inputs (environment, all optional):
 #   KERNEL_DEB         kernel package (default /var/cache/sandbox/kernel/linux-image.deb, made by setup-host.sh)
 #   BUSYBOX            static busybox (default /bin/busybox)
-#   CRUN               crun binary (default /usr/bin/crun)
+#   GUEST_USERLAND     list of the guest userland's .debs, "release package version sha256 path" lines (default
+#                      /var/cache/sandbox/guest-userland/packages.txt, made by setup-host.sh)
 #   SOURCE_DATE_EPOCH  mtime of every file in the cpio (default: the vmlinuz mtime recorded in the kernel package)
 #
 # The build is reproducible (same inputs, same bytes) and is skipped when the inputs match the existing manifest.
@@ -29,7 +31,7 @@ agent=$2
 images_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 kernel_deb=${KERNEL_DEB:-/var/cache/sandbox/kernel/linux-image.deb}
 busybox=${BUSYBOX:-/bin/busybox}
-crun=${CRUN:-/usr/bin/crun}
+userland_list=${GUEST_USERLAND:-/var/cache/sandbox/guest-userland/packages.txt}
 
 # Modules in the image; their dependencies are added automatically. The init loads only virtio_mmio/virtio_pci, the
 # vsock transport and virtio_balloon (free page reporting hands freed guest memory back to the host); the agent loads
@@ -44,34 +46,22 @@ done
 [ -f "$kernel_deb" ] || die "kernel package $kernel_deb not found; run images/setup-host.sh (or set KERNEL_DEB)"
 [ -f "$agent" ] || die "agent binary $agent not found; build the agent first (make agent)"
 [ -x "$busybox" ] || die "busybox $busybox not found (package busybox-static)"
-[ -x "$crun" ] || die "crun $crun not found (package crun)"
+[ -f "$userland_list" ] || die "guest userland list $userland_list not found; run images/setup-host.sh (or set GUEST_USERLAND)"
 "$busybox" --list-full >/dev/null 2>&1 || die "$busybox is not a busybox multi-call binary"
 kernel_deb=$(readlink -f "$kernel_deb")
 agent=$(readlink -f "$agent")
 busybox=$(readlink -f "$busybox")
-crun=$(readlink -f "$crun")
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
-# Shared libraries (and the loader) a dynamic executable needs, as "path-in-guest" lines, from ldd.
-libraries_of() {
-    local out
-    if ! out=$(ldd "$1" 2>&1); then
-        case $out in *"not a dynamic executable"*|*"statically linked"*) return 0 ;; esac
-        die "ldd $1 failed: $out"
-    fi
-    printf '%s\n' "$out" | awk '
-        $2 == "=>" && $3 ~ /^\// { print $3; next }
-        $2 == "=>" && $3 == "not" { print "MISSING " $1; next }
-        $1 ~ /^\// { print $1 }'
-}
-
-crun_libs=$(libraries_of "$crun")
-agent_libs=$(libraries_of "$agent")
-if grep -q '^MISSING' <<<"$crun_libs$agent_libs"; then
-    die "missing shared libraries: $(grep '^MISSING' <<<"$crun_libs$agent_libs" | tr '\n' ' ')"
-fi
-all_libs=$(printf '%s\n%s\n' "$crun_libs" "$agent_libs" | sed '/^$/d' | sort -u)
+# The guest userland's packages, checked against the sha256 setup-host.sh recorded.
+userland_debs=()
+while read -r release package version deb_sha deb; do
+    [ -f "$deb" ] || die "$deb ($package $version from Debian $release) is missing; run images/setup-host.sh"
+    [ "$(sha "$deb")" = "$deb_sha" ] || die "$deb does not match the sha256 in $userland_list; run images/setup-host.sh"
+    userland_debs+=("$deb")
+done < "$userland_list"
+grep -q ' crun ' "$userland_list" || die "$userland_list names no crun package"
 
 # --- Input key: skip the build when nothing changed ------------------------------------------------------------
 kernel_sha=$(sha "$kernel_deb")
@@ -79,8 +69,7 @@ inputs=$(
     printf 'kernel-deb %s\n' "$kernel_sha"
     printf 'agent %s\n' "$(sha "$agent")"
     printf 'busybox %s\n' "$(sha "$busybox")"
-    printf 'crun %s\n' "$(sha "$crun")"
-    for f in $all_libs; do printf 'lib %s %s\n' "$f" "$(sha "$f")"; done
+    cat "$userland_list"
     for f in build-image.sh init floor-init; do printf 'script %s %s\n' "$f" "$(sha "$images_dir/$f")"; done
     printf 'source-date-epoch %s\n' "${SOURCE_DATE_EPOCH:-from-kernel}"
     printf 'modules %s\n' "${guest_modules[*]}"
@@ -160,7 +149,7 @@ fi
 
 # --- Root filesystem staging -----------------------------------------------------------------------------------
 root=$work/root
-mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,lib/x86_64-linux-gnu,lib64,etc,dev,proc,sys,run,tmp,mnt,root,var,newroot}
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,usr/lib/x86_64-linux-gnu,lib64,etc,dev,proc,sys,run,tmp,mnt,root,var,newroot}
 mknod -m 600 "$root/dev/console" c 5 1
 
 # Modules: the requested ones plus their dependency closure (from modinfo), then depmod on the staged copy.
@@ -203,13 +192,38 @@ while IFS= read -r applet; do
     [ -e "$root/$applet" ] || [ -L "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
 done < <("$busybox" --list-full | sort)
 
-# crun, the agent, and the libraries they need (at the paths ldd reports, so the loader finds them).
+# crun and the libraries it and the agent need, from the guest userland's packages: the closure of their DT_NEEDED
+# entries, copied to the guest's /usr/lib/x86_64-linux-gnu (where the loader looks without an ld.so.cache), and the
+# loader at the path in their PT_INTERP.
+userland=$work/userland
+mkdir "$userland"
+for deb in "${userland_debs[@]}"; do dpkg-deb -x "$deb" "$userland" || die "cannot extract $deb"; done
+crun=$userland/usr/bin/crun
+[ -x "$crun" ] || die "the guest userland's packages have no usr/bin/crun"
+library_dirs=("$userland/usr/lib/x86_64-linux-gnu" "$userland/lib/x86_64-linux-gnu")
+needed_of() { readelf -dW "$1" | awk '$2 == "(NEEDED)" { gsub(/[][]/, "", $5); print $5 }'; }
+declare -A library_source=()
+pending=("$crun" "$agent")
+while [ ${#pending[@]} -gt 0 ]; do
+    file=${pending[0]}; pending=("${pending[@]:1}")
+    for soname in $(needed_of "$file"); do
+        [ -n "${library_source[$soname]:-}" ] && continue
+        found=
+        for dir in "${library_dirs[@]}"; do [ -e "$dir/$soname" ] && { found=$(readlink -f "$dir/$soname"); break; }; done
+        [ -n "$found" ] || die "${file##*/} needs $soname, which no package of $userland_list provides: add its package to images/guest-packages"
+        library_source[$soname]=$found
+        pending+=("$found")
+    done
+done
+for soname in "${!library_source[@]}"; do cp "${library_source[$soname]}" "$root/usr/lib/x86_64-linux-gnu/$soname"; done
+for binary in "$crun" "$agent"; do
+    interp=$(readelf -lW "$binary" | sed -n 's/.*Requesting program interpreter: \(.*\)]/\1/p')
+    [ "$interp" = /lib64/ld-linux-x86-64.so.2 ] || die "${binary##*/} asks for the loader $interp; expected /lib64/ld-linux-x86-64.so.2"
+done
+[ -n "${library_source[ld-linux-x86-64.so.2]:-}" ] || die "the loader ld-linux-x86-64.so.2 is not in the library closure (package libc6)"
+ln -s ../usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$root/lib64/ld-linux-x86-64.so.2"
 cp "$crun" "$root/usr/bin/crun"
 cp "$agent" "$root/sbin/sandbox-agent"
-for lib in $all_libs; do
-    mkdir -p "$root$(dirname "$lib")"
-    cp -L "$lib" "$root$lib"
-done
 
 # init, floor-init, minimal /etc.
 cp "$images_dir/init" "$root/init"
@@ -265,9 +279,14 @@ describe_file() {
     echo "kernel-package $kernel_package $kernel_package_version sha256 $kernel_sha file $kernel_deb"
     echo "kernel-release $kernel_release"
     echo "busybox $(describe_file "$busybox")"
-    echo "crun $(describe_file "$crun")"
+    while read -r release package version deb_sha deb; do
+        echo "guest-package $package $version release $release sha256 $deb_sha file $deb"
+    done < "$userland_list"
+    echo "crun /usr/bin/crun sha256 $(sha "$crun") package $(awk '$2 == "crun" { print "crun", $3, "of Debian", $1 }' "$userland_list")"
     echo "agent $agent sha256 $(sha "$agent")"
-    for f in $all_libs; do echo "library $(describe_file "$(readlink -f "$f")") as $f"; done
+    for soname in $(printf '%s\n' "${!library_source[@]}" | sort); do
+        echo "library $soname sha256 $(sha "${library_source[$soname]}") from ${library_source[$soname]#$userland}"
+    done
     for f in build-image.sh init floor-init; do echo "script images/$f sha256 $(sha "$images_dir/$f")"; done
     echo "modules-requested ${guest_modules[*]}"
     echo "modules-included $(printf '%s\n' "${!module_included[@]}" | sort | tr '\n' ' ')"

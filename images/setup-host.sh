@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a Debian 12 host for Sandbox: installs the host packages, installs vhost-device-vsock (only packaged in
 # Debian unstable; fetched under a private apt configuration, the system's sources are never touched) and downloads
-# (does not install) the Debian 6.1 kernel package the guest image is built from.
+# (does not install) the Debian 6.1 kernel package the guest image is built from, the containerd releases of the test
+# matrix (1.7 from trixie, 2.x from unstable; extracted privately) and the guest's crun with its libraries (trixie).
 # Idempotent: anything already present is skipped, and `apt-get update` runs only when something must be fetched.
 #
 # Environment:
@@ -10,8 +11,6 @@ set -euo pipefail
 
 cache_dir=${SANDBOX_CACHE_DIR:-/var/cache/sandbox}
 kernel_dir=$cache_dir/kernel
-unstable_dir=$cache_dir/apt-unstable
-keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 export DEBIAN_FRONTEND=noninteractive
 
 say() { printf 'setup-host: %s\n' "$*"; }
@@ -56,37 +55,14 @@ else
     say "installed: ${missing[*]}"
 fi
 
-# The Debian mirror the system already uses for the release (read from apt's own view of the sources).
-codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-[ -n "$codename" ] || die "VERSION_CODENAME missing from /etc/os-release"
-system_mirror() {
-    apt-get indextargets --format '$(RELEASE) $(IDENTIFIER) $(REPO_URI)' 2>/dev/null \
-        | awk -v rel="$codename" '$1 == rel && $2 == "Packages" { print $3; exit }'
-}
+# Other Debian releases (trixie, unstable) through private apt configurations: images/debian-archive.sh.
+. "$(dirname "${BASH_SOURCE[0]}")/debian-archive.sh"
 
 # --- 2. vhost-device-vsock from Debian unstable (private apt configuration) -------------------------------------
 if is_installed vhost-device-vsock; then
     say "vhost-device-vsock: present ($(dpkg-query -W -f='${Version}' vhost-device-vsock))"
 else
-    mirror=$(system_mirror)
-    [ -n "$mirror" ] || die "no apt source for '$codename' found (apt-get indextargets); cannot derive the Debian mirror"
-    [ -r "$keyring" ] || die "$keyring missing (package debian-archive-keyring)"
-    mkdir -p "$unstable_dir/lists/partial" "$unstable_dir/cache/archives/partial"
-    make_download_dir "$unstable_dir/debs"
-    printf 'deb [signed-by=%s] %s unstable main\n' "$keyring" "$mirror" > "$unstable_dir/sources.list"
-    private_apt=(-o "Dir::Etc::sourcelist=$unstable_dir/sources.list" -o Dir::Etc::sourceparts=-
-                 -o "Dir::State::Lists=$unstable_dir/lists" -o "Dir::Cache=$unstable_dir/cache"
-                 -o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false
-                 -o Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false
-                 -o Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false
-                 -o Acquire::Languages=none)
-    say "vhost-device-vsock: fetching the unstable package index from $mirror (private config in $unstable_dir)"
-    apt-get "${private_apt[@]}" update -qq \
-        || die "apt-get update of the private unstable sources ($unstable_dir/sources.list) failed"
-    rm -f "$unstable_dir"/debs/vhost-device-vsock_*.deb
-    (cd "$unstable_dir/debs" && apt-get "${private_apt[@]}" download -qq vhost-device-vsock) \
-        || die "apt-get download vhost-device-vsock from unstable failed"
-    deb=$(ls "$unstable_dir"/debs/vhost-device-vsock_*.deb)
+    deb=$(debian_download unstable vhost-device-vsock)
     say "vhost-device-vsock: installing $deb"
     dpkg -i "$deb" || die "dpkg -i $deb failed (it needs libc6 >= 2.34 and libgcc-s1)"
     say "vhost-device-vsock: installed ($(dpkg-query -W -f='${Version}' vhost-device-vsock))"
@@ -127,4 +103,59 @@ for old in "$kernel_dir"/linux-image-*-unsigned_*.deb; do
     [ -f "$old" ] && [ "${old##*/}" != "$deb_name" ] && { rm -f "$old"; say "kernel: removed the superseded ${old##*/}"; }
 done
 say "kernel: $kernel_dir/linux-image.deb -> $deb_name (sha256 $expected_sha)"
+# --- 4. containerd releases for the test matrix (extracted privately, never installed) --------------------------
+# 1.6 is the system's package (Debian 12), 1.7 comes from Debian 13 (trixie), 2.x from unstable. Their .debs need only
+# libc >= 2.34, so the binaries run here. Each release gets $cache_dir/containerd/<label>/bin with containerd, ctr
+# and containerd-shim-runc-v2 (tests put it first on PATH), and one line in $cache_dir/containerd/manifest.txt.
+containerd_dir=$cache_dir/containerd
+mkdir -p "$containerd_dir"
+binaries_sha() { local b; for b in containerd ctr containerd-shim-runc-v2; do printf ' %s %s' "$b" "$(sha256sum < "$1/$b" | cut -d' ' -f1)"; done; }
+manifest=()
+mkdir -p "$containerd_dir/1.6/bin"
+for b in containerd ctr containerd-shim-runc-v2; do
+    [ -x "/usr/bin/$b" ] || die "/usr/bin/$b missing (package containerd)"
+    ln -sfn "/usr/bin/$b" "$containerd_dir/1.6/bin/$b"
+done
+manifest+=("1.6 bookworm containerd $(dpkg-query -W -f='${Version}' containerd) deb-sha256 - installed /usr/bin$(binaries_sha /usr/bin)")
+for entry in 1.7:trixie 2:unstable; do
+    label=${entry%%:*} release=${entry#*:}
+    deb=$(debian_download "$release" containerd)
+    version=$(dpkg-deb -f "$deb" Version)
+    target=$containerd_dir/$label
+    if [ "$(cat "$target/package-version" 2>/dev/null)" != "$version" ] || [ ! -x "$target/bin/containerd" ]; then
+        rm -rf "$target" "$target.new"
+        mkdir -p "$target.new/extract" "$target.new/bin"
+        dpkg-deb -x "$deb" "$target.new/extract" || die "cannot extract $deb"
+        for b in containerd ctr containerd-shim-runc-v2; do
+            mv "$target.new/extract/usr/bin/$b" "$target.new/bin/$b" || die "$deb has no usr/bin/$b"
+        done
+        rm -rf "$target.new/extract"
+        printf '%s\n' "$version" > "$target.new/package-version"
+        mv "$target.new" "$target"
+        say "containerd $label: extracted $version from Debian $release into $target/bin"
+    else
+        say "containerd $label: $version present in $target/bin"
+    fi
+    "$target/bin/containerd" --version >/dev/null 2>&1 \
+        || die "$target/bin/containerd does not run on this host (the .deb of Debian $release needs libc >= 2.34)"
+    manifest+=("$label $release containerd $version deb-sha256 $(sha256sum < "$deb" | cut -d' ' -f1) extracted $target/bin$(binaries_sha "$target/bin")")
+done
+printf '%s\n' "# containerd releases of the test matrix: label release package version deb-sha256 sha from binaries sha256" \
+    "${manifest[@]}" > "$containerd_dir/manifest.txt"
+say "containerd matrix: $(printf '%s\n' "${manifest[@]}" | awk '{printf "%s=%s ", $1, $4}')(manifest $containerd_dir/manifest.txt)"
+
+# --- 5. The guest's crun and its libraries (images/guest-packages; downloaded, not installed) -------------------
+# images/build-image.sh extracts them into the initramfs. packages.txt lists what is here: release package version
+# sha256 file.
+userland_dir=$cache_dir/guest-userland
+mkdir -p "$userland_dir"
+userland=()
+while read -r release package; do
+    case $release in ''|'#'*) continue ;; esac
+    deb=$(debian_download "$release" "$package")
+    userland+=("$release $package $(dpkg-deb -f "$deb" Version) $(sha256sum < "$deb" | cut -d' ' -f1) $deb")
+done < "$(dirname "${BASH_SOURCE[0]}")/guest-packages"
+printf '%s\n' "${userland[@]}" > "$userland_dir/packages.txt.new"
+mv "$userland_dir/packages.txt.new" "$userland_dir/packages.txt"
+say "guest userland: $(printf '%s\n' "${userland[@]}" | awk '{printf "%s %s, ", $2, $3}')(list $userland_dir/packages.txt)"
 say "done"
