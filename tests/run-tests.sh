@@ -1,27 +1,85 @@
 #!/usr/bin/env bash
 # Runs every test project one after another (VM tests must not compete with each other for the 2 cores), then prints
-# one closing line "tests: N passed, N failed, N skipped" summed over all projects. Exit code non-zero on any failure.
+# one closing line "tests: N passed, N failed, N skipped" summed over all runs. Exit code non-zero on any failure.
+#
+# What depends on containerd runs once per release of the matrix (images/setup-host.sh extracts them into
+# /var/cache/sandbox/containerd/<label>/bin, listed in its manifest.txt): the tests of Category=EndToEnd in
+# Sandbox.Shim.Tests (ctr) and Sandbox.Cri.Tests (CRI), each with that release's containerd, ctr and runc shim first on
+# PATH. Everything else runs once.
+#
+# Environment:
+#   SANDBOX_CONTAINERD_MATRIX  the labels to run, e.g. "1.6 2" (default: every release in the manifest)
 set -uo pipefail
 configuration=${1:-Release}
 cd "$(dirname "$0")/.."
+matrix_dir=${SANDBOX_CACHE_DIR:-/var/cache/sandbox}/containerd
+manifest=$matrix_dir/manifest.txt
 passed=0 failed=0 skipped=0 status=0
+results=()
+
 # The console logger closes each run with "Total tests: N", then "     Passed: N", "     Failed: N", "    Skipped: N".
 count() { grep -E "^ +$1: +[0-9]+ *\$" "$log" | tail -1 | grep -oE '[0-9]+' || echo 0; }
+
+# run_project PROJECT WHAT [dotnet test arguments...]: one dotnet test run, added to the totals and the results table.
+run_project() {
+    local project=$1 what=$2 rc p f s
+    shift 2
+    echo "== $project ($what)"
+    log=$(mktemp)
+    dotnet test "$project" -c "$configuration" --no-build -nologo --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    if grep -qE '^Total tests: +[0-9]+' "$log"; then
+        p=$(count Passed) f=$(count Failed) s=$(count Skipped)
+    elif grep -q 'No test matches the given testcase filter' "$log" && [ "$rc" -eq 0 ]; then
+        p=0 f=0 s=0
+    else
+        p=0 f=1 s=0
+        echo "!! $project ($what): the test run failed before reporting a summary"
+    fi
+    passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+    [ "$rc" -eq 0 ] || status=1
+    results+=("$(printf '%-32s %-44s %s' "${project#tests/}" "$what" "$([ "$rc" -eq 0 ] && echo passed || echo FAILED) ($p passed, $f failed, $s skipped)")")
+    rm -f "$log"
+}
+
+is_test_project() { grep -q '<IsTestProject>true</IsTestProject>' "$1"; }
+depends_on_containerd() { case $1 in */Sandbox.Shim.Tests/*|*/Sandbox.Cri.Tests/*) return 0 ;; esac; return 1; }
+
+# 1. Everything that does not depend on the containerd release, once.
 for project in tests/*/*.csproj; do
-  grep -q '<IsTestProject>true</IsTestProject>' "$project" || continue
-  echo "== $project"
-  log=$(mktemp)
-  dotnet test "$project" -c "$configuration" --no-build -nologo --logger "console;verbosity=normal" 2>&1 | tee "$log"
-  rc=${PIPESTATUS[0]}
-  if grep -qE '^Total tests: +[0-9]+' "$log"; then
-    passed=$((passed + $(count Passed))) failed=$((failed + $(count Failed))) skipped=$((skipped + $(count Skipped)))
-  elif [ "$rc" -ne 0 ]; then
-    failed=$((failed + 1))
-    echo "!! $project: the test run failed before reporting a summary"
-  fi
-  [ "$rc" -eq 0 ] || status=1
-  rm -f "$log"
+    is_test_project "$project" || continue
+    case $project in
+        */Sandbox.Cri.Tests/*) ;;
+        */Sandbox.Shim.Tests/*) run_project "$project" "unit tests" --filter "Category!=EndToEnd" ;;
+        *) run_project "$project" "once" ;;
+    esac
 done
+
+# 2. The containerd end-to-end suites, once per release of the matrix.
+if [ ! -f "$manifest" ]; then
+    echo "!! $manifest is missing: run images/setup-host.sh (make setup), which extracts the containerd releases"
+    failed=$((failed + 1)) status=1
+else
+    labels=${SANDBOX_CONTAINERD_MATRIX:-$(awk '!/^#/ { print $1 }' "$manifest" | tr '\n' ' ')}
+    for label in $labels; do
+        bin=$matrix_dir/$label/bin
+        version=$(awk -v l="$label" '$1 == l { print $4 }' "$manifest")
+        if [ ! -x "$bin/containerd" ] || [ -z "$version" ]; then
+            echo "!! containerd $label is not in $manifest (or $bin is incomplete): run images/setup-host.sh"
+            failed=$((failed + 1)) status=1
+            continue
+        fi
+        echo "== containerd $label: $version ($("$bin/containerd" --version))"
+        for project in tests/*/*.csproj; do
+            is_test_project "$project" && depends_on_containerd "$project" || continue
+            PATH=$bin:$PATH run_project "$project" "containerd $label ($version)" --filter "Category=EndToEnd"
+        done
+    done
+fi
+
+echo
+echo "== results"
+printf '%s\n' "${results[@]}"
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 [ "$passed" -gt 0 ] || status=1
 exit $status

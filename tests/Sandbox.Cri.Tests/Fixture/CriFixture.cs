@@ -108,7 +108,12 @@ public abstract class CriFixture : IAsyncLifetime
             Network = await CniBridgeNetwork.CreateAsync(System.IO.Directory.CreateDirectory(Path.Combine(Directory, "cni")).FullName);
             await File.WriteAllTextAsync(ShimConfigurationPath, ShimConfiguration());
 
-            var options = new PrivateContainerdOptions { EnableCri = true, ExtraConfigToml = CriConfiguration() };
+            var release = await ContainerdRelease.DetectAsync();
+            var options = new PrivateContainerdOptions
+            {
+                EnableCri = true,
+                ExtraConfigToml = release.ConfigVersion >= 3 ? CriConfigurationVersion3() : CriConfigurationVersion2(),
+            };
             options.Shims[ShimBinary.FileName] = ShimBinary.Locate();
             if (CheckoutGuestDirectory() is { } guest)
                 options.Environment["SANDBOX_GUEST_DIR"] = guest;
@@ -451,7 +456,8 @@ public abstract class CriFixture : IAsyncLifetime
         }
     }
 
-    private string CriConfiguration() => $"""
+    /// <summary>The CRI plugin of containerd 1.6 and 1.7 (config.toml `version = 2`).</summary>
+    private string CriConfigurationVersion2() => $"""
         [plugins."io.containerd.grpc.v1.cri"]
           sandbox_image = "{PauseImage.DefaultName}"
           restrict_oom_score_adj = true
@@ -471,6 +477,36 @@ public abstract class CriFixture : IAsyncLifetime
             bin_dir = "{CniBridgeNetwork.PluginDirectory}"
             conf_dir = "{Network.ConfigDirectory}"
             max_conf_num = 1
+        """;
+
+    /// <summary>
+    /// The same for containerd 2.x (`version = 3`): the CRI plugin is split into images (the pause image is a pinned
+    /// image), runtime (handlers, CNI) and the gRPC service (streaming).
+    /// </summary>
+    private string CriConfigurationVersion3() => $"""
+        [plugins.'io.containerd.cri.v1.images'.pinned_images]
+          sandbox = "{PauseImage.DefaultName}"
+
+        [plugins.'io.containerd.cri.v1.runtime']
+          restrict_oom_score_adj = true
+          [plugins.'io.containerd.cri.v1.runtime'.containerd]
+            default_runtime_name = "{RuncHandler}"
+            [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.{RuncHandler}]
+              runtime_type = "io.containerd.runc.v2"
+              [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.{RuncHandler}.options]
+                Root = "{RuncRoot}"
+            [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.{SandboxHandler}]
+              runtime_type = "io.containerd.sandbox.v2"
+              [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.{SandboxHandler}.options]
+                ConfigPath = "{ShimConfigurationPath}"
+          [plugins.'io.containerd.cri.v1.runtime'.cni]
+            bin_dirs = ["{CniBridgeNetwork.PluginDirectory}"]
+            conf_dir = "{Network.ConfigDirectory}"
+            max_conf_num = 1
+
+        [plugins.'io.containerd.grpc.v1.cri']
+          stream_server_address = "127.0.0.1"
+          stream_server_port = "0"
         """;
 
     /// <summary>The shim's configuration.toml: state under this fixture, the checkout's guest image when built.</summary>

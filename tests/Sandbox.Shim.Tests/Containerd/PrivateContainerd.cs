@@ -37,12 +37,16 @@ public sealed class PrivateContainerd : IAsyncDisposable
     private readonly Process _process;
     private readonly StringBuilder _log;
 
-    private PrivateContainerd(string directory, Process process, StringBuilder log)
+    private PrivateContainerd(string directory, ContainerdRelease release, Process process, StringBuilder log)
     {
         Directory = directory;
+        Release = release;
         _process = process;
         _log = log;
     }
+
+    /// <summary>The containerd release running (the one on PATH).</summary>
+    public ContainerdRelease Release { get; }
 
     /// <summary>The private directory holding everything of this instance.</summary>
     public string Directory { get; }
@@ -74,6 +78,7 @@ public sealed class PrivateContainerd : IAsyncDisposable
 
     public static async Task<PrivateContainerd> StartAsync(PrivateContainerdOptions options)
     {
+        var release = await ContainerdRelease.DetectAsync();
         // short: the shim socket path (dir + 64 hex) must stay within 106 bytes
         string directory = System.IO.Directory.CreateTempSubdirectory("ctd-").FullName;
         System.IO.Directory.CreateDirectory(Path.Combine(directory, "opt", "bin"));
@@ -87,9 +92,11 @@ public sealed class PrivateContainerd : IAsyncDisposable
             "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing",
         };
         if (!options.EnableCri)
-            disabled.Add("io.containerd.grpc.v1.cri");
+            disabled.AddRange(release.ConfigVersion >= 3
+                ? new[] { "io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images", "io.containerd.podsandbox.controller.v1.podsandbox" }
+                : new[] { "io.containerd.grpc.v1.cri" });
         string config = $"""
-            version = 2
+            version = {release.ConfigVersion}
             root = "{directory}/root"
             state = "{directory}/state"
             disabled_plugins = [{string.Join(", ", disabled.Select(p => $"\"{p}\""))}]
@@ -133,7 +140,7 @@ public sealed class PrivateContainerd : IAsyncDisposable
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
 
-        var instance = new PrivateContainerd(directory, process, log);
+        var instance = new PrivateContainerd(directory, release, process, log);
         try
         {
             await instance.WaitUntilServingAsync(options.StartTimeout);
