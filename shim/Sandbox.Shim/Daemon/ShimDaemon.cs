@@ -52,10 +52,11 @@ public static class ShimDaemon
             var backend = factory.Create(context);
             service = new TaskService(backend, events, new LinuxRootfsMounter(), log.Warn);
             var registry = new TtrpcServiceRegistry();
-            service.RegisterOn(registry);
+            service.RegisterOn(registry, TaskService.ServiceName);
+            service.RegisterOn(registry, TaskService.ServiceNameV3);
             server = new TtrpcServer(registry, new TtrpcServerOptions { Log = log.Warn });
             server.Start(listener);
-            log.Info($"serving containerd.task.v2.Task on {socketPath} with the {factory.Name} backend");
+            log.Info($"serving {TaskService.ServiceName} and {TaskService.ServiceNameV3} on {socketPath} with the {factory.Name} backend");
             using var trimmer = new IdleMemoryTrimmer(log.Debug);
 
             var finished = await Task.WhenAny(service.ShutdownRequested, terminate.Task).ConfigureAwait(false);

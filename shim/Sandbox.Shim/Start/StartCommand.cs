@@ -61,6 +61,9 @@ public static class StartCommand
 
         string socketPath = ShimSocketAddress.PathFor(flags.Address, flags.Namespace, groupId);
         string address = ShimSocketAddress.ToAddress(socketPath);
+        int taskApiVersion = ShimBootstrapReply.TaskApiVersionFor(flags.PublishBinary,
+            Environment.GetEnvironmentVariable(ShimBootstrapReply.MaxShimVersionVariable));
+        string reply = ShimBootstrapReply.Format(address, taskApiVersion);
         Directory.CreateDirectory(Path.GetDirectoryName(socketPath)!);
 
         var listener = await ListenOrFindDaemonAsync(socketPath, log).ConfigureAwait(false);
@@ -68,7 +71,7 @@ public static class StartCommand
         {
             log.Debug($"start container {flags.Id}: group {groupId} already has a daemon at {socketPath}");
             AddressFile.Write(bundle, address);
-            await stdout.WriteAsync(address).ConfigureAwait(false);
+            await stdout.WriteAsync(reply).ConfigureAwait(false);
             return 0;
         }
 
@@ -87,7 +90,7 @@ public static class StartCommand
             File.Delete(Path.Combine(bundle, AddressFile.Name));
             throw;
         }
-        await stdout.WriteAsync(address).ConfigureAwait(false);
+        await stdout.WriteAsync(reply).ConfigureAwait(false);
         GC.KeepAlive(listener);
         return 0;
     }

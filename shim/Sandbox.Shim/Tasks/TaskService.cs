@@ -22,6 +22,9 @@ public sealed class TaskService
 {
     public const string ServiceName = "containerd.task.v2.Task";
 
+    /// <summary>containerd 2.x's name for the same service (api/runtime/task/v3: the v2 messages in another package).</summary>
+    public const string ServiceNameV3 = "containerd.task.v3.Task";
+
     /// <summary>What containerd expects for "not exited": Go's zero time.</summary>
     public static readonly Timestamp GoZeroTime = new() { Seconds = -62135596800, Nanos = 0 };
 
