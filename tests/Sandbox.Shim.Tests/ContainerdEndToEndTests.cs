@@ -182,6 +182,45 @@ public sealed class ContainerdEndToEndTests : IClassFixture<RuncBackedContainerd
         await AssertNothingLeftAsync();
     }
 
+    [Fact]
+    public async Task Output_goes_to_a_logging_binary_given_as_a_binary_log_uri()
+    {
+        var run = await Containerd.RunWithLoggingBinaryAsync(RuncBackedContainerdFixture.Runtime, _fixture.Image, "e2e-binlog", TimeSpan.FromMinutes(2));
+
+        Assert.True(run.Ctr.ExitCode == 2, Containerd.Describe(run.Ctr));
+        Assert.Equal("to-stdout\n", run.Stdout);
+        Assert.Equal("to-stderr\n", run.Stderr);
+        Assert.Equal("e2e-binlog default", run.Ids);
+        await AssertNothingLeftAsync();
+    }
+
+    [Fact]
+    public async Task A_logging_binary_that_does_not_exist_fails_the_run_with_its_path()
+    {
+        var result = await Containerd.CtrAsync(new[] { "run", "--rm", "--log-uri", "binary:///nonexistent/logger", "--runtime",
+            RuncBackedContainerdFixture.Runtime, _fixture.Image, "e2e-binlog-missing", "true" }, TimeSpan.FromMinutes(2));
+
+        Assert.True(result.ExitCode != 0, Containerd.Describe(result));
+        Assert.Contains("/nonexistent/logger", result.Stderr);
+        await Containerd.CtrAsync(new[] { "container", "rm", "e2e-binlog-missing" });
+        await AssertNothingLeftAsync();
+    }
+
+    /// <summary>containerd 2.x gets the JSON bootstrap and speaks containerd.task.v3.Task; 1.6 and 1.7 the plain address (v2).</summary>
+    [Fact]
+    public async Task The_shim_speaks_the_task_api_version_of_its_containerd_release()
+    {
+        var result = await RunAsync("e2e-taskapi", "true");
+
+        Assert.True(result.ExitCode == 0, Containerd.Describe(result));
+        var connecting = Containerd.Log.Split('\n').Where(l => l.Contains("connecting to shim", StringComparison.Ordinal) && l.Contains("e2e-taskapi")).ToList();
+        if (Containerd.Release.Major >= 2)
+            Assert.True(connecting.Any(l => l.Contains("version=3")), $"{Containerd.Release}: no 'connecting to shim ... version=3' line:\n{string.Join('\n', connecting)}\n{Containerd.LogTail(40)}");
+        else
+            Assert.DoesNotContain(connecting, l => l.Contains("version=3"));
+        await AssertNothingLeftAsync();
+    }
+
     private async Task StopAndRemoveAsync(string id)
     {
         await Containerd.CtrOkAsync("task", "kill", "-s", "SIGKILL", id);

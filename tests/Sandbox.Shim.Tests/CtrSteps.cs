@@ -42,6 +42,41 @@ internal static class CtrSteps
             });
     }
 
+    /// <summary>
+    /// `ctr run --rm --log-uri binary:///…` of a command that writes "to-stdout", "to-stderr" and exits 2, with a
+    /// logging binary (a shell script in the instance's directory) that copies fd 3 and fd 4 into files and records the
+    /// CONTAINER_ID and CONTAINER_NAMESPACE it was given. Returns ctr's result and what the binary wrote.
+    /// </summary>
+    public static async Task<LoggedRun> RunWithLoggingBinaryAsync(this PrivateContainerd containerd, string runtime, string image,
+        string id, TimeSpan timeout)
+    {
+        string logger = Path.Combine(containerd.Directory, "logger.sh");
+        if (!File.Exists(logger))
+        {
+            // each reader closes the fds it does not read, and fd 5 (the ready signal) is closed once both run
+            await File.WriteAllTextAsync(logger, """
+                #!/bin/sh
+                out=$2
+                cat <&3 4<&- 5>&- > "$out.stdout" &
+                cat <&4 3<&- 5>&- > "$out.stderr" &
+                exec 3<&- 4<&- 5>&-
+                wait
+                printf '%s %s\n' "$CONTAINER_ID" "$CONTAINER_NAMESPACE" > "$out.ids"
+                """);
+            File.SetUnixFileMode(logger, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
+        string output = Path.Combine(containerd.Directory, "logged-" + id);
+        var result = await containerd.CtrAsync(
+            new[] { "run", "--rm", "--log-uri", $"binary://{logger}?file={output}", "--runtime", runtime, image, id,
+                    "sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 2" },
+            timeout);
+        // the binary exits once both pipes reach end of file; the shim reports the exit only after that
+        for (int i = 0; i < 100 && !File.Exists(output + ".ids"); i++)
+            await Task.Delay(100);
+        string Read(string suffix) => File.Exists(output + suffix) ? File.ReadAllText(output + suffix) : $"(no {suffix} file)";
+        return new LoggedRun(result, Read(".stdout"), Read(".stderr"), Read(".ids").Trim());
+    }
+
     public static async Task WaitUntilAsync(Func<Task<bool>> condition)
     {
         for (int i = 0; i < 300; i++)
@@ -53,3 +88,6 @@ internal static class CtrSteps
         Assert.Fail("the condition did not become true within 30 s");
     }
 }
+
+/// <summary>A `ctr run` whose output went to a logging binary: ctr's result and the files the binary wrote.</summary>
+internal sealed record LoggedRun(CommandResult Ctr, string Stdout, string Stderr, string Ids);

@@ -179,6 +179,18 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
     }
 
     [Fact]
+    public async Task Output_goes_to_a_logging_binary_given_as_a_binary_log_uri()
+    {
+        var run = await Containerd.RunWithLoggingBinaryAsync(Runtime, _fixture.Image, "vm-binlog", RunTimeout);
+
+        Assert.True(run.Ctr.ExitCode == 2, Containerd.Describe(run.Ctr));
+        Assert.Equal("to-stdout\n", run.Stdout);
+        Assert.Equal("to-stderr\n", run.Stderr);
+        Assert.Equal("vm-binlog default", run.Ids);
+        await AssertNothingLeftAsync();
+    }
+
+    [Fact]
     public async Task Ten_megabytes_of_output_arrive_byte_exact_before_the_exit()
     {
         const int size = 10 * 1024 * 1024;

@@ -16,12 +16,21 @@ namespace Sandbox.Shim.Backend;
 internal static class ContainerdStdioDestination
 {
     /// <summary>stdin: a FIFO (O_RDONLY | O_NONBLOCK, read it with <see cref="ContainerdStdinPump"/>) or a file to read.</summary>
-    public static int OpenStdin(string path, string owner) => Open(StdioPath.Parse(path, owner, "stdin"), owner, "stdin", LibC.O_RDONLY | LibC.O_NONBLOCK);
+    public static int OpenStdin(string path, string owner) =>
+        StdioPath.Parse(path, owner, "stdin") is { Kind: not StdioPathKind.Binary } uri
+            ? Open(uri, owner, "stdin", LibC.O_RDONLY | LibC.O_NONBLOCK)
+            : throw new SandboxBackendException(TtrpcStatusCode.InvalidArgument, $"{owner}: stdin {path}: a logging binary cannot be stdin");
 
-    /// <summary>stdout or stderr: a FIFO (O_RDWR, blocking writes) or a file to append to (created if missing).</summary>
+    /// <summary>
+    /// stdout or stderr: a FIFO (O_RDWR, blocking writes) or a file to append to (created if missing). A logging binary
+    /// serves both streams at once: <see cref="ContainerdOutputs"/> starts it.
+    /// </summary>
     public static OutputDestination OpenOutput(string path, string owner, string stream)
     {
         var uri = StdioPath.Parse(path, owner, stream);
+        if (uri.Kind == StdioPathKind.Binary)
+            throw new SandboxBackendException(TtrpcStatusCode.InvalidArgument,
+                $"{owner}: {stream} {path}: a logging binary takes stdout and stderr together; give it as stdout (containerd does)");
         return new OutputDestination(Open(uri, owner, stream, LibC.O_RDWR), uri.Kind == StdioPathKind.Fifo);
     }
 

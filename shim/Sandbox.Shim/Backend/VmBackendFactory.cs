@@ -50,7 +50,7 @@ public sealed class VmBackendFactory : ISandboxBackendFactory
         var configuration = LoadConfiguration(context);
         context.Log($"VM backend: configuration from {configuration.Source}");
         var adapterOptions = new QemuAdapterOptions { TcgTranslationCacheMiB = configuration.Qemu.TcgTranslationCacheMiB };
-        return new VmSandboxBackend(configuration, () => new QemuAdapter(adapterOptions), context.Log);
+        return new VmSandboxBackend(configuration, () => new QemuAdapter(adapterOptions), context.Namespace, context.Log);
     }
 
     public Task CleanupAfterDeadShimAsync(ShimContext context, string containerId, CancellationToken cancellationToken)

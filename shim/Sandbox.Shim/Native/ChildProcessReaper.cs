@@ -30,6 +30,24 @@ internal sealed unsafe class ChildProcessReaper
     /// <summary>The process-wide reaper; created (and SIGCHLD handled) on first use.</summary>
     public static ChildProcessReaper Shared => SharedInstance.Value;
 
+    /// <summary>Whether the reaper runs (the runc backend): then every child's exit arrives through it.</summary>
+    public static bool IsRunning => SharedInstance.IsValueCreated;
+
+    /// <summary>waitpid(pid, WNOHANG): the exit status if child <paramref name="pid"/> has exited, else null.</summary>
+    public static uint? TryReap(int pid)
+    {
+        int status;
+        int result;
+        do
+            result = LibC.waitpid(pid, &status, LibC.WNOHANG);
+        while (result < 0 && Marshal.GetLastPInvokeError() == LibC.EINTR);
+        if (result == pid)
+            return LibC.DecodeWaitStatus(status);
+        if (result < 0)
+            throw new IOException($"waitpid({pid}) failed: {LibC.Describe(Marshal.GetLastPInvokeError())}");
+        return null;
+    }
+
     /// <summary>The exit status (code, or 128 + signal) of child <paramref name="pid"/>.</summary>
     public Task<uint> WaitForExitAsync(int pid, CancellationToken cancellationToken = default)
     {

@@ -23,11 +23,13 @@ public sealed class HostRuncBackend : ISandboxBackend
 
     private readonly RuncCli _runc;
     private readonly Action<string> _log;
+    private readonly string _containerdNamespace;
     private readonly ConcurrentDictionary<string, RuncContainer> _containers = new(StringComparer.Ordinal);
     private int _execCounter;
 
-    internal HostRuncBackend(RuncCli runc, Action<string> log)
+    internal HostRuncBackend(RuncCli runc, string containerdNamespace, Action<string> log)
     {
+        _containerdNamespace = containerdNamespace;
         _runc = runc;
         _log = log;
     }
@@ -38,7 +40,7 @@ public sealed class HostRuncBackend : ISandboxBackend
         string pidFile = Path.Combine(request.Bundle, "init.pid");
         File.Delete(pidFile);
 
-        var stdio = StdioRelay.Open(request.Stdio, owner, _log);
+        var stdio = StdioRelay.Open(request.Stdio, request.ContainerId, _containerdNamespace, owner, _log);
         var result = await RunWithStdioAsync(
             new[] { "create", "--bundle", request.Bundle, "--pid-file", pidFile, request.ContainerId },
             stdio, request.Bundle, owner, cancellationToken).ConfigureAwait(false);
@@ -73,7 +75,7 @@ public sealed class HostRuncBackend : ISandboxBackend
         string pidFile = Path.Combine(container.Bundle, $"exec-{n}.pid");
         await File.WriteAllTextAsync(processFile, request.ProcessSpecJson, cancellationToken).ConfigureAwait(false);
 
-        var stdio = StdioRelay.Open(request.Stdio, owner, _log);
+        var stdio = StdioRelay.Open(request.Stdio, request.ContainerId, _containerdNamespace, owner, _log);
         RuncResult result;
         try
         {
@@ -341,7 +343,7 @@ public sealed class HostRuncBackendFactory : ISandboxBackendFactory
             throw new InvalidOperationException("SANDBOX_SHIM_BACKEND=runc but no runc binary was found on PATH (or at SANDBOX_RUNC_BINARY)");
     }
 
-    public ISandboxBackend Create(ShimContext context) => new HostRuncBackend(MakeCli(context), context.Log);
+    public ISandboxBackend Create(ShimContext context) => new HostRuncBackend(MakeCli(context), context.Namespace, context.Log);
 
     public async Task CleanupAfterDeadShimAsync(ShimContext context, string containerId, CancellationToken cancellationToken)
     {

@@ -20,6 +20,9 @@ internal sealed class StdioRelay : IDisposable
     private readonly TaskCompletionSource _stderrDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ContainerdStdinPump? _stdinPump;
     private ProcessStdio? _terminal;
+    /// <summary>The terminal's output destination until <see cref="AttachTerminal"/> takes it.</summary>
+    private OutputDestination? _terminalOutput;
+    private LoggingBinary? _logger;
     private readonly CancellationTokenSource _disposed = new();
     private readonly object _masterGate = new();
     private int _master = -1;
@@ -41,30 +44,51 @@ internal sealed class StdioRelay : IDisposable
     /// Completes when all output was copied (both streams at end of file) and containerd's reader took it (or stopped
     /// reading), and the destinations are closed.
     /// </summary>
-    public Task OutputCompleted => Task.WhenAll(_stdoutDone.Task, _stderrDone.Task);
+    public Task OutputCompleted => _logger is null
+        ? Task.WhenAll(_stdoutDone.Task, _stderrDone.Task)
+        : Task.WhenAll(_stdoutDone.Task, _stderrDone.Task, _logger.Exited);
 
     /// <summary>
-    /// Opens the destinations and pipes. <paramref name="owner"/> names the process in errors and thread names.
-    /// For a terminal no pipes are made: the process gets a pty from runc, and <see cref="AttachTerminal"/> connects
-    /// its master once runc has sent it.
+    /// Opens the destinations (<see cref="ContainerdOutputs"/>: FIFOs, files or a logging binary, which is told
+    /// <paramref name="containerId"/> and <paramref name="containerdNamespace"/>) and pipes. <paramref name="owner"/>
+    /// names the process in errors and thread names. For a terminal no pipes are made: the process gets a pty from
+    /// runc, and <see cref="AttachTerminal"/> connects its master once runc has sent it.
     /// </summary>
-    public static StdioRelay Open(ProcessStdio stdio, string owner, Action<string> log)
+    public static StdioRelay Open(ProcessStdio stdio, string containerId, string containerdNamespace, string owner, Action<string> log)
     {
         var relay = new StdioRelay(owner, log);
+        var outputs = ContainerdOutputs.Open(stdio, containerId, containerdNamespace, owner, log);
+        relay._logger = outputs.Logger;
         if (stdio.Terminal)
         {
             relay._terminal = stdio;
+            relay._terminalOutput = outputs.Stdout;
             return relay;
         }
         try
         {
             relay.OpenStdin(stdio.Stdin);
-            relay.ChildStdout = relay.OpenOutput(stdio.Stdout, "stdout", relay._stdoutDone);
-            relay.ChildStderr = relay.OpenOutput(stdio.Stderr, "stderr", relay._stderrDone);
+        }
+        catch
+        {
+            foreach (var opened in new[] { outputs.Stdout, outputs.Stderr })
+            {
+                if (opened is { } destination)
+                    LibC.close(destination.Fd);
+            }
+            relay.Dispose();
+            throw;
+        }
+        try
+        {
+            relay.ChildStdout = relay.StartOutput(outputs.Stdout, "stdout", relay._stdoutDone);
+            relay.ChildStderr = relay.StartOutput(outputs.Stderr, "stderr", relay._stderrDone);
             return relay;
         }
         catch
         {
+            if (relay.ChildStdout < 0 && outputs.Stderr is { } notStarted)
+                LibC.close(notStarted.Fd); // stdout's pipe failed before stderr's copy took its destination
             relay.ReleaseChildEnds();
             relay.Dispose();
             throw;
@@ -94,9 +118,9 @@ internal sealed class StdioRelay : IDisposable
         _master = masterFd;
         _stderrDone.TrySetResult();
         int stdin = terminal.Stdin.Length > 0 ? ContainerdStdioDestination.OpenStdin(terminal.Stdin, _owner) : -1;
-        var destination = terminal.Stdout.Length > 0
-            ? ContainerdStdioDestination.OpenOutput(terminal.Stdout, _owner, "stdout")
-            : new OutputDestination(LibC.open("/dev/null", LibC.O_WRONLY | LibC.O_CLOEXEC, 0), IsFifo: false);
+        var destination = _terminalOutput
+            ?? new OutputDestination(LibC.open("/dev/null", LibC.O_WRONLY | LibC.O_CLOEXEC, 0), IsFifo: false);
+        _terminalOutput = null;
         if (stdin >= 0)
             _stdinPump = ContainerdStdinPump.Start(stdin, LibC.fcntl(masterFd, LibC.F_DUPFD_CLOEXEC, 0), _owner);
         StartThread("tty-out", () =>
@@ -138,6 +162,13 @@ internal sealed class StdioRelay : IDisposable
     {
         _stdinPump?.Stop();
         _disposed.Cancel();
+        if (_terminalOutput is { } unattached)
+        {
+            _terminalOutput = null;
+            LibC.close(unattached.Fd);
+            _stdoutDone.TrySetResult();
+        }
+        _logger?.Release();
     }
 
     private void OpenStdin(string path)
@@ -151,14 +182,14 @@ internal sealed class StdioRelay : IDisposable
         _stdinPump = ContainerdStdinPump.Start(source, writeEnd, _owner);
     }
 
-    private int OpenOutput(string path, string stream, TaskCompletionSource done)
+    /// <summary>A pipe for the child's <paramref name="stream"/> and the thread that copies it to its destination.</summary>
+    private int StartOutput(OutputDestination? opened, string stream, TaskCompletionSource done)
     {
-        if (path.Length == 0)
+        if (opened is not { } destination)
         {
             done.TrySetResult();
             return -1;
         }
-        var destination = ContainerdStdioDestination.OpenOutput(path, _owner, stream);
         int readEnd, writeEnd;
         try
         {

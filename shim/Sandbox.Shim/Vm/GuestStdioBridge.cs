@@ -9,7 +9,7 @@ using Sandbox.Shim.Native;
 namespace Sandbox.Shim.Vm;
 
 /// <summary>
-/// Connects containerd's stdio of one process (FIFOs or files, opened by <see cref="ContainerdStdioDestination"/>)
+/// Connects containerd's stdio of one process (FIFOs, files or a logging binary: <see cref="ContainerdOutputs"/>)
 /// with the process's stdio in the guest (<see cref="GuestProcessStdio"/>: the agent's ReadStdout/ReadStderr streams
 /// and its WriteStdin stream).
 /// Output: each guest stream is copied to its destination until the guest reaches end of file; once containerd's
@@ -28,6 +28,7 @@ internal sealed class GuestStdioBridge : IDisposable
     private CancellationTokenSource? _copies;
     private OutputDestination? _stdout;
     private OutputDestination? _stderr;
+    private LoggingBinary? _logger;
     private int _stdinSource = -1;
     private ContainerdStdinPump? _stdinPump;
     private Task _stdoutCopy = Task.CompletedTask;
@@ -51,20 +52,22 @@ internal sealed class GuestStdioBridge : IDisposable
     /// Completes when both output streams reached end of file (or failed), containerd's reader took the output (or
     /// stopped reading), and the destinations are closed.
     /// </summary>
-    public Task OutputCompleted => Task.WhenAll(_stdoutCopy, _stderrCopy);
+    public Task OutputCompleted => _logger is null ? Task.WhenAll(_stdoutCopy, _stderrCopy) : Task.WhenAll(_stdoutCopy, _stderrCopy, _logger.Exited);
 
-    /// <summary>Opens containerd's destinations, so that a bad path fails before anything runs in the guest.</summary>
-    public static GuestStdioBridge Open(ProcessStdio stdio, string owner, Action<string> log)
+    /// <summary>
+    /// Opens containerd's destinations (or starts its logging binary), so that a bad path fails before anything runs
+    /// in the guest. <paramref name="containerId"/> and <paramref name="containerdNamespace"/> are what a logging
+    /// binary is told.
+    /// </summary>
+    public static GuestStdioBridge Open(ProcessStdio stdio, string containerId, string containerdNamespace, string owner, Action<string> log)
     {
         var bridge = new GuestStdioBridge(owner, stdio.Terminal, log);
         try
         {
             if (stdio.Stdin.Length > 0)
                 bridge._stdinSource = ContainerdStdioDestination.OpenStdin(stdio.Stdin, owner);
-            if (stdio.Stdout.Length > 0)
-                bridge._stdout = ContainerdStdioDestination.OpenOutput(stdio.Stdout, owner, "stdout");
-            if (stdio.Stderr.Length > 0 && !stdio.Terminal)
-                bridge._stderr = ContainerdStdioDestination.OpenOutput(stdio.Stderr, owner, "stderr");
+            var outputs = ContainerdOutputs.Open(stdio, containerId, containerdNamespace, owner, log);
+            (bridge._stdout, bridge._stderr, bridge._logger) = (outputs.Stdout, outputs.Stderr, outputs.Logger);
             return bridge;
         }
         catch
@@ -123,6 +126,7 @@ internal sealed class GuestStdioBridge : IDisposable
             if (_stderr is { } stderr)
                 LibC.close(stderr.Fd);
         }
+        _logger?.Release();
     }
 
     /// <summary>
@@ -152,7 +156,7 @@ internal sealed class GuestStdioBridge : IDisposable
         {
             await output.DisposeAsync().ConfigureAwait(false);
             _log($"{_owner}: {stream}: {counter.Received} bytes from the guest, {counter.Written} written to " +
-                 $"{(destination is null ? "nowhere (not requested)" : "containerd's destination")} ({end})");
+                 $"{(destination is null ? "nowhere (not requested)" : _logger is null ? "containerd's destination" : "the logging binary")} ({end})");
         }
     }
 

@@ -45,6 +45,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend
     private readonly SandboxConfiguration _configuration;
     private readonly Func<IHypervisor> _newHypervisor;
     private readonly Action<string> _log;
+    private readonly string _containerdNamespace;
     private readonly SemaphoreSlim _bootGate = new(1, 1);
     private readonly ConcurrentDictionary<string, VmContainer> _containers = new(StringComparer.Ordinal);
     /// <summary>Cancelled when the VM is lost or shut down: ends waits and stdio copies.</summary>
@@ -53,8 +54,9 @@ internal sealed class VmSandboxBackend : ISandboxBackend
     private SandboxVm? _vm;
     private volatile bool _shuttingDown;
 
-    public VmSandboxBackend(SandboxConfiguration configuration, Func<IHypervisor> newHypervisor, Action<string> log)
+    public VmSandboxBackend(SandboxConfiguration configuration, Func<IHypervisor> newHypervisor, string containerdNamespace, Action<string> log)
     {
+        _containerdNamespace = containerdNamespace;
         _configuration = configuration;
         _newHypervisor = newHypervisor;
         _log = log;
@@ -78,7 +80,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend
 
         string containerDirectory = RootfsShare.ContainerDirectory(vm.State.SharedDirectory, id);
         StateDirectoryPointer.Write(request.Bundle, vm.State.Path);
-        var stdio = GuestStdioBridge.Open(request.Stdio, $"container {id}", _log);
+        var stdio = GuestStdioBridge.Open(request.Stdio, id, _containerdNamespace, $"container {id}", _log);
         bool bound = false;
         try
         {
@@ -131,7 +133,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend
         var container = Find(request.ContainerId);
         string owner = $"exec {request.ExecId} of container {request.ContainerId}";
         var vm = RequireLiveVm($"start {owner}");
-        var stdio = GuestStdioBridge.Open(request.Stdio, owner, _log);
+        var stdio = GuestStdioBridge.Open(request.Stdio, request.ContainerId, _containerdNamespace, owner, _log);
         try
         {
             await CallAsync(vm, $"start {owner}", client => client.ExecProcessAsync(new Sandbox.Agent.Protocol.ExecProcessRequest
