@@ -107,7 +107,8 @@ public sealed class AgentService : Protocol.Agent.AgentBase
     public override async Task<CreateContainerResponse> CreateContainer(CreateContainerRequest request, ServerCallContext context)
     {
         int pid = await TimedAsync($"CreateContainer {AgentLog.ShortId(request.ContainerId)}", () => _containers.CreateAsync(request.ContainerId,
-            request.OciSpecJson.ToByteArray(), request.RootfsPath, request.Terminal, request.Stdin, context.CancellationToken));
+            request.OciSpecJson.ToByteArray(), request.RootfsPath, request.Terminal, request.Stdin,
+            devCore: request.DevCore || !_isGuestInit /* an agent outside a VM (tests) never touches a /dev */, context.CancellationToken));
         return new CreateContainerResponse { Pid = (uint)pid };
     }
 

@@ -149,6 +149,21 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
         await AssertNothingLeftAsync();
     }
 
+    /// <summary>The container's /dev is the one runc gives it: the same entries, types and modes.</summary>
+    [Fact]
+    public async Task The_dev_listing_matches_runc()
+    {
+        // name, type and mode of every entry (busybox stat), sorted; sizes and times differ between kernels
+        string[] command = { "sh", "-c", "cd /dev && for f in $(ls -A | sort); do stat -c '%n %F %a' \"$f\"; done" };
+        var vm = await RunAsync(Runtime, "vm-dev", command);
+        var runc = await RunAsync(RuncRuntime, "runc-dev", command);
+
+        Assert.True(vm.ExitCode == 0, Containerd.Describe(vm));
+        Assert.True(runc.ExitCode == 0, Containerd.Describe(runc));
+        Assert.Equal(runc.Stdout, vm.Stdout);
+        await AssertNothingLeftAsync();
+    }
+
     /// <summary>
     /// No runc reference here: ctr sends CloseIO only when its stdin ends after the task was created, and the runc
     /// shim keeps its own writer on the stdin FIFO until CloseIO, so `ctr run` of runc with a short piped stdin hangs

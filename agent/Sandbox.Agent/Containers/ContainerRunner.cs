@@ -16,7 +16,11 @@ public sealed class ContainerRunner(CrunRunner crun, string containersDirectory)
     private readonly Dictionary<string, Container?> _containers = new(StringComparer.Ordinal); // null = being created
     private long _execFileCounter;
 
-    public async Task<int> CreateAsync(string id, byte[] specJson, string rootfsPath, bool terminal, bool stdin, CancellationToken cancellationToken)
+    /// <summary>
+    /// crun create. <paramref name="devCore"/>: keep the /dev/core link crun makes (see <see cref="DevCoreLink"/>).
+    /// </summary>
+    public async Task<int> CreateAsync(string id, byte[] specJson, string rootfsPath, bool terminal, bool stdin, bool devCore,
+        CancellationToken cancellationToken)
     {
         ValidateId(id, "container_id");
         JsonObject spec;
@@ -60,6 +64,8 @@ public sealed class ContainerRunner(CrunRunner crun, string containersDirectory)
             string logFile = crun.NewLogFile();
             var args = crun.CommandLine.Create(logFile, id, bundle, pidFile, stdio.ConsoleSocketPath);
             int pid = await RunStartingCommandAsync(args, logFile, stdio, pidFile, $"create container {id}", cancellationToken);
+            if (!devCore)
+                DevCoreLink.RemoveFrom(pid, $"container {id}");
 
             var init = new ContainerProcess(id, "", stdio);
             init.Attach(pid, ChildProcesses.Shared.Adopt(pid, DateTime.MinValue));

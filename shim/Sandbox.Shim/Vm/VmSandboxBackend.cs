@@ -37,6 +37,8 @@ namespace Sandbox.Shim.Vm;
 internal sealed class VmSandboxBackend : ISandboxBackend
 {
     private const uint KilledBySigkill = 128 + 9;
+    /// <summary>runc gives a container /dev/core only when the kernel has /proc/kcore: the agent keeps crun's link only then.</summary>
+    private static readonly bool HostHasKcore = File.Exists("/proc/kcore");
     private static readonly TimeSpan OutputDrainLimit = TimeSpan.FromSeconds(10);
     /// <summary>WaitProcess blocks until the exit: it is re-issued after this long, so no call waits forever on a dead connection.</summary>
     private static readonly TimeSpan WaitCallSlice = TimeSpan.FromMinutes(10);
@@ -95,6 +97,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend
                 RootfsPath = vm.GuestPathOf(RootfsShare.RootfsPath(containerDirectory)),
                 Terminal = request.Stdio.Terminal,
                 Stdin = stdio.HasStdin,
+                DevCore = HostHasKcore,
             }, deadline: Deadline, cancellationToken: cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e)
