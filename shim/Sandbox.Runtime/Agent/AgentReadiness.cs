@@ -40,37 +40,50 @@ public static class AgentReadiness
     {
         var deadline = DateTime.UtcNow + timeout;
         if (hypervisor.AgentEndpoint is HybridVsockEndpoint)
-            await WaitForConsoleLineAsync(hypervisor.ConsoleLogPath, ListeningMarker, agent, timeout, cancellationToken);
+            await WaitForConsoleLineAsync(hypervisor.ConsoleLogPath, ListeningMarker, agent.SandboxId, timeout, cancellationToken);
         var remaining = deadline - DateTime.UtcNow;
         return await agent.WaitUntilReadyAsync(remaining > TimeSpan.Zero ? remaining : TimeSpan.FromSeconds(1), cancellationToken);
     }
 
-    private static async Task WaitForConsoleLineAsync(string consoleLog, string marker, AgentConnection agent, TimeSpan timeout,
-        CancellationToken cancellationToken)
+    /// <summary>Waits until <paramref name="marker"/> appears in the console log, which the guest is still writing.</summary>
+    public static Task WaitForConsoleLineAsync(string consoleLog, string marker, string sandboxId, TimeSpan timeout,
+        CancellationToken cancellationToken) =>
+        WaitForConsoleLineAsync(
+            () => File.Exists(consoleLog) ? new FileStream(consoleLog, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, bufferSize: 0) : null,
+            consoleLog, marker, sandboxId, timeout, cancellationToken);
+
+    /// <summary>The same, reading the log through <paramref name="openConsole"/> (null: not there yet).</summary>
+    public static async Task WaitForConsoleLineAsync(Func<Stream?> openConsole, string consoleLog, string marker, string sandboxId,
+        TimeSpan timeout, CancellationToken cancellationToken)
     {
         var deadline = DateTime.UtcNow + timeout;
         long offset = 0;
         var carry = "";
+        var buffer = new byte[64 * 1024];
         while (DateTime.UtcNow < deadline)
         {
-            if (File.Exists(consoleLog))
+            await using (var stream = openConsole())
             {
-                await using var stream = new FileStream(consoleLog, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-                if (stream.Length > offset)
+                if (stream is not null)
                 {
+                    // Advance by what was read, never to the log's length afterwards: the guest keeps writing, and
+                    // what it wrote between the last read and that length would be skipped (the marker among it).
                     stream.Seek(offset, SeekOrigin.Begin);
-                    using var reader = new StreamReader(stream);
-                    var text = carry + await reader.ReadToEndAsync(cancellationToken);
-                    offset = stream.Length;
-                    if (text.Contains(marker, StringComparison.Ordinal))
-                        return;
-                    carry = text.Length > marker.Length ? text[^marker.Length..] : text;
+                    int read;
+                    while ((read = await stream.ReadAsync(buffer, cancellationToken)) > 0)
+                    {
+                        offset += read;
+                        var text = carry + System.Text.Encoding.UTF8.GetString(buffer, 0, read);
+                        if (text.Contains(marker, StringComparison.Ordinal))
+                            return;
+                        carry = text.Length > marker.Length ? text[^marker.Length..] : text;
+                    }
                 }
             }
             await Task.Delay(ConsolePollInterval, cancellationToken);
         }
         throw new TimeoutException(
-            $"sandbox {agent.SandboxId}: the guest console never showed '{marker.Trim()}' within {timeout.TotalSeconds:0.#} s: " +
+            $"sandbox {sandboxId}: the guest console never showed '{marker.Trim()}' within {timeout.TotalSeconds:0.#} s: " +
             $"the agent did not start. Last console lines ({consoleLog}):\n{ConsoleLogTail.Read(consoleLog)}");
     }
 }
