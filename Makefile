@@ -12,6 +12,10 @@ CTL := $(BUILD)/ctl/sandboxctl
 PREFIX ?= /usr/local
 SETUP_STAMP := $(BUILD)/setup.stamp
 KERNEL_DEB := /var/cache/sandbox/kernel/linux-image.deb
+# CONTAINERD=1.6|1.7|2: which release of the test matrix `make demo` runs (setup extracts them under
+# /var/cache/sandbox/containerd); unset: the system's containerd. `make test` and `make bench` run every release.
+CONTAINERD ?=
+WITH_CONTAINERD = $(if $(CONTAINERD),PATH=/var/cache/sandbox/containerd/$(CONTAINERD)/bin:$$PATH)
 SOURCES_OF = $(shell find $(1) \( -name '*.cs' -o -name '*.csproj' -o -name '*.proto' \) -not -path '*/obj/*' -not -path '*/bin/*')
 
 .PHONY: all setup agent shim ctl image build test bench demo install clean
@@ -64,7 +68,7 @@ bench: image build shim
 
 ## demo: a private containerd runs `uname -a` in a VM through the shim, next to the host's, then stops everything
 demo: image build shim
-	$(DOTNET) run --project tests/Sandbox.Demo -c $(CONFIGURATION) --no-build -- $(SHIM)
+	$(WITH_CONTAINERD) $(DOTNET) run --project tests/Sandbox.Demo -c $(CONFIGURATION) --no-build -- $(SHIM)
 
 ## install: the shim and sandboxctl on PATH, the guest image and a default configuration in fixed places
 install: image shim ctl

@@ -135,10 +135,24 @@ public class OciSpecRewriterTests
     [InlineData("{\"process\":{\"args\":[\"a\"],\"env\":\"x\"}}", "oci_spec_json.process.env")]
     [InlineData("{\"process\":{\"args\":[\"a\"]},\"root\":5}", "oci_spec_json.root")]
     [InlineData("{\"process\":{\"args\":[\"a\"]},\"linux\":{\"namespaces\":[{}]}}", "oci_spec_json.linux.namespaces[0].type")]
+    [InlineData("{\"ociVersion\":\"2.0.0\",\"process\":{\"args\":[\"a\"]}}", "oci_spec_json.ociVersion is '2.0.0', a runtime-spec version the guest cannot run")]
+    [InlineData("{\"ociVersion\":7,\"process\":{\"args\":[\"a\"]}}", "oci_spec_json.ociVersion is '7'")]
     public void Malformed_specs_name_the_field(string json, string field)
     {
         var e = Assert.Throws<InvalidSpecException>(() => OciSpecRewriter.RewriteConfig(System.Text.Encoding.UTF8.GetBytes(json), "/r", false));
         Assert.Contains(field, e.Message);
+    }
+
+    [Theory]
+    [InlineData("1.0.2")]   // containerd 1.6
+    [InlineData("1.1.0")]   // containerd 1.7
+    [InlineData("1.2.1")]   // containerd 2.1
+    [InlineData("1.3.0")]
+    public void Every_runtime_spec_1_x_that_containerd_writes_is_accepted(string version)
+    {
+        var json = $"{{\"ociVersion\":\"{version}\",\"process\":{{\"args\":[\"a\"]}}}}";
+        var config = JsonNode.Parse(OciSpecRewriter.RewriteConfig(System.Text.Encoding.UTF8.GetBytes(json), "/r", false).Json)!;
+        Assert.Equal(version, (string?)config["ociVersion"]); // passed on as it is, never rewritten
     }
 
     [Fact]

@@ -7,7 +7,7 @@ namespace Sandbox.Bench;
 /// `ctr run --rm IMAGE ID true` through a private containerd, with runc (the yardstick) and with our shim (a fresh VM
 /// each time), against the bare-boot floor; and the shim daemon's RSS while it serves a running container.
 /// </summary>
-public sealed class CtrRunBench(int rounds)
+public sealed class CtrRunBench(int rounds, ContainerdMatrix release)
 {
     private const string OurRuntime = "io.containerd.sandbox.v2";
     private const string RuncRuntime = "io.containerd.runc.v2";
@@ -31,13 +31,14 @@ public sealed class CtrRunBench(int rounds)
                 $"round {round}/{rounds}: ctr run --rm true: runc {runc[^1]:0.000} s, sandbox {ours[^1]:0.000} s"));
         }
         double oursMedian = BenchReport.Median(ours);
-        report.Add("ctr_run_runc", BenchReport.Median(runc), "s", $"ctr run --rm busybox true through runc (median of {rounds})");
-        report.Add("ctr_run", oursMedian, "s", $"ctr run --rm busybox true through our shim, one VM (median of {rounds})");
-        report.Add("ctr_run_over_floor", oursMedian / floorSeconds, "ratio", "ctr_run / vm_boot_floor (target <= 2, goal 1.3)");
+        string on = $"containerd {release.Label}";
+        report.Add("ctr_run_runc" + release.Suffix, BenchReport.Median(runc), "s", $"{on}: ctr run --rm busybox true through runc (median of {rounds})");
+        report.Add("ctr_run" + release.Suffix, oursMedian, "s", $"{on}: ctr run --rm busybox true through our shim, one VM (median of {rounds})");
+        report.Add("ctr_run_over_floor" + release.Suffix, oursMedian / floorSeconds, "ratio", $"{on}: ctr_run / vm_boot_floor (target <= 2, goal 1.3)");
         var (atStartKiB, settledKiB) = await ShimRssAsync(containerd);
-        report.Add("shim_rss_start_mib", atStartKiB / 1024.0, "MiB", "shim daemon VmRSS as soon as ctr run -d returned (create/start garbage still held)");
-        report.Add("shim_rss_mib", settledKiB / 1024.0, "MiB",
-            $"shim daemon VmRSS serving one running container, {RssSettleTime.TotalSeconds:0} s after ctr run -d returned (target <= 15)");
+        report.Add("shim_rss_start_mib" + release.Suffix, atStartKiB / 1024.0, "MiB", $"{on}: shim daemon VmRSS as soon as ctr run -d returned (create/start garbage still held)");
+        report.Add("shim_rss_mib" + release.Suffix, settledKiB / 1024.0, "MiB",
+            $"{on}: shim daemon VmRSS serving one running container, {RssSettleTime.TotalSeconds:0} s after ctr run -d returned (target <= 15)");
     }
 
     private static async Task<double> TimeRunAsync(PrivateContainerd containerd, string runtime, string id)

@@ -9,7 +9,7 @@ namespace Sandbox.Bench;
 /// `sandbox`): RunPodSandbox to the first app container running, against the bare-boot floor; and the host memory
 /// (PSS) of one idle pod: shim, QEMU and vhost-device-vsock together.
 /// </summary>
-public sealed class PodBench(int rounds)
+public sealed class PodBench(int rounds, ContainerdMatrix release)
 {
     public async Task RunAsync(BenchReport report, double floorSeconds, CancellationToken cancellationToken)
     {
@@ -33,9 +33,10 @@ public sealed class PodBench(int rounds)
                     $"round {round}/{rounds}: RunPodSandbox to first container running {starts[^1]:0.000} s, idle pod PSS {pss[^1]:0.0} MiB"));
             }
             double startMedian = BenchReport.Median(starts);
-            report.Add("pod_start", startMedian, "s", $"CRI RunPodSandbox to the first container running (median of {rounds})");
-            report.Add("pod_start_over_floor", startMedian / floorSeconds, "ratio", "pod_start / vm_boot_floor (target <= 2)");
-            report.Add("pod_pss_mib", BenchReport.Median(pss), "MiB", "host PSS of one idle pod: shim + QEMU + vsock daemon (target <= 84)");
+            string on = $"containerd {release.Label}";
+            report.Add("pod_start" + release.Suffix, startMedian, "s", $"{on}: CRI RunPodSandbox to the first container running (median of {rounds})");
+            report.Add("pod_start_over_floor" + release.Suffix, startMedian / floorSeconds, "ratio", $"{on}: pod_start / vm_boot_floor (target <= 2)");
+            report.Add("pod_pss_mib" + release.Suffix, BenchReport.Median(pss), "MiB", $"{on}: host PSS of one idle pod: shim + QEMU + vsock daemon (target <= 84)");
         }
         finally
         {

@@ -17,6 +17,7 @@ foreach (var name in new[] { "SANDBOX_GUEST_DIR", "SANDBOX_CONFIG" })
 
 Console.WriteLine("starting a private containerd ...");
 await using var containerd = await PrivateContainerd.StartAsync(options);
+Console.WriteLine($"{containerd.Release} (`containerd` first on PATH; `make demo CONTAINERD=1.7` picks a release of the test matrix)");
 var image = Path.Combine(containerd.Directory, "busybox.tar");
 BusyboxOciImage.Build(image);
 await containerd.ImportImageAsync(image);

@@ -20,8 +20,27 @@ public static class OciSpecRewriter
     public static JsonObject ParseConfig(ReadOnlySpan<byte> json)
     {
         JsonObject spec = ParseObject(json, "oci_spec_json");
+        ValidateVersion(spec);
         ValidateProcess(RequireObject(spec, "process", "oci_spec_json"), "oci_spec_json.process");
         return spec;
+    }
+
+    /// <summary>The runtime-spec versions the guest's crun runs: 1.x (containerd 1.6 writes 1.0.2, 1.7 and 2.x 1.1 to 1.2).</summary>
+    public const string SupportedSpecVersions = "1.0 to 1.3";
+
+    /// <summary>
+    /// ociVersion, when the spec has one, must be a 1.x version: crun implements runtime-spec 1.x and a 2.x spec would
+    /// mean fields it cannot know. (A missing ociVersion is left to crun, as runc does.)
+    /// </summary>
+    private static void ValidateVersion(JsonObject spec)
+    {
+        if (spec["ociVersion"] is not JsonValue value)
+            return;
+        string version = value.TryGetValue(out string? text) ? text : value.ToJsonString();
+        if (!version.StartsWith("1.", StringComparison.Ordinal))
+            throw new InvalidSpecException(
+                $"oci_spec_json.ociVersion is '{version}', a runtime-spec version the guest cannot run: its crun runs " +
+                $"runtime-spec {SupportedSpecVersions}; use a containerd release that writes a 1.x spec (1.6, 1.7, 2.x)");
     }
 
     /// <summary>Parses and rewrites in one step (see the other overload).</summary>
