@@ -225,6 +225,12 @@ ln -s ../usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$root/lib64/ld-linux-x86
 cp "$crun" "$root/usr/bin/crun"
 cp "$agent" "$root/sbin/sandbox-agent"
 
+# The root of the guest process that holds a pod's namespaces when containerd's Sandbox API starts the pod
+# (shim/Sandbox.Shim/Vm/GuestPodNamespaces.cs): busybox (a hard link, no extra bytes) and mount points, read-only.
+pod_root=$root/usr/share/sandbox/pod-namespaces
+mkdir -p "$pod_root"/{bin,proc,dev}
+ln "$root/bin/busybox" "$pod_root/bin/busybox"
+
 # init, floor-init, minimal /etc.
 cp "$images_dir/init" "$root/init"
 cp "$images_dir/floor-init" "$root/sbin/floor-init"

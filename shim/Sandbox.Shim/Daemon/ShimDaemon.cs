@@ -6,6 +6,7 @@ using Sandbox.Shim.Cli;
 using Sandbox.Shim.Events;
 using Sandbox.Shim.Native;
 using Sandbox.Shim.Rootfs;
+using Sandbox.Shim.SandboxApi;
 using Sandbox.Shim.Start;
 using Sandbox.Shim.Tasks;
 using Sandbox.Ttrpc;
@@ -50,18 +51,22 @@ public static class ShimDaemon
             if (factory.NeedsChildSubreaper)
                 BecomeChildSubreaper(log);
             var backend = factory.Create(context);
-            service = new TaskService(backend, events, new LinuxRootfsMounter(), log.Warn);
+            var sandboxes = new SandboxApiService(backend as IPodSandboxBackend, factory.Name, log.Info);
+            service = new TaskService(backend, events, new LinuxRootfsMounter(), log.Warn) { HoldsSandbox = () => sandboxes.HoldsSandbox };
             var registry = new TtrpcServiceRegistry();
             service.RegisterOn(registry, TaskService.ServiceName);
             service.RegisterOn(registry, TaskService.ServiceNameV3);
+            sandboxes.RegisterOn(registry);
             server = new TtrpcServer(registry, new TtrpcServerOptions { Log = log.Warn });
             server.Start(listener);
-            log.Info($"serving {TaskService.ServiceName} and {TaskService.ServiceNameV3} on {socketPath} with the {factory.Name} backend");
+            log.Info($"serving {TaskService.ServiceName}, {TaskService.ServiceNameV3} and {SandboxApiService.ServiceName} on {socketPath} with the {factory.Name} backend");
             using var trimmer = new IdleMemoryTrimmer(log.Debug);
 
-            var finished = await Task.WhenAny(service.ShutdownRequested, terminate.Task).ConfigureAwait(false);
+            var finished = await Task.WhenAny(service.ShutdownRequested, sandboxes.ShutdownRequested, terminate.Task).ConfigureAwait(false);
             if (finished == terminate.Task)
                 log.Info($"{terminate.Task.Result} received: stopping {service.ContainerCount} container(s) and exiting");
+            else if (finished == sandboxes.ShutdownRequested)
+                log.Info($"containerd shut the sandbox down (ShutdownSandbox): stopping {service.ContainerCount} container(s) and exiting");
             else
                 log.Info("containerd asked to shut down and no container is left: exiting");
         }

@@ -6,6 +6,7 @@ namespace Sandbox.Shim.Start;
 public static class BundleConfig
 {
     public const string SandboxIdAnnotation = "io.kubernetes.cri.sandbox-id";
+    public const string ContainerTypeAnnotation = "io.kubernetes.cri.container-type";
 
     /// <summary>
     /// The group a container belongs to: the CRI sandbox id when there is one (all containers of a pod share one

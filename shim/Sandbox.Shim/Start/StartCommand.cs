@@ -34,24 +34,29 @@ public static class StartCommand
         var options = StartOptionsReader.Read(stdin);
         log.Debug($"start: stdin held {options.Source}; config path {options.ConfigPath ?? "(none)"}");
 
+        // containerd 2.x's Sandbox API starts the shim of a pod sandbox with a bundle that has no config.json: the
+        // sandbox is its own group, and its containers name it in their io.kubernetes.cri.sandbox-id.
         string configFile = Path.Combine(bundle, "config.json");
-        string configJson;
-        try
+        string groupId = flags.Id;
+        if (File.Exists(configFile))
         {
-            configJson = await File.ReadAllTextAsync(configFile).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new InvalidOperationException($"start container {flags.Id}: cannot read {configFile}: {e.Message}");
-        }
-        string groupId;
-        try
-        {
-            groupId = BundleConfig.GroupIdOf(configJson, flags.Id);
-        }
-        catch (System.Text.Json.JsonException e)
-        {
-            throw new InvalidOperationException($"start container {flags.Id}: {configFile} is not valid JSON: {e.Message}");
+            string configJson;
+            try
+            {
+                configJson = await File.ReadAllTextAsync(configFile).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new InvalidOperationException($"start container {flags.Id}: cannot read {configFile}: {e.Message}");
+            }
+            try
+            {
+                groupId = BundleConfig.GroupIdOf(configJson, flags.Id);
+            }
+            catch (System.Text.Json.JsonException e)
+            {
+                throw new InvalidOperationException($"start container {flags.Id}: {configFile} is not valid JSON: {e.Message}");
+            }
         }
 
         string ttrpcAddress = Environment.GetEnvironmentVariable("TTRPC_ADDRESS") is { Length: > 0 } fromEnv ? fromEnv : options.TtrpcAddress ?? "";

@@ -51,6 +51,12 @@ public sealed class TaskService
     /// <summary>Completes when containerd called Shutdown and no container is left: the daemon should exit.</summary>
     public Task ShutdownRequested => _shutdownRequested.Task;
 
+    /// <summary>
+    /// True while a sandbox of containerd's Sandbox API lives in this shim: then a task Shutdown with no container left
+    /// does not end the daemon (containerd's ShutdownSandbox does).
+    /// </summary>
+    public Func<bool> HoldsSandbox { get; init; } = () => false;
+
     public int ContainerCount
     {
         get { lock (_gate) return _containers.Count; }
@@ -561,6 +567,8 @@ public sealed class TaskService
             if (_containers.Count > 0)
                 return Task.FromResult(new Empty()); // other containers of the group still live here
         }
+        if (HoldsSandbox())
+            return Task.FromResult(new Empty()); // the sandbox outlives its containers until ShutdownSandbox
         _shutdownRequested.TrySetResult();
         return Task.FromResult(new Empty());
     }

@@ -34,7 +34,7 @@ namespace Sandbox.Shim.Vm;
 ///   last container (or at Shutdown).
 /// Every agent call that should not block carries the deadline agent.rpc_timeout.
 /// </summary>
-internal sealed class VmSandboxBackend : ISandboxBackend
+internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
 {
     private const uint KilledBySigkill = 128 + 9;
     /// <summary>runc gives a container /dev/core only when the kernel has /proc/kcore: the agent keeps crun's link only then.</summary>
@@ -53,6 +53,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend
     /// <summary>Cancelled when the VM is lost or shut down: ends waits and stdio copies.</summary>
     private readonly CancellationTokenSource _vmGone = new();
     private readonly TaskCompletionSource<VmExit> _vmLost = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<uint> _podSandboxStopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private SandboxVm? _vm;
     private volatile bool _shuttingDown;
 
@@ -297,6 +298,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend
             if (vm is null)
                 return;
             _log($"sandbox {vm.SandboxId}: stopping its VM");
+            _vm = null; // a second shutdown (StopSandbox, then the daemon's exit) finds nothing left to stop
             await vm.DisposeAsync().ConfigureAwait(false); // DestroySandbox, QEMU and its helpers stopped, state directory removed
             if (Directory.Exists(vm.State.Path))
                 await VmSandboxCleanup.RemoveStateDirectoryAsync(vm.State, _log, cancellationToken).ConfigureAwait(false);
@@ -306,6 +308,63 @@ internal sealed class VmSandboxBackend : ISandboxBackend
             if (gate)
                 _bootGate.Release();
         }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // The Sandbox API (containerd 2.x, sandboxer = "shim"): the VM and the pod's namespaces without a pause container
+
+    public async Task<StartedPodSandbox> StartPodSandboxAsync(PodSandboxSpec spec, CancellationToken cancellationToken)
+    {
+        string owner = $"start sandbox {spec.SandboxId}";
+        long start = Stopwatch.GetTimestamp();
+        SandboxVm vm;
+        await _bootGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_shuttingDown)
+                throw new SandboxBackendException(TtrpcStatusCode.FailedPrecondition, $"{owner}: the shim is shutting down");
+            if (_vm is not null)
+                throw new SandboxBackendException(TtrpcStatusCode.AlreadyExists, $"{owner}: this shim already runs the VM of sandbox {_vm.SandboxId}");
+            vm = _vm = await BootAsync(spec, owner, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _bootGate.Release();
+        }
+        long booted = Stopwatch.GetTimestamp();
+
+        // The pod's shared namespaces (ipc, uts, pid) live in a guest process, as a pause container's would: the
+        // sandbox's containers join them (the agent's pod membership), and it sets the pod's hostname.
+        await CallAsync(vm, $"{owner}: create the guest process that holds the pod's namespaces", client => client.CreateContainerAsync(new CreateContainerRequest
+        {
+            ContainerId = spec.SandboxId,
+            OciSpecJson = ByteString.CopyFromUtf8(GuestPodNamespaces.SpecJson(spec.SandboxId, spec.Hostname)),
+            RootfsPath = GuestPodNamespaces.RootfsPath,
+            DevCore = HostHasKcore,
+        }, deadline: Deadline, cancellationToken: cancellationToken).ResponseAsync).ConfigureAwait(false);
+        await CallAsync(vm, $"{owner}: start the guest process that holds the pod's namespaces", client =>
+            client.StartContainerAsync(new StartContainerRequest { ContainerId = spec.SandboxId }, deadline: Deadline, cancellationToken: cancellationToken).ResponseAsync)
+            .ConfigureAwait(false);
+        _log($"sandbox {spec.SandboxId}: started through the Sandbox API in {Milliseconds(start)} (VM {Milliseconds(start, booted)}, pod namespaces {Milliseconds(booted)})");
+        return new StartedPodSandbox(QemuPid(vm), PodSandboxExitAsync());
+    }
+
+    public async Task StopPodSandboxAsync(string sandboxId, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        if (_vm is { } vm && vm.SandboxId != sandboxId)
+            throw new SandboxBackendException(TtrpcStatusCode.NotFound, $"stop sandbox {sandboxId}: this shim runs sandbox {vm.SandboxId}");
+        _log($"sandbox {sandboxId}: stopping (Sandbox API StopSandbox)");
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        limit.CancelAfter(timeout > TimeSpan.Zero ? timeout + TimeSpan.FromSeconds(10) : TimeSpan.FromSeconds(30));
+        await ShutdownAsync(limit.Token).ConfigureAwait(false);
+        _podSandboxStopped.TrySetResult(0);
+    }
+
+    /// <summary>0 once StopSandbox stopped the sandbox; 137 when its VM died first.</summary>
+    private async Task<uint> PodSandboxExitAsync()
+    {
+        var first = await Task.WhenAny(_podSandboxStopped.Task, _vmLost.Task).ConfigureAwait(false);
+        return first == _podSandboxStopped.Task ? _podSandboxStopped.Task.Result : KilledBySigkill;
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -329,7 +388,8 @@ internal sealed class VmSandboxBackend : ISandboxBackend
                 RequireLiveVm(owner);
                 return running;
             }
-            _vm = await BootAsync(sandboxId, hostname, specJson, owner, cancellationToken).ConfigureAwait(false);
+            _vm = await BootAsync(new PodSandboxSpec(sandboxId, hostname, OciNetworkNamespace.PathOf(specJson) ?? "",
+                PodVmSize.AnnotationsOf(specJson)), owner, cancellationToken).ConfigureAwait(false);
             return _vm;
         }
         finally
@@ -339,25 +399,27 @@ internal sealed class VmSandboxBackend : ISandboxBackend
     }
 
     /// <summary>
-    /// Boots the VM from the first container's spec (for CRI: the sandbox container's): its size from the pod's
-    /// resources (<see cref="PodVmSize"/>), its network from the spec's network namespace (CRI's pod namespace, which
-    /// CNI has configured: <see cref="PodNetwork"/> wires it to the VM and QEMU runs in it).
+    /// Boots the VM of a sandbox: for the task API from the first container's spec (for CRI: the sandbox container's),
+    /// for the Sandbox API from CRI's pod config. Its size comes from the pod's resources (<see cref="PodVmSize"/>),
+    /// its network from the pod's network namespace (which CNI has configured: <see cref="PodNetwork"/> wires it to
+    /// the VM and QEMU runs in it).
     /// </summary>
-    private async Task<SandboxVm> BootAsync(string sandboxId, string hostname, string specJson, string owner, CancellationToken cancellationToken)
+    private async Task<SandboxVm> BootAsync(PodSandboxSpec pod, string owner, CancellationToken cancellationToken)
     {
+        string sandboxId = pod.SandboxId;
         SandboxVmOptions options;
         try
         {
-            options = _configuration.ToVmOptions(sandboxId, hostname);
-            var size = PodVmSize.ForSpec(specJson, options.Vcpus, options.MemoryMiB);
-            string? netns = OciNetworkNamespace.PathOf(specJson);
+            options = _configuration.ToVmOptions(sandboxId, pod.Hostname);
+            var size = PodVmSize.From(pod.Annotations, options.Vcpus, options.MemoryMiB, Environment.ProcessorCount, PodVmSize.HostMemoryMiB());
+            string netns = pod.NetworkNamespacePath;
             options = options with
             {
                 Vcpus = size.Vcpus,
                 MemoryMiB = size.MemoryMiB,
-                Network = netns is null ? null : new PodNetwork(sandboxId, netns),
+                Network = netns.Length == 0 ? null : new PodNetwork(sandboxId, netns),
             };
-            _log($"sandbox {sandboxId}: {size.Vcpus} vCPU(s), {size.MemoryMiB} MiB: {size.Reason}; network: {netns ?? "none (loopback only)"}");
+            _log($"sandbox {sandboxId}: {size.Vcpus} vCPU(s), {size.MemoryMiB} MiB: {size.Reason}; network: {(netns.Length > 0 ? netns : "none (loopback only)")}");
         }
         catch (FileNotFoundException e)
         {

@@ -22,6 +22,12 @@ public abstract class CriFixture : IAsyncLifetime
 {
     public const string RuncHandler = "runc";
     public const string SandboxHandler = "sandbox";
+
+    /// <summary>
+    /// containerd 2.x only: the same shim with `sandboxer = "shim"`, so that CRI starts the pod through the shim's
+    /// Sandbox API (no pause container).
+    /// </summary>
+    public const string SandboxApiHandler = "sandbox-api";
     public const string PodNamespace = "cri-tests";
     public const int ServerPort = 8080;
     public const string ServerPage = "hello-from-pod";
@@ -117,6 +123,7 @@ public abstract class CriFixture : IAsyncLifetime
             options.Shims[ShimBinary.FileName] = ShimBinary.Locate();
             if (CheckoutGuestDirectory() is { } guest)
                 options.Environment["SANDBOX_GUEST_DIR"] = guest;
+            options.Environment["SANDBOX_CONFIG"] = ShimConfigurationPath; // the sandbox-api handler has no ConfigPath option
             Containerd = await PrivateContainerd.StartAsync(options);
 
             string busybox = Path.Combine(Directory, "busybox.tar");
@@ -195,8 +202,10 @@ public abstract class CriFixture : IAsyncLifetime
         {
             pod.SandboxPid = info["pid"]?.GetValue<int>() ?? 0;
             pod.SandboxPidStartTime = PodLeftovers.StartTimeOf(pod.SandboxPid) ?? "";
+            // the pause container's spec (podsandbox mode), or the sandbox shim's own status (Sandbox API mode)
             pod.NetworkNamespacePath = info["runtimeSpec"]?["linux"]?["namespaces"]?.AsArray()
-                .FirstOrDefault(ns => (string?)ns?["type"] == "network")?["path"]?.GetValue<string>() ?? "";
+                .FirstOrDefault(ns => (string?)ns?["type"] == "network")?["path"]?.GetValue<string>()
+                ?? info["networkNamespace"]?.GetValue<string>() ?? "";
         }
         return pod;
     }
@@ -499,6 +508,11 @@ public abstract class CriFixture : IAsyncLifetime
               runtime_type = "io.containerd.sandbox.v2"
               [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.{SandboxHandler}.options]
                 ConfigPath = "{ShimConfigurationPath}"
+            # no options table: containerd 2.1's client takes any runtime options of a sandboxed container for runc's
+            # (containerd#13360, fixed after 2.1), so the shim finds its configuration through $SANDBOX_CONFIG
+            [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.{SandboxApiHandler}]
+              runtime_type = "io.containerd.sandbox.v2"
+              sandboxer = "shim"
           [plugins.'io.containerd.cri.v1.runtime'.cni]
             bin_dirs = ["{CniBridgeNetwork.PluginDirectory}"]
             conf_dir = "{Network.ConfigDirectory}"
@@ -534,3 +548,6 @@ public sealed class RuncCriFixture() : CriFixture(RuncHandler);
 
 /// <summary>Pods run with the sandbox handler (containerd-shim-sandbox-v2): one VM per pod.</summary>
 public sealed class SandboxCriFixture() : CriFixture(SandboxHandler);
+
+/// <summary>Pods run with the sandbox-api handler (containerd 2.x's Sandbox API, sandboxer = "shim"): one VM per pod, no pause container.</summary>
+public sealed class SandboxApiCriFixture() : CriFixture(SandboxApiHandler);
