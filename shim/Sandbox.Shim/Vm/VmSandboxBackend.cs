@@ -32,6 +32,9 @@ namespace Sandbox.Shim.Vm;
 /// - When QEMU dies unexpectedly, every pending and future wait reports exit status 137 (so containerd learns the
 ///   processes are gone), and the VM's helper processes and sockets are cleaned up; the state directory goes with the
 ///   last container (or at Shutdown).
+/// - containerd 2.x's Sandbox API (<see cref="IPodSandboxBackend"/>): StartPodSandbox boots the VM from CRI's pod
+///   config and starts the guest process that holds the pod's namespaces (<see cref="GuestPodNamespaces"/>), in place
+///   of a pause container; StopPodSandbox stops it all as Shutdown does.
 /// Every agent call that should not block carries the deadline agent.rpc_timeout.
 /// </summary>
 internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
