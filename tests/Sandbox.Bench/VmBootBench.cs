@@ -50,6 +50,24 @@ public sealed class VmBootBench(int rounds)
         return floorMedian;
     }
 
+    /// <summary>
+    /// One floor boot, for a bench that interleaves it with its own rounds: its ratio then compares runs made at the
+    /// same time, so a shared host that slows down or speeds up over the minutes of a long bench moves both alike.
+    /// </summary>
+    public static async Task<double> FloorOnceAsync(string id, CancellationToken cancellationToken)
+    {
+        var stateRoot = Path.Combine("/tmp", $"sbx-bench-{Environment.ProcessId}-{id}");
+        Directory.CreateDirectory(stateRoot);
+        try
+        {
+            return await BootToPowerOffAsync(GuestAssets.Locate(), stateRoot, id, cancellationToken);
+        }
+        finally
+        {
+            Directory.Delete(stateRoot, recursive: true);
+        }
+    }
+
     private static VmConfig Config(GuestAssets assets, string stateRoot, string id, string extraKernelParameters)
     {
         var state = Path.Combine(stateRoot, id);
