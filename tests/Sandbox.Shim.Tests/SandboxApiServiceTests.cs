@@ -112,6 +112,39 @@ public class SandboxApiServiceTests
     }
 
     [Fact]
+    public async Task Metrics_are_the_cpu_time_and_memory_of_the_sandboxs_vm_process()
+    {
+        _backend.Pid = (uint)Environment.ProcessId; // this test process stands in for QEMU
+        var service = Service();
+        await service.CreateAsync(Create("pod8"));
+        Assert.Equal(TtrpcStatusCode.FailedPrecondition,
+            (await Assert.ThrowsAsync<TtrpcException>(() => service.MetricsAsync(new SandboxMetricsRequest { SandboxId = "pod8" }))).Code);
+        await service.StartAsync(new StartSandboxRequest { SandboxId = "pod8" }, CancellationToken.None);
+
+        var response = await service.MetricsAsync(new SandboxMetricsRequest { SandboxId = "pod8" });
+
+        Assert.Equal("pod8", response.Metrics.Id);
+        Assert.Equal(SandboxApiService.MetricsTypeUrl, response.Metrics.Data.TypeUrl);
+        var metrics = global::Containerd.Cgroups.V1.Metrics.Parser.ParseFrom(response.Metrics.Data.Value);
+        Assert.True(metrics.Cpu.Usage.Total > 0);
+        Assert.Equal(metrics.Cpu.Usage.User + metrics.Cpu.Usage.Kernel, metrics.Cpu.Usage.Total);
+        Assert.InRange(metrics.Memory.Usage.Usage, 10UL << 20, 4UL << 30); // a .NET test host's RSS
+    }
+
+    [Fact]
+    public void Process_usage_is_read_past_a_command_name_with_spaces_and_parentheses()
+    {
+        // /proc/PID/stat: pid (comm) state ppid ... utime (14) stime (15) ...
+        string stat = "4242 (qemu (x) y) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 1000 1 2";
+        var usage = HostProcessUsage.Parse(stat, "Name:\tqemu\nVmRSS:\t  204800 kB\nThreads:\t3\n");
+
+        Assert.Equal(2_500_000_000UL, usage.UserNanoseconds);
+        Assert.Equal(750_000_000UL, usage.KernelNanoseconds);
+        Assert.Equal(204800UL * 1024, usage.ResidentBytes);
+        Assert.Throws<FormatException>(() => HostProcessUsage.Parse("garbage", ""));
+    }
+
+    [Fact]
     public async Task A_sandbox_whose_vm_dies_reports_137_to_wait_and_not_ready_to_status()
     {
         var service = Service();
@@ -130,12 +163,14 @@ internal sealed class FakePodSandboxBackend : IPodSandboxBackend
 {
     public List<PodSandboxSpec> Started { get; } = new();
 
+    public uint Pid { get; set; } = 4242;
+
     public TaskCompletionSource<uint> Exit { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public Task<StartedPodSandbox> StartPodSandboxAsync(PodSandboxSpec spec, CancellationToken cancellationToken)
     {
         Started.Add(spec);
-        return Task.FromResult(new StartedPodSandbox(4242, Exit.Task));
+        return Task.FromResult(new StartedPodSandbox(Pid, Exit.Task));
     }
 
     public Task StopPodSandboxAsync(string sandboxId, TimeSpan timeout, CancellationToken cancellationToken)
