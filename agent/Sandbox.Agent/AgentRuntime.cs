@@ -23,6 +23,7 @@ public sealed record AgentRuntime(string CrunPath, string RunDirectory, IReadOnl
     public string ContainersDirectory => Path.Combine(RunDirectory, "containers");
     public string CrunStateDirectory => Path.Combine(RunDirectory, "crun");
     public string CrunLogDirectory => Path.Combine(RunDirectory, "logs");
+    public string ConsoleSocketDirectory => Path.Combine(RunDirectory, "tty");
     public string DefaultSharedMountPoint => Path.Combine(RunDirectory, "shared");
 
     /// <summary>The agent is the guest's init (PID 1): it owns the VM's mounts and modules. On a host (tests, development)
@@ -36,6 +37,6 @@ public sealed record AgentRuntime(string CrunPath, string RunDirectory, IReadOnl
     {
         var commandLine = new CrunCommandLine(CrunPath, CrunStateDirectory, CrunGlobalOptions);
         var binary = new CrunBinary(CrunPath, CrunReadOnlyDirectory);
-        return new ContainerRunner(new CrunRunner(commandLine, binary, CrunLogDirectory, TimeSpan.FromSeconds(60)), ContainersDirectory);
+        return new ContainerRunner(new CrunRunner(commandLine, binary, CrunLogDirectory, TimeSpan.FromSeconds(60)), ContainersDirectory, ConsoleSocketDirectory);
     }
 }

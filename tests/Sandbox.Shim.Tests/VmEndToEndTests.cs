@@ -205,6 +205,41 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
         await AssertNothingLeftAsync();
     }
 
+    /// <summary>
+    /// CRI's ids are 64 hex characters. The guest's console socket for a tty exec once lived at
+    /// /run/sandbox/containers/&lt;id&gt;/exec-1.console.sock, past a Unix socket path's 108 bytes, so `kubectl exec -it`
+    /// failed (issue 17). Both a tty container and a tty exec with such an id.
+    /// </summary>
+    [Fact]
+    public async Task A_terminal_works_for_containers_and_execs_with_64_character_ids()
+    {
+        string id = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)).ToLowerInvariant();
+        string execId = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)).ToLowerInvariant();
+        await Containerd.CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, _fixture.Image, id, "sleep", "1000");
+        try
+        {
+            string exec = $"ctr -a {Containerd.GrpcAddress} task exec --fifo-dir {Containerd.FifoDirectory} -t --exec-id {execId} {id} sh -c 'tty; exit 6'";
+            var result = await ExternalCommand.RunAsync("script", new[] { "-qec", exec, "/dev/null" }, RunTimeout);
+
+            Assert.True(result.ExitCode == 6, Containerd.Describe(result));
+            Assert.Contains("/dev/pts/", result.Stdout);
+        }
+        finally
+        {
+            await Containerd.CtrAsync(new[] { "task", "kill", "-s", "SIGKILL", id });
+            await CtrSteps.WaitUntilAsync(async () => !(await Containerd.CtrOkAsync("task", "ls")).Stdout.Contains("RUNNING"));
+            await Containerd.CtrAsync(new[] { "task", "delete", id });
+            await Containerd.CtrAsync(new[] { "container", "rm", id });
+        }
+
+        string ttyId = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)).ToLowerInvariant();
+        string run = $"ctr -a {Containerd.GrpcAddress} run --fifo-dir {Containerd.FifoDirectory} -t --rm --runtime {Runtime} {_fixture.Image} {ttyId} sh -c 'tty; exit 4'";
+        var tty = await ExternalCommand.RunAsync("script", new[] { "-qec", run, "/dev/null" }, RunTimeout);
+        Assert.True(tty.ExitCode == 4, Containerd.Describe(tty));
+        Assert.Contains("/dev/pts/", tty.Stdout);
+        await AssertNothingLeftAsync();
+    }
+
     [Fact]
     public async Task Ten_megabytes_of_output_arrive_byte_exact_before_the_exit()
     {

@@ -10,11 +10,22 @@ namespace Sandbox.Agent.Containers;
 /// exec fifo) and started with "crun start"; execs use "crun exec --detach". crun exits right after each, so every
 /// container process ends up a child of the agent (PID 1, or a child subreaper on a host), which reaps it and
 /// reports the exact status (exit code, or 128+signal).
+/// crun's console sockets (a terminal's pty master comes over one) live in <paramref name="consoleSocketDirectory"/>
+/// under short numbered names, not in the bundle: a Unix socket path has 108 bytes, and a bundle path with CRI's
+/// 64-character ids plus "exec-N.console.sock" is longer.
 /// </summary>
-public sealed class ContainerRunner(CrunRunner crun, string containersDirectory)
+public sealed class ContainerRunner(CrunRunner crun, string containersDirectory, string consoleSocketDirectory)
 {
     private readonly Dictionary<string, Container?> _containers = new(StringComparer.Ordinal); // null = being created
     private long _execFileCounter;
+    private long _consoleSocketCounter;
+
+    /// <summary>A fresh console socket path, as short as the directory allows ("&lt;dir&gt;/7.sock").</summary>
+    private string NewConsoleSocketPath()
+    {
+        Directory.CreateDirectory(consoleSocketDirectory);
+        return Path.Combine(consoleSocketDirectory, $"{Interlocked.Increment(ref _consoleSocketCounter)}.sock");
+    }
 
     /// <summary>
     /// crun create. <paramref name="devCore"/>: keep the /dev/core link crun makes (see <see cref="DevCoreLink"/>).
@@ -59,7 +70,7 @@ public sealed class ContainerRunner(CrunRunner crun, string containersDirectory)
             await File.WriteAllTextAsync(Path.Combine(bundle, "config.json"), config.Json, cancellationToken);
             // The VM is the pod's network namespace: its net.* sysctls are the VM's (crun has no network namespace to set them in).
             await GuestSysctls.ApplyAsync(config.NetworkSysctls, $"container {id}", cancellationToken);
-            stdio = terminal ? ProcessStdio.CreateTerminal(Path.Combine(bundle, "console.sock")) : ProcessStdio.CreatePipes(stdin);
+            stdio = terminal ? ProcessStdio.CreateTerminal(NewConsoleSocketPath()) : ProcessStdio.CreatePipes(stdin);
             string pidFile = Path.Combine(bundle, "init.pid");
             string logFile = crun.NewLogFile();
             var args = crun.CommandLine.Create(logFile, id, bundle, pidFile, stdio.ConsoleSocketPath);
@@ -154,7 +165,7 @@ public sealed class ContainerRunner(CrunRunner crun, string containersDirectory)
         {
             if (container.State != ContainerState.Running)
                 throw AgentErrors.FailedPrecondition($"container {id} is {container.State.ToString().ToLowerInvariant()}: exec needs a running container");
-            var stdio = terminal ? ProcessStdio.CreateTerminal(fileStem + ".console.sock") : ProcessStdio.CreatePipes(stdin);
+            var stdio = terminal ? ProcessStdio.CreateTerminal(NewConsoleSocketPath()) : ProcessStdio.CreatePipes(stdin);
             process = new ContainerProcess(id, execId, stdio);
             if (!container.TryReserveExec(execId, process))
             {
