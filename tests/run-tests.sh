@@ -38,7 +38,7 @@ run_project() {
     fi
     passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
     [ "$rc" -eq 0 ] || status=1
-    results+=("$(printf '%-46s %-42s %s' "${project#tests/}" "$what" "$([ "$rc" -eq 0 ] && echo passed || echo FAILED) ($p passed, $f failed, $s skipped)")")
+    results+=("$(printf '%-26s %-42s %s' "$(basename "$(dirname "$project")")" "$what" "$([ "$rc" -eq 0 ] && echo passed || echo FAILED) ($p passed, $f failed, $s skipped)")")
     rm -f "$log"
 }
 
