@@ -213,8 +213,8 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
     [Fact]
     public async Task A_terminal_works_for_containers_and_execs_with_64_character_ids()
     {
-        string id = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)).ToLowerInvariant();
-        string execId = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)).ToLowerInvariant();
+        static string CriId() => Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)).ToLowerInvariant();
+        string id = CriId(), execId = CriId(), ttyId = CriId();
         await Containerd.CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, _fixture.Image, id, "sleep", "1000");
         try
         {
@@ -232,7 +232,6 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
             await Containerd.CtrAsync(new[] { "container", "rm", id });
         }
 
-        string ttyId = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)).ToLowerInvariant();
         string run = $"ctr -a {Containerd.GrpcAddress} run --fifo-dir {Containerd.FifoDirectory} -t --rm --runtime {Runtime} {_fixture.Image} {ttyId} sh -c 'tty; exit 4'";
         var tty = await ExternalCommand.RunAsync("script", new[] { "-qec", run, "/dev/null" }, RunTimeout);
         Assert.True(tty.ExitCode == 4, Containerd.Describe(tty));
