@@ -56,6 +56,11 @@ debian_candidate() {
     apt-cache "${debian_apt[@]}" policy "$2" 2>/dev/null | awk '/Candidate:/ { if ($2 != "(none)") print $2; exit }'
 }
 
+# apt-get download of PACKAGE=VERSION into RELEASE's debs directory (its output to stderr).
+debian_fetch() {
+    (cd "$cache_dir/apt-$1/debs" && apt-get "${debian_apt[@]}" download -qq "$2=$3") >&2
+}
+
 # Downloads PACKAGE of RELEASE into $cache_dir/apt-RELEASE/debs (verified by apt against the signed index) and prints
 # the .deb's path. An old copy of the same package is replaced; the index is fetched only when needed.
 debian_download() {
@@ -71,10 +76,12 @@ debian_download() {
     [ -f "$deb" ] || deb=$cache_dir/apt-$release/debs/${package}_${version//:/%3a}_all.deb
     if [ ! -f "$deb" ]; then
         rm -f "$cache_dir/apt-$release/debs/${package}"_*.deb
-        (cd "$cache_dir/apt-$release/debs" && apt-get "${debian_apt[@]}" download -qq "$package=$version") >&2 \
-            || { debian_update "$release"; version=$(debian_candidate "$release" "$package")
-                 (cd "$cache_dir/apt-$release/debs" && apt-get "${debian_apt[@]}" download -qq "$package=$version") >&2; } \
-            || die "apt-get download $package=$version from Debian $release failed"
+        if ! debian_fetch "$release" "$package" "$version"; then
+            # a stale index can name a version the mirror no longer has: fetch the index, then try once more
+            debian_update "$release"
+            version=$(debian_candidate "$release" "$package")
+            debian_fetch "$release" "$package" "$version" || die "apt-get download $package=$version from Debian $release failed"
+        fi
         deb=$(ls "$cache_dir/apt-$release/debs/${package}_${version//:/%3a}"_*.deb 2>/dev/null | head -n1)
         [ -f "$deb" ] || die "apt-get download $package=$version from Debian $release left no .deb"
         chown root:root "$deb"

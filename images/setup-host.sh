@@ -103,6 +103,7 @@ for old in "$kernel_dir"/linux-image-*-unsigned_*.deb; do
     [ -f "$old" ] && [ "${old##*/}" != "$deb_name" ] && { rm -f "$old"; say "kernel: removed the superseded ${old##*/}"; }
 done
 say "kernel: $kernel_dir/linux-image.deb -> $deb_name (sha256 $expected_sha)"
+
 # --- 4. containerd releases for the test matrix (extracted privately, never installed) --------------------------
 # 1.6 is the system's package (Debian 12), 1.7 comes from Debian 13 (trixie), 2.x from unstable. Their .debs need only
 # libc >= 2.34, so the binaries run here. Each release gets $cache_dir/containerd/<label>/bin with containerd, ctr
