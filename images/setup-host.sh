@@ -40,7 +40,10 @@ make_download_dir() {
 
 # --- 1. Host packages -------------------------------------------------------------------------------------------
 packages=(qemu-system-x86 busybox-static crun containerd runc gcc zlib1g-dev cpio kmod xz-utils
-          containernetworking-plugins iproute2 util-linux python3 binutils debian-archive-keyring)
+          containernetworking-plugins iproute2 util-linux python3 binutils debian-archive-keyring
+          iptables docker-registry skopeo)
+# iptables: port-forward into a pod's VM (a REDIRECT in the pod's network namespace); docker-registry and skopeo:
+# `make conformance`'s private registry for critest's images
 missing=()
 for p in "${packages[@]}"; do
     is_installed "$p" || missing+=("$p")

@@ -52,19 +52,7 @@ public sealed class ServerStreamingMethodHandler<TRequest, TResponse>(Method<TRe
     public async Task HandleAsync(GrpcCall call, AgentServerCallContext context)
     {
         TRequest request = await GrpcRequests.ReadSingleAsync(call, method.RequestMarshaller, context.CancellationToken);
-        await handler(request, new ResponseStreamWriter(call, method.ResponseMarshaller, context), context);
-    }
-
-    private sealed class ResponseStreamWriter(GrpcCall call, Marshaller<TResponse> marshaller, AgentServerCallContext context) : IServerStreamWriter<TResponse>
-    {
-        public WriteOptions? WriteOptions { get; set; }
-
-        public Task WriteAsync(TResponse message) => WriteAsync(message, context.CancellationToken);
-
-        public async Task WriteAsync(TResponse message, CancellationToken cancellationToken)
-        {
-            await call.WriteMessageAsync(GrpcPayloads.Serialize(marshaller, message), cancellationToken);
-        }
+        await handler(request, new ResponseStreamWriter<TResponse>(call, method.ResponseMarshaller, context), context);
     }
 }
 
@@ -75,27 +63,54 @@ public sealed class ClientStreamingMethodHandler<TRequest, TResponse>(Method<TRe
 
     public async Task HandleAsync(GrpcCall call, AgentServerCallContext context)
     {
-        TResponse response = await handler(new RequestStreamReader(call, method.RequestMarshaller, context), context);
+        TResponse response = await handler(new RequestStreamReader<TRequest>(call, method.RequestMarshaller, context), context);
         await call.WriteMessageAsync(GrpcPayloads.Serialize(method.ResponseMarshaller, response), context.CancellationToken);
     }
+}
 
-    private sealed class RequestStreamReader(GrpcCall call, Marshaller<TRequest> marshaller, AgentServerCallContext context) : IAsyncStreamReader<TRequest>
+/// <summary>Both directions stream: the request messages are read while responses are written.</summary>
+public sealed class DuplexStreamingMethodHandler<TRequest, TResponse>(Method<TRequest, TResponse> method, DuplexStreamingServerMethod<TRequest, TResponse> handler)
+    : IGrpcMethodHandler where TRequest : class where TResponse : class
+{
+    public string Path => method.FullName;
+
+    public Task HandleAsync(GrpcCall call, AgentServerCallContext context) =>
+        handler(new RequestStreamReader<TRequest>(call, method.RequestMarshaller, context),
+            new ResponseStreamWriter<TResponse>(call, method.ResponseMarshaller, context), context);
+}
+
+/// <summary>The request messages of a client-streaming or duplex call, one at a time.</summary>
+internal sealed class RequestStreamReader<TRequest>(GrpcCall call, Marshaller<TRequest> marshaller, AgentServerCallContext context)
+    : IAsyncStreamReader<TRequest> where TRequest : class
+{
+    private TRequest? _current;
+
+    public TRequest Current => _current ?? throw new InvalidOperationException("MoveNext has not returned true");
+
+    public async Task<bool> MoveNext(CancellationToken cancellationToken)
     {
-        private TRequest? _current;
-
-        public TRequest Current => _current ?? throw new InvalidOperationException("MoveNext has not returned true");
-
-        public async Task<bool> MoveNext(CancellationToken cancellationToken)
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, context.CancellationToken);
+        byte[]? payload = await call.ReadMessageAsync(linked.Token);
+        if (payload == null)
         {
-            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, context.CancellationToken);
-            byte[]? payload = await call.ReadMessageAsync(linked.Token);
-            if (payload == null)
-            {
-                _current = null;
-                return false;
-            }
-            _current = GrpcRequests.Deserialize(marshaller, payload);
-            return true;
+            _current = null;
+            return false;
         }
+        _current = GrpcRequests.Deserialize(marshaller, payload);
+        return true;
+    }
+}
+
+/// <summary>The response messages of a server-streaming or duplex call.</summary>
+internal sealed class ResponseStreamWriter<TResponse>(GrpcCall call, Marshaller<TResponse> marshaller, AgentServerCallContext context)
+    : IServerStreamWriter<TResponse> where TResponse : class
+{
+    public WriteOptions? WriteOptions { get; set; }
+
+    public Task WriteAsync(TResponse message) => WriteAsync(message, context.CancellationToken);
+
+    public async Task WriteAsync(TResponse message, CancellationToken cancellationToken)
+    {
+        await call.WriteMessageAsync(GrpcPayloads.Serialize(marshaller, message), cancellationToken);
     }
 }

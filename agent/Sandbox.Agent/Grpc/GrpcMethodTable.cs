@@ -31,6 +31,6 @@ public sealed class GrpcMethodTable : ServiceBinderBase
 
     public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, DuplexStreamingServerMethod<TRequest, TResponse>? handler)
     {
-        throw new NotSupportedException($"duplex streaming method {method.FullName}: this server implements unary, server-streaming and client-streaming calls only");
+        if (handler != null) _handlers.Add(method.FullName, new DuplexStreamingMethodHandler<TRequest, TResponse>(method, handler));
     }
 }

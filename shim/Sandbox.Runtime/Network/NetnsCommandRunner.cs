@@ -5,11 +5,13 @@ using Sandbox.Hypervisors.Qemu;
 
 namespace Sandbox.Runtime.Network;
 
-/// <summary>A command (ip or tc) with its arguments; the program is a bare name resolved on the host.</summary>
-public sealed record NetnsCommand(string Program, IReadOnlyList<string> Arguments)
+/// <summary>A command (ip, tc or iptables) with its arguments; the program is a bare name resolved on the host, from
+/// the Debian package <paramref name="Package"/>.</summary>
+public sealed record NetnsCommand(string Program, IReadOnlyList<string> Arguments, string Package = "iproute2")
 {
     public static NetnsCommand Ip(params string[] arguments) => new("ip", arguments);
     public static NetnsCommand Tc(params string[] arguments) => new("tc", arguments);
+    public static NetnsCommand Iptables(params string[] arguments) => new("iptables", arguments, "iptables");
 
     public override string ToString() => string.Join(' ', [Program, .. Arguments.Select(CommandLineText.Quote)]);
 }
@@ -41,7 +43,7 @@ public sealed class NetnsCommandRunner
     public async Task<string> RunAsync(NetnsCommand command, CancellationToken cancellationToken)
     {
         var nsenter = Resolve("nsenter", "util-linux");
-        var program = Resolve(command.Program, "iproute2");
+        var program = Resolve(command.Program, command.Package);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(_timeout);
         BufferedCommandResult result;

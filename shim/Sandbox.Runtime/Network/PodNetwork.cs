@@ -68,13 +68,23 @@ public sealed class PodNetwork
     }
 
     /// <summary>Removes the taps and the redirects: afterwards the namespace holds no tap, ingress qdisc or filter of
-    /// ours. Nothing to do when none exist or the namespace is gone.</summary>
+    /// ours, and no port-forward rule (<see cref="LoopbackRedirectRule"/>). Nothing to do when none exist or the
+    /// namespace is gone.</summary>
     public async Task TearDownAsync(CancellationToken cancellationToken)
     {
         if (!File.Exists(NetworkNamespacePath))
             return;
         var snapshot = await _inspector.InspectAsync(cancellationToken);
         await RunAllAsync(TapRedirectPlanner.TearDownCommands(snapshot), cancellationToken);
+        try
+        {
+            await _runner.RunAsync(LoopbackRedirectRule.Check(), cancellationToken);
+        }
+        catch (PodNetworkException)
+        {
+            return; // no such rule (or no iptables, so none was ever added)
+        }
+        await _runner.RunAsync(LoopbackRedirectRule.Delete(), cancellationToken);
     }
 
     /// <summary>A fresh look at the namespace (for diagnostics and tests).</summary>

@@ -42,14 +42,17 @@ public sealed class SandboxVm : IAsyncDisposable
     private int _stopped;
 
     private SandboxVm(SandboxStateDirectory state, IHypervisor hypervisor, AgentConnection agent, PodNetwork? network,
-        Task<string> bootImagesReleased)
+        PodPortForwarder? portForwarder, Task<string> bootImagesReleased)
     {
         State = state;
         Hypervisor = hypervisor;
         Agent = agent;
         Network = network;
+        _portForwarder = portForwarder;
         BootImagesReleased = bootImagesReleased;
     }
+
+    private readonly PodPortForwarder? _portForwarder;
 
     public string SandboxId => State.SandboxId;
     public SandboxStateDirectory State { get; }
@@ -116,9 +119,13 @@ public sealed class SandboxVm : IAsyncDisposable
                 ShareMountTag = config.ShareMountTag,
                 SharedMountPoint = GuestSharedMountPoint,
             }, deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: cancellationToken);
+            PodPortForwarder? portForwarder = null;
             if (options.Network is not null)
+            {
                 await GuestNetworkClient.ApplyAsync(agent.Client, options.Network, cancellationToken);
-            return new SandboxVm(state, hypervisor, agent, options.Network, bootImagesReleased);
+                portForwarder = await StartPortForwarderAsync(options.SandboxId, options.Network, agent, cancellationToken);
+            }
+            return new SandboxVm(state, hypervisor, agent, options.Network, portForwarder, bootImagesReleased);
         }
         catch
         {
@@ -129,6 +136,25 @@ public sealed class SandboxVm : IAsyncDisposable
             if (options.Network is not null)
                 await TryTearDownAsync(options.Network);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Port-forward into the VM (<see cref="PodPortForwarder"/>). Without it the pod works, only `kubectl
+    /// port-forward` to it is refused: a failure is logged with its cause, not fatal.
+    /// </summary>
+    private static async Task<PodPortForwarder?> StartPortForwarderAsync(string sandboxId, PodNetwork network, AgentConnection agent,
+        CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await PodPortForwarder.StartAsync(sandboxId, network.NetworkNamespacePath, agent.Client, cancellationToken);
+        }
+        catch (PodNetworkException e)
+        {
+            Console.Error.WriteLine($"{e.Message}\nsandbox {sandboxId}: port-forward into the VM is off, so `kubectl port-forward` to this pod is refused; " +
+                                    "check that iptables works in network namespaces (Debian's iptables, the kernel's nf_nat)");
+            return null;
         }
     }
 
@@ -189,6 +215,8 @@ public sealed class SandboxVm : IAsyncDisposable
         {
             // The guest is going away regardless; a dead or wedged agent must not block the stop.
         }
+        if (_portForwarder is not null)
+            await _portForwarder.DisposeAsync();
         Agent.Dispose();
         await BootImagesReleased;
         await Hypervisor.StopAsync(cancellationToken);
