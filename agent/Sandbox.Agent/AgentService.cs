@@ -104,6 +104,10 @@ public sealed class AgentService : Protocol.Agent.AgentBase
         return new UpdateRoutesResponse();
     }
 
+    public override Task ForwardPort(IAsyncStreamReader<PortForwardChunk> requestStream, IServerStreamWriter<PortForwardChunk> responseStream,
+        ServerCallContext context) =>
+        LoopbackPortForward.RunAsync(requestStream, responseStream, context.CancellationToken);
+
     public override async Task<CreateContainerResponse> CreateContainer(CreateContainerRequest request, ServerCallContext context)
     {
         int pid = await TimedAsync($"CreateContainer {AgentLog.ShortId(request.ContainerId)}", () => _containers.CreateAsync(request.ContainerId,
@@ -158,13 +162,24 @@ public sealed class AgentService : Protocol.Agent.AgentBase
 
     public override async Task<WaitProcessResponse> WaitProcess(WaitProcessRequest request, ServerCallContext context)
     {
+        Container container = _containers.Get(request.ContainerId);
         ContainerProcess process = _containers.GetProcess(request.ContainerId, request.ExecId);
         ChildExit exit = await process.Exited.WaitAsync(context.CancellationToken);
         return new WaitProcessResponse
         {
             ExitStatus = exit.ExitStatus,
             ExitedAtUnixNanos = (exit.ExitedAt - DateTime.UnixEpoch).Ticks * 100,
+            // the cgroup stays until RemoveContainer (crun delete), so its OOM count is still there after the exit
+            OomKilled = request.ExecId.Length == 0 && container.Cgroup?.OomKills() > 0,
         };
+    }
+
+    public override Task<GetContainerStatsResponse> GetContainerStats(GetContainerStatsRequest request, ServerCallContext context)
+    {
+        var container = _containers.Get(request.ContainerId);
+        var cgroup = container.Cgroup
+            ?? throw AgentErrors.FailedPrecondition($"stats of container {request.ContainerId}: its cgroup was not found when it was created (no cgroup v2 line in /proc/PID/cgroup)");
+        return Task.FromResult(cgroup.ReadStats());
     }
 
     public override Task ReadStdout(ReadOutputRequest request, IServerStreamWriter<OutputChunk> responseStream, ServerCallContext context) =>

@@ -239,3 +239,56 @@ public class ListenAddressTests
         Assert.Contains("expected", error);
     }
 }
+
+public class ContainerCgroupTests
+{
+    [Fact]
+    public void Stats_are_read_from_the_cgroup_v2_files_and_max_and_missing_files_read_as_zero()
+    {
+        string dir = Directory.CreateTempSubdirectory("cgroup").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "cpu.stat"), "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 0\nnr_throttled 0\nthrottled_usec 0\n");
+            File.WriteAllText(Path.Combine(dir, "memory.current"), "4194304\n");
+            File.WriteAllText(Path.Combine(dir, "memory.max"), "max\n");
+            File.WriteAllText(Path.Combine(dir, "memory.stat"), "anon 1048576\nfile 2097152\ninactive_file 65536\n");
+            File.WriteAllText(Path.Combine(dir, "memory.events"), "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n");
+            File.WriteAllText(Path.Combine(dir, "pids.current"), "2\n");
+            File.WriteAllText(Path.Combine(dir, "pids.max"), "max\n");
+
+            var stats = new Sandbox.Agent.Containers.ContainerCgroup(dir).ReadStats();
+
+            Assert.Equal(dir, stats.Cgroup);
+            Assert.Equal(1500UL, stats.CpuUsageUsec);
+            Assert.Equal(1000UL, stats.CpuUserUsec);
+            Assert.Equal(500UL, stats.CpuSystemUsec);
+            Assert.Equal(4194304UL, stats.MemoryCurrent);
+            Assert.Equal(0UL, stats.MemoryMax);          // "max": no limit
+            Assert.Equal(0UL, stats.MemorySwapCurrent);  // no memory.swap.current
+            Assert.Equal(65536UL, stats.MemoryStat["inactive_file"]);
+            Assert.Equal(2UL, stats.PidsCurrent);
+            Assert.Equal(1UL, stats.OomKills);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void The_cgroup_of_a_process_is_its_unified_hierarchy_line()
+    {
+        string proc = Directory.CreateTempSubdirectory("proc").FullName;
+        try
+        {
+            Directory.CreateDirectory(Path.Combine(proc, "42"));
+            File.WriteAllText(Path.Combine(proc, "42", "cgroup"), "0::/kubepods/pod1/c1\n");
+            Assert.Equal("/sys/fs/cgroup/kubepods/pod1/c1", Sandbox.Agent.Containers.ContainerCgroup.Of(42, proc)!.Directory);
+            Assert.Null(Sandbox.Agent.Containers.ContainerCgroup.Of(43, proc));
+        }
+        finally
+        {
+            Directory.Delete(proc, recursive: true);
+        }
+    }
+}

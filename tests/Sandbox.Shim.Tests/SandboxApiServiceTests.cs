@@ -66,6 +66,22 @@ public class SandboxApiServiceTests
     }
 
     [Fact]
+    public void A_pod_asking_for_the_host_network_is_refused_with_InvalidArgument_naming_hostNetwork()
+    {
+        var config = new PodSandboxConfig
+        {
+            Linux = new LinuxPodSandboxConfig
+            {
+                SecurityContext = new LinuxSandboxSecurityContext { NamespaceOptions = new NamespaceOption { Network = NamespaceMode.Node } },
+            },
+        };
+        var refused = Assert.Throws<TtrpcException>(() => SandboxApiService.SpecOf(Create("pod3", config)));
+        Assert.Equal(TtrpcStatusCode.InvalidArgument, refused.Code);
+        Assert.Contains("create sandbox pod3", refused.Message);
+        Assert.Contains("hostNetwork", refused.Message);
+    }
+
+    [Fact]
     public async Task A_call_for_a_sandbox_this_shim_does_not_run_is_not_found_and_names_both()
     {
         var service = Service();

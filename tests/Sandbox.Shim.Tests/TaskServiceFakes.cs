@@ -25,8 +25,8 @@ internal sealed class FakeBackend : ISandboxBackend
 
     public bool ShutdownCalled { get; private set; }
 
-    public void Exit(string containerId, string execId, uint status) =>
-        ExitOf(containerId, execId).TrySetResult(new ProcessExit(status, DateTime.UtcNow));
+    public void Exit(string containerId, string execId, uint status, bool oomKilled = false) =>
+        ExitOf(containerId, execId).TrySetResult(new ProcessExit(status, DateTime.UtcNow, oomKilled));
 
     public void FailWait(string containerId, string execId) =>
         ExitOf(containerId, execId).TrySetException(new IOException("agent connection lost"));
@@ -77,6 +77,9 @@ internal sealed class FakeBackend : ISandboxBackend
         Record($"resume {containerId}");
         return Task.CompletedTask;
     }
+
+    public Task<Google.Protobuf.WellKnownTypes.Any> StatsAsync(string containerId, CancellationToken cancellationToken) =>
+        Task.FromResult(new Google.Protobuf.WellKnownTypes.Any { TypeUrl = "fake.Metrics" });
 
     public Task<IReadOnlyList<uint>> ListPidsAsync(string containerId, CancellationToken cancellationToken) =>
         Task.FromResult<IReadOnlyList<uint>>(new uint[] { 4242 });

@@ -69,6 +69,18 @@ public sealed class TaskServiceTests
     }
 
     [Fact]
+    public async Task An_init_killed_for_its_memory_limit_publishes_the_oom_event_before_the_exit()
+    {
+        await CreateAsync();
+        await _service.StartAsync(new StartRequest { Id = "c1" }, None);
+        _backend.Exit("c1", "", 137, oomKilled: true);
+        await _service.WaitAsync(new WaitRequest { Id = "c1" }, None).WaitAsync(Patience);
+
+        Assert.Equal(new[] { "/tasks/create", "/tasks/start", "/tasks/oom", "/tasks/exit" }, _events.Topics);
+        Assert.Equal("c1", Assert.IsType<TaskOOM>(_events.Events[2].Message).ContainerId);
+    }
+
+    [Fact]
     public async Task Wait_called_before_Start_returns_the_exit_and_events_come_in_order()
     {
         await CreateAsync();
@@ -308,12 +320,20 @@ public sealed class TaskServiceTests
     }
 
     [Fact]
-    public async Task Checkpoint_stats_and_update_are_Unimplemented()
+    public async Task Checkpoint_and_update_are_Unimplemented()
     {
         await CreateAsync();
         await FailsWith(TtrpcStatusCode.Unimplemented, () => _service.CheckpointAsync(new CheckpointTaskRequest { Id = "c1" }));
-        await FailsWith(TtrpcStatusCode.Unimplemented, () => _service.StatsAsync(new StatsRequest { Id = "c1" }));
         await FailsWith(TtrpcStatusCode.Unimplemented, () => _service.UpdateAsync(new UpdateTaskRequest { Id = "c1" }));
+    }
+
+    [Fact]
+    public async Task Stats_return_the_backends_metrics_and_an_unknown_container_is_NotFound()
+    {
+        await CreateAsync();
+        var stats = await _service.StatsAsync(new StatsRequest { Id = "c1" });
+        Assert.Equal("fake.Metrics", stats.Stats.TypeUrl);
+        await FailsWith(TtrpcStatusCode.NotFound, () => _service.StatsAsync(new StatsRequest { Id = "nope" }));
     }
 
     [Fact]

@@ -13,6 +13,9 @@ public sealed class Container(string id, string bundleDirectory, ContainerProces
     public ContainerProcess Init => init;
     public PodMembership Pod => pod;
 
+    /// <summary>Where crun put the container (read when it was created), for stats and OOM kills; null if unknown.</summary>
+    public ContainerCgroup? Cgroup { get; init; }
+
     /// <summary>Serializes the lifecycle operations of this container (start, exec, pause, remove, ...).</summary>
     public SemaphoreSlim Lifecycle { get; } = new(1, 1);
 

@@ -80,7 +80,7 @@ public sealed class ContainerRunner(CrunRunner crun, string containersDirectory,
 
             var init = new ContainerProcess(id, "", stdio);
             init.Attach(pid, ChildProcesses.Shared.Adopt(pid, DateTime.MinValue));
-            lock (_containers) _containers[id] = new Container(id, bundle, init, pod);
+            lock (_containers) _containers[id] = new Container(id, bundle, init, pod) { Cgroup = ContainerCgroup.Of(pid) };
             created = true;
             return pid;
         }

@@ -43,6 +43,10 @@ public interface ISandboxBackend
 
     Task ResumeAsync(string containerId, CancellationToken cancellationToken);
 
+    /// <summary>The container's resource figures for Task Stats: a containerd metrics message (its type URL says
+    /// which: cgroups v1 or v2) packed as Any.</summary>
+    Task<Google.Protobuf.WellKnownTypes.Any> StatsAsync(string containerId, CancellationToken cancellationToken);
+
     /// <summary>Pids of every process in the container (as seen on the host, or guest pids for a VM).</summary>
     Task<IReadOnlyList<uint>> ListPidsAsync(string containerId, CancellationToken cancellationToken);
 
@@ -83,4 +87,6 @@ public sealed record ContainerCreateRequest(
 public sealed record ExecStartRequest(string ContainerId, string ExecId, string ProcessSpecJson, ProcessStdio Stdio);
 
 /// <summary>How a process ended: the exit code, or 128 + signal.</summary>
-public readonly record struct ProcessExit(uint ExitStatus, DateTime ExitedAt);
+/// <summary>How a process ended. <paramref name="OomKilled"/>: the kernel killed a process of the container for its memory
+/// limit (init processes only), which containerd hears as /tasks/oom before /tasks/exit.</summary>
+public readonly record struct ProcessExit(uint ExitStatus, DateTime ExitedAt, bool OomKilled = false);

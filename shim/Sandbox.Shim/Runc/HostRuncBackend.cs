@@ -148,6 +148,9 @@ public sealed class HostRuncBackend : ISandboxBackend
 
     public Task ResumeAsync(string containerId, CancellationToken cancellationToken) => RunSimpleAsync(containerId, "resume", cancellationToken);
 
+    public Task<Google.Protobuf.WellKnownTypes.Any> StatsAsync(string containerId, CancellationToken cancellationToken) =>
+        throw new SandboxBackendException(TtrpcStatusCode.Unimplemented, $"stats of container {containerId}: the runc yardstick backend has no metrics");
+
     public async Task<IReadOnlyList<uint>> ListPidsAsync(string containerId, CancellationToken cancellationToken)
     {
         Find(containerId);

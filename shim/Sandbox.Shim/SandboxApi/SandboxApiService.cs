@@ -272,6 +272,8 @@ internal sealed class SandboxApiService
             {
                 throw Fail(TtrpcStatusCode.InvalidArgument, $"create sandbox {request.SandboxId}: its {PodSandboxConfigType} options do not parse: {e.Message}");
             }
+            if (HostNamespaceRefusal.MessageFor(request.SandboxId, HostNamespaceRefusal.RequestedBy(config)) is { } refusal)
+                throw Fail(TtrpcStatusCode.InvalidArgument, $"create sandbox {request.SandboxId}: {refusal}");
             hostname = config.Hostname;
             if (config.Linux?.Resources is { } resources)
             {

@@ -579,8 +579,17 @@ public sealed class TaskService
     public Task<Empty> UpdateAsync(UpdateTaskRequest request) =>
         throw Fail(TtrpcStatusCode.Unimplemented, $"update container {request.Id}: resource updates are not implemented by the sandbox shim yet");
 
-    public Task<StatsResponse> StatsAsync(StatsRequest request) =>
-        throw Fail(TtrpcStatusCode.Unimplemented, $"stats of container {request.Id}: metrics are not implemented by the sandbox shim yet");
+    /// <summary>The container's resource figures (for the VM backend: its cgroup in the guest, as cgroups v2 metrics).</summary>
+    public async Task<StatsResponse> StatsAsync(StatsRequest request)
+    {
+        lock (_gate)
+        {
+            FindContainer(request.Id);
+        }
+        var stats = await CallBackendAsync($"read the stats of container {request.Id}",
+            () => _backend.StatsAsync(request.Id, CancellationToken.None)).ConfigureAwait(false);
+        return new StatsResponse { Stats = stats };
+    }
 
     /// <summary>
     /// The daemon is going away (SIGTERM, or Shutdown): kill and remove what is left, release the backend,
@@ -657,6 +666,8 @@ public sealed class TaskService
         if (process.Phase is not ProcessPhase.Deleting)
             process.Phase = ProcessPhase.Stopped;
         var exit = process.Exit!.Value;
+        if (process.IsInit && exit.OomKilled)
+            _events.Publish(ContainerdEvent.Of(new TaskOOM { ContainerId = process.ContainerId })); // before the exit, as runc's shim does
         _events.Publish(ContainerdEvent.Of(new TaskExit
         {
             ContainerId = process.ContainerId,

@@ -220,6 +220,16 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
         return response.Pids.ToArray();
     }
 
+    public async Task<Google.Protobuf.WellKnownTypes.Any> StatsAsync(string containerId, CancellationToken cancellationToken)
+    {
+        Find(containerId);
+        var vm = RequireLiveVm($"read the stats of container {containerId}");
+        var stats = await CallAsync(vm, $"read the stats of container {containerId}", client =>
+            client.GetContainerStatsAsync(new GetContainerStatsRequest { ContainerId = containerId }, deadline: Deadline, cancellationToken: cancellationToken).ResponseAsync)
+            .ConfigureAwait(false);
+        return new Google.Protobuf.WellKnownTypes.Any { TypeUrl = GuestCgroupMetrics.TypeUrl, Value = GuestCgroupMetrics.From(stats).ToByteString() };
+    }
+
     public async Task ResizePtyAsync(string containerId, string execId, uint width, uint height, CancellationToken cancellationToken)
     {
         var process = FindProcess(containerId, execId);
@@ -391,6 +401,8 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
                 RequireLiveVm(owner);
                 return running;
             }
+            if (HostNamespaceRefusal.MessageFor(sandboxId, HostNamespaceRefusal.RequestedBy(specJson)) is { } refusal)
+                throw new SandboxBackendException(TtrpcStatusCode.InvalidArgument, $"{owner}: {refusal}");
             _vm = await BootAsync(new PodSandboxSpec(sandboxId, hostname, OciNetworkNamespace.PathOf(specJson) ?? "",
                 PodVmSize.AnnotationsOf(specJson)), owner, cancellationToken).ConfigureAwait(false);
             return _vm;
@@ -561,7 +573,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
                 var response = await vm.Agent.Client.WaitProcessAsync(request, deadline: DateTime.UtcNow + WaitCallSlice,
                     cancellationToken: _vmGone.Token).ConfigureAwait(false);
                 var exitedAt = response.ExitedAtUnixNanos > 0 ? DateTime.UnixEpoch.AddTicks(response.ExitedAtUnixNanos / 100) : DateTime.UtcNow;
-                return new ProcessExit((uint)response.ExitStatus, exitedAt);
+                return new ProcessExit((uint)response.ExitStatus, exitedAt, response.OomKilled);
             }
             catch (RpcException e) when (e.StatusCode == StatusCode.DeadlineExceeded && !_vmGone.IsCancellationRequested)
             {
