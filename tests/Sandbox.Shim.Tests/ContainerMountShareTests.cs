@@ -91,6 +91,41 @@ public sealed class ContainerMountShareTests : IAsyncLifetime
         Assert.Equal("setting=1\n", File.ReadAllText(Path.Combine(HostFiles, "settings.txt")));
     }
 
+    /// <summary>
+    /// runc's non-recursive "ro" (critest "should support non-recursive readonly mounts"): the volume is read-only, a
+    /// tmpfs mounted below it stays writable. The guest sees one 9p mount, so the host's read-only top mount does the
+    /// refusing and the guest mount is left read-write; a volume without submounts keeps "ro" in the guest as well.
+    /// </summary>
+    [Fact]
+    public async Task A_non_recursive_read_only_bind_keeps_the_mounts_below_it_writable()
+    {
+        string volume = Path.Combine(HostFiles, "volume");
+        string tmpfs = Directory.CreateDirectory(Path.Combine(volume, "tmpfs")).FullName;
+        var mounted = await ExternalCommand.RunAsync("mount", ["-t", "tmpfs", "none", tmpfs], TimeSpan.FromSeconds(30));
+        Assert.True(mounted.ExitCode == 0, mounted.ToString());
+        try
+        {
+            string spec = Spec(
+                Mount("/mnt", "bind", volume, "rbind", "rprivate", "ro"),
+                Mount("/etc/app/settings.txt", "bind", Path.Combine(HostFiles, "settings.txt"), "rbind", "rprivate", "ro"));
+
+            var guest = JsonNode.Parse(ContainerMountShare.Share(spec, ContainerDirectory, GuestPathOf, "container c1"))!.AsObject();
+
+            var options = guest["mounts"]!.AsArray().Select(m => m!["options"]!.AsArray().Select(o => (string)o!).ToArray()).ToArray();
+            Assert.Equal(["rbind", "rprivate"], options[0]);       // the host's read-only top mount refuses writes
+            Assert.Equal(["rbind", "rprivate", "ro"], options[1]); // nothing below it: "ro" in the guest too
+            string shared = Path.Combine(ContainerMountShare.MountsDirectory(ContainerDirectory), "0");
+            File.WriteAllText(Path.Combine(shared, "tmpfs", "file"), "writable\n");
+            var refused = Assert.ThrowsAny<IOException>(() => File.WriteAllText(Path.Combine(shared, "top.txt"), "x\n"));
+            Assert.Contains("Read-only", refused.Message);
+        }
+        finally
+        {
+            ContainerMountShare.Unshare(ContainerDirectory);
+            await ExternalCommand.RunAsync("umount", ["-l", tmpfs], TimeSpan.FromSeconds(30));
+        }
+    }
+
     [Fact]
     public void Removing_the_container_detaches_every_bind_and_leaves_the_host_sources_intact()
     {

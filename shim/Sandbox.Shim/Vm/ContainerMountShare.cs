@@ -20,6 +20,7 @@ namespace Sandbox.Shim.Vm;
 ///   (MS_REC for rbind; read-only on the host too when the mount has "ro", keeping the source's nosuid/nodev/noexec),
 ///   and the spec sent to the agent names that place in the guest's 9p share instead. Options stay, so crun in the
 ///   guest makes "ro" read-only there; writes to a read-write one reach the host file or directory (9p passes them on).
+///   Except a non-recursive read-only bind with mounts below it: see <see cref="HasWritableSubmountsToKeep"/>.
 /// - /dev/shm bound from the host (CRI binds the pod's host tmpfs there): the guest gets a tmpfs of its own instead,
 ///   as Kata does (nosuid,noexec,nodev,mode=1777,size=64 MiB); a host tmpfs is not shared with a VM.
 /// - Every other mount (proc, tmpfs, devpts, sysfs, cgroup, relative sources, unknown types) passes unchanged: the
@@ -89,6 +90,8 @@ internal static class ContainerMountShare
                         Bind(SourceOf(mount)!, target, recursive: options.Contains("rbind"), readOnly: options.Contains("ro"),
                             $"{owner}: its mount at {DestinationOf(mount)}");
                         mount["source"] = guestPathOf(target);
+                        if (HasWritableSubmountsToKeep(options, target))
+                            mount["options"] = Without(mount, "ro");
                         changed = true;
                         break;
                 }
@@ -127,6 +130,30 @@ internal static class ContainerMountShare
         if (!bind || SourceOf(mount) is not { } source || !Path.IsPathFullyQualified(source))
             return MountKind.PassThrough;
         return DestinationOf(mount)?.TrimEnd('/') == ShmDestination ? MountKind.HostShm : MountKind.HostBind;
+    }
+
+    /// <summary>
+    /// A non-recursive read-only bind ("rbind" + "ro", without "rro") of a source with mounts below it: on the host
+    /// only the top mount is read-only and the submounts keep their own flags, as runc makes it. The guest sees the
+    /// whole tree as one 9p mount, where "ro" would make the submounts read-only too; so the guest mount stays
+    /// read-write and the host's read-only top mount refuses writes there (EROFS through 9p).
+    /// </summary>
+    private static bool HasWritableSubmountsToKeep(HashSet<string> options, string target) =>
+        options.Contains("rbind") && options.Contains("ro") && !options.Contains("rro")
+        && MountTable.MountPointsBelow(target).Any(mountPoint => mountPoint != Path.TrimEndingDirectorySeparator(target));
+
+    private static JsonArray Without(JsonObject mount, string option)
+    {
+        var kept = new JsonArray();
+        if (mount["options"] is JsonArray array)
+        {
+            foreach (var item in array)
+            {
+                if (!(item is JsonValue value && value.TryGetValue(out string? text) && text == option))
+                    kept.Add(item?.DeepClone());
+            }
+        }
+        return kept;
     }
 
     /// <summary>The guest's own /dev/shm in place of <paramref name="hostShm"/> (read-only if that was).</summary>
