@@ -35,9 +35,10 @@ userland_list=${GUEST_USERLAND:-/var/cache/sandbox/guest-userland/packages.txt}
 
 # Modules in the image; their dependencies are added automatically. The init loads only virtio_mmio/virtio_pci, the
 # vsock transport and virtio_balloon (free page reporting hands freed guest memory back to the host); the agent loads
-# the rest on demand (modprobe 9pnet_virtio 9p, overlay, virtio_net).
+# the rest on demand (modprobe 9pnet_virtio 9p, overlay, virtio_net). bridge: for privileged pods (`brctl addbr`, `ip link
+# add type bridge`), which the kernel loads on first use through /sbin/modprobe, as on a host.
 guest_modules=(virtio_mmio virtio_pci vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport virtio_balloon
-               9pnet 9pnet_virtio netfs fscache 9p overlay virtio_net)
+               9pnet 9pnet_virtio netfs fscache 9p overlay virtio_net bridge)
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (mknod of /dev/console for the initramfs)"
 for tool in dpkg-deb dpkg-query tar xz cpio depmod modinfo readelf ldd sha256sum od; do
