@@ -39,10 +39,18 @@ public static class AgentReadiness
         CancellationToken cancellationToken)
     {
         var deadline = DateTime.UtcNow + timeout;
-        if (hypervisor.AgentEndpoint is HybridVsockEndpoint)
-            await WaitForConsoleLineAsync(hypervisor.ConsoleLogPath, ListeningMarker, agent.SandboxId, timeout, cancellationToken);
-        var remaining = deadline - DateTime.UtcNow;
-        return await agent.WaitUntilReadyAsync(remaining > TimeSpan.Zero ? remaining : TimeSpan.FromSeconds(1), cancellationToken);
+        try
+        {
+            if (hypervisor.AgentEndpoint is HybridVsockEndpoint)
+                await WaitForConsoleLineAsync(hypervisor.ConsoleLogPath, ListeningMarker, agent.SandboxId, timeout, cancellationToken);
+            var remaining = deadline - DateTime.UtcNow;
+            return await agent.WaitUntilReadyAsync(remaining > TimeSpan.Zero ? remaining : TimeSpan.FromSeconds(1), cancellationToken);
+        }
+        catch (TimeoutException e)
+        {
+            // say what the host saw: a starved VM, a guest that never reached its console, or an agent that failed
+            throw new TimeoutException($"{e.Message}\n{BootStallDiagnosis.Describe(hypervisor.Pid, hypervisor.ConsoleLogPath, timeout)}", e);
+        }
     }
 
     /// <summary>Waits until <paramref name="marker"/> appears in the console log, which the guest is still writing.</summary>
