@@ -12,8 +12,7 @@
 set -uo pipefail
 configuration=${1:-Release}
 cd "$(dirname "$0")/.."
-matrix_dir=${SANDBOX_CACHE_DIR:-/var/cache/sandbox}/containerd
-manifest=$matrix_dir/manifest.txt
+. tests/containerd-matrix.sh
 passed=0 failed=0 skipped=0 status=0
 results=()
 
@@ -56,16 +55,14 @@ for project in tests/*/*.csproj; do
 done
 
 # 2. The containerd end-to-end suites, once per release of the matrix.
-if [ ! -f "$manifest" ]; then
-    echo "!! $manifest is missing: run images/setup-host.sh (make setup), which extracts the containerd releases"
+if ! matrix_check; then
     failed=$((failed + 1)) status=1
 else
-    labels=${SANDBOX_CONTAINERD_MATRIX:-$(awk '!/^#/ { print $1 }' "$manifest" | tr '\n' ' ')}
-    for label in $labels; do
-        bin=$matrix_dir/$label/bin
-        version=$(awk -v l="$label" '$1 == l { print $4 }' "$manifest")
-        if [ ! -x "$bin/containerd" ] || [ -z "$version" ]; then
-            echo "!! containerd $label is not in $manifest (or $bin is incomplete): run images/setup-host.sh"
+    for label in $(matrix_labels); do
+        bin=$(matrix_bin "$label")
+        version=$(matrix_version "$label")
+        if [ -z "$version" ]; then
+            echo "!! containerd $label is not in $matrix_manifest (or $bin is incomplete): run images/setup-host.sh"
             failed=$((failed + 1)) status=1
             continue
         fi

@@ -5,6 +5,7 @@ using Grpc.Core;
 using Sandbox.Cri.Tests.Api;
 using Sandbox.Cri.Tests.Client;
 using Sandbox.Cri.Tests.Fixture;
+using Sandbox.Shim.Tests.Containerd;
 using Xunit.Abstractions;
 
 namespace Sandbox.Cri.Tests;
@@ -159,6 +160,81 @@ public abstract class CriPodTests<TFixture>(TFixture fixture, ITestOutputHelper 
         Output.WriteLine($"GET {url}: {attempts} attempt(s), {watch.ElapsedMilliseconds} ms");
         Assert.Equal(CriFixture.ServerPage + "\n", body);
     }
+
+    /// <summary>
+    /// What containerd's CRI does for PortForward (kubectl port-forward): it dials localhost:PORT inside the pod's
+    /// network namespace on the host. With a VM the server is in the guest; the shim brings that connection there.
+    /// </summary>
+    [Fact]
+    public async Task Localhost_in_the_pods_network_namespace_reaches_the_server_as_port_forward_does()
+    {
+        var pod = await Fixture.SharedPodAsync();
+        Assert.False(string.IsNullOrEmpty(pod.NetworkNamespacePath), $"{pod}: no network namespace path in its status");
+
+        var fetched = await UntilAsync(
+            () => ExternalCommand.RunAsync("nsenter", [$"--net={pod.NetworkNamespacePath}", "/bin/busybox", "wget", "-q", "-O", "-", $"http://127.0.0.1:{CriFixture.ServerPort}/"],
+                TimeSpan.FromSeconds(30)),
+            result => result.ExitCode == 0,
+            $"wget of 127.0.0.1:{CriFixture.ServerPort} in {pod.NetworkNamespacePath}");
+        Assert.Equal(CriFixture.ServerPage + "\n", fetched.Stdout);
+
+        // a port nothing listens on: the connection is refused or closed at once, not left hanging
+        var nothing = await ExternalCommand.RunAsync("nsenter",
+            [$"--net={pod.NetworkNamespacePath}", "/bin/busybox", "wget", "-q", "-T", "20", "-O", "-", "http://127.0.0.1:1/"], TimeSpan.FromSeconds(30));
+        Assert.NotEqual(0, nothing.ExitCode);
+    }
+
+    /// <summary>Privileged pods expect the kernel's bridge (Docker-in-pod, CNI inside a pod): the guest kernel loads it
+    /// on first use, as the host does for runc.</summary>
+    [Fact]
+    public async Task A_privileged_container_can_create_a_network_bridge()
+    {
+        var pod = await Fixture.RunPodAsync("privileged", privileged: true);
+        await Fixture.StartContainerAsync(pod, "admin", ["sleep", "2147483647"], privileged: true);
+
+        var add = await Fixture.ExecAsync(pod, "admin", "busybox", "brctl", "addbr", "sbxtest0");
+        Assert.True(add.ExitCode == 0, add.ToString());
+        var show = await Fixture.ExecAsync(pod, "admin", "busybox", "ip", "link", "show", "sbxtest0");
+        Assert.True(show.ExitCode == 0, show.ToString());
+        await Fixture.StopAndRemovePodAsync(pod);
+    }
+
+    /// <summary>ContainerStats (kubectl top, the metrics server, the eviction manager): CPU and memory figures of a
+    /// container, which grow when it works.</summary>
+    [Fact]
+    public async Task Container_stats_report_cpu_and_memory_that_grow_when_the_container_works()
+    {
+        var pod = await Fixture.SharedPodAsync();
+        var before = await StatsAsync(pod, "client");
+        Assert.True(before.Cpu.UsageCoreNanoSeconds?.Value > 0, $"CPU usage of {pod}/client: {before.Cpu}");
+        Assert.True(before.Memory.WorkingSetBytes?.Value > 0, $"memory working set of {pod}/client: {before.Memory}");
+        Assert.True(before.Memory.UsageBytes?.Value > 0, $"memory usage of {pod}/client: {before.Memory}");
+
+        var work = await Fixture.ExecAsync(pod, "client", "sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done");
+        Assert.True(work.ExitCode == 0, work.ToString());
+        var after = await StatsAsync(pod, "client");
+        Assert.True(after.Cpu.UsageCoreNanoSeconds.Value > before.Cpu.UsageCoreNanoSeconds.Value,
+            $"CPU usage did not grow: {before.Cpu.UsageCoreNanoSeconds.Value} then {after.Cpu.UsageCoreNanoSeconds.Value} ns");
+    }
+
+    /// <summary>A container killed for exceeding its memory limit: exit code 137 and reason OOMKilled (containerd's CRI
+    /// sets it from the runtime's /tasks/oom event).</summary>
+    [Fact]
+    public async Task A_container_over_its_memory_limit_ends_with_reason_OOMKilled()
+    {
+        var pod = await Fixture.RunPodAsync("oom");
+        await Fixture.StartContainerAsync(pod, "hog", ["sh", "-c", "x=0123456789abcdef; while true; do x=$x$x; done"],
+            resources: new LinuxContainerResources { MemoryLimitInBytes = 32 * 1024 * 1024 });
+        var status = await UntilAsync(() => Fixture.ContainerStatusAsync(pod, "hog"),
+            s => s.State == ContainerState.ContainerExited && s.Reason.Length > 0, $"the exit of {pod}/hog");
+        Assert.Equal(137, status.ExitCode);
+        Assert.Equal("OOMKilled", status.Reason);
+        await Fixture.StopAndRemovePodAsync(pod);
+    }
+
+    private async Task<ContainerStats> StatsAsync(TestPod pod, string container) =>
+        (await Fixture.CallAsync($"ContainerStats of {pod}/{container}",
+            () => Runtime.ContainerStatsAsync(new ContainerStatsRequest { ContainerId = pod.ContainerId(container) }).ResponseAsync)).Stats;
 
     [Fact]
     public async Task Container_output_is_in_the_cri_log_file_under_the_log_directory()

@@ -165,14 +165,18 @@ public abstract class CriFixture : IAsyncLifetime
     /// RunPodSandbox with a hostname, a log directory and the pod network (and the pod's resources, as a kubelet
     /// passes the sum of its containers' limits); reads back IP and namespace.
     /// </summary>
-    public async Task<TestPod> RunPodAsync(string name, LinuxContainerResources? resources = null)
+    public Task<TestPod> RunPodAsync(string name, LinuxContainerResources? resources = null, bool privileged = false) =>
+        RunPodAsync(name, resources, privileged, NamespaceMode.Pod);
+
+    /// <summary>The same with the pod's network namespace mode (NODE: hostNetwork).</summary>
+    public async Task<TestPod> RunPodAsync(string name, LinuxContainerResources? resources, bool privileged, NamespaceMode network)
     {
         string logDirectory = System.IO.Directory.CreateDirectory(Path.Combine(Directory, "logs", name)).FullName;
         string volumes = System.IO.Directory.CreateDirectory(Path.Combine(Directory, "volumes", name)).FullName;
         var config = new PodSandboxConfig
         {
             Metadata = new PodSandboxMetadata { Name = name, Uid = Guid.NewGuid().ToString(), Namespace = PodNamespace },
-            Hostname = $"{name}-{Handler}",
+            Hostname = network == NamespaceMode.Node ? "" : $"{name}-{Handler}", // the host's UTS namespace: no hostname of its own
             LogDirectory = logDirectory,
             Labels = { ["sandbox.test/pod"] = name },
             Linux = new LinuxPodSandboxConfig
@@ -181,7 +185,8 @@ public abstract class CriFixture : IAsyncLifetime
                 Resources = resources,
                 SecurityContext = new LinuxSandboxSecurityContext
                 {
-                    NamespaceOptions = new NamespaceOption { Network = NamespaceMode.Pod, Pid = NamespaceMode.Container, Ipc = NamespaceMode.Pod },
+                    NamespaceOptions = new NamespaceOption { Network = network, Pid = NamespaceMode.Container, Ipc = NamespaceMode.Pod },
+                    Privileged = privileged,
                 },
             },
         };
@@ -211,7 +216,8 @@ public abstract class CriFixture : IAsyncLifetime
     }
 
     /// <summary>CreateContainer + StartContainer of a busybox container logging to &lt;name&gt;.log.</summary>
-    public async Task<string> StartContainerAsync(TestPod pod, string name, IEnumerable<string> command, IEnumerable<Mount>? mounts = null)
+    public async Task<string> StartContainerAsync(TestPod pod, string name, IEnumerable<string> command, IEnumerable<Mount>? mounts = null,
+        bool privileged = false, LinuxContainerResources? resources = null)
     {
         var config = new ContainerConfig
         {
@@ -224,8 +230,13 @@ public abstract class CriFixture : IAsyncLifetime
             {
                 SecurityContext = new LinuxContainerSecurityContext
                 {
-                    NamespaceOptions = new NamespaceOption { Network = NamespaceMode.Pod, Pid = NamespaceMode.Container, Ipc = NamespaceMode.Pod },
+                    NamespaceOptions = new NamespaceOption
+                    {
+                        Network = pod.Config.Linux.SecurityContext.NamespaceOptions.Network, Pid = NamespaceMode.Container, Ipc = NamespaceMode.Pod,
+                    },
+                    Privileged = privileged,
                 },
+                Resources = resources,
             },
         };
         if (mounts is not null)
@@ -486,6 +497,7 @@ public abstract class CriFixture : IAsyncLifetime
             bin_dir = "{CniBridgeNetwork.PluginDirectory}"
             conf_dir = "{Network.ConfigDirectory}"
             max_conf_num = 1
+        {RegistryTable("""[plugins."io.containerd.grpc.v1.cri".registry]""")}
         """;
 
     /// <summary>
@@ -495,6 +507,7 @@ public abstract class CriFixture : IAsyncLifetime
     private string CriConfigurationVersion3() => $"""
         [plugins.'io.containerd.cri.v1.images'.pinned_images]
           sandbox = "{PauseImage.DefaultName}"
+        {RegistryTable("[plugins.'io.containerd.cri.v1.images'.registry]")}
 
         [plugins.'io.containerd.cri.v1.runtime']
           restrict_oom_score_adj = true
@@ -522,6 +535,15 @@ public abstract class CriFixture : IAsyncLifetime
           stream_server_address = "127.0.0.1"
           stream_server_port = "0"
         """;
+
+    /// <summary>
+    /// A registry hosts directory (containerd's hosts.toml layout: one folder per registry host) for CRI's image pulls,
+    /// or null: nothing is pulled, the images are imported.
+    /// </summary>
+    protected virtual string? RegistryHostsDirectory => null;
+
+    private string RegistryTable(string header) =>
+        RegistryHostsDirectory is null ? "" : $"{header}\nconfig_path = \"{RegistryHostsDirectory}\"\n";
 
     /// <summary>The shim's configuration.toml: state under this fixture, the checkout's guest image when built.</summary>
     private string ShimConfiguration()

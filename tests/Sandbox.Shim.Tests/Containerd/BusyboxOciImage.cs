@@ -21,12 +21,14 @@ public static class BusyboxOciImage
     };
 
     /// <summary>Writes the image tar to <paramref name="tarPath"/>. Needs /bin/busybox to be a static binary.</summary>
-    public static void Build(string tarPath, string imageName = DefaultName, string busyboxPath = "/bin/busybox")
+    /// <param name="applets">The applet links in /bin; default: the few the tests use. <see cref="AllApplets"/> for an image
+    /// like the Kubernetes e2e busybox, which critest's specs expect to have every applet (pgrep, top, nc...).</param>
+    public static void Build(string tarPath, string imageName = DefaultName, string busyboxPath = "/bin/busybox", IReadOnlyList<string>? applets = null)
     {
         if (!File.Exists(busyboxPath))
             throw new FileNotFoundException($"busybox not found at {busyboxPath}: install busybox-static");
 
-        var (layerTar, layerGzip) = BuildLayer(busyboxPath);
+        var (layerTar, layerGzip) = BuildLayer(busyboxPath, applets ?? Applets);
         string diffId = "sha256:" + Sha256(layerTar);
         string layerDigest = "sha256:" + Sha256(layerGzip);
 
@@ -72,7 +74,19 @@ public static class BusyboxOciImage
         AddFile(tar, "blobs/sha256/" + layerDigest[7..], layerGzip);
     }
 
-    private static (byte[] Tar, byte[] Gzip) BuildLayer(string busyboxPath)
+    /// <summary>Every applet the host's busybox has (`busybox --list`), without busybox itself.</summary>
+    public static IReadOnlyList<string> AllApplets(string busyboxPath = "/bin/busybox")
+    {
+        using var process = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(busyboxPath, "--list") { RedirectStandardOutput = true })
+            ?? throw new InvalidOperationException($"{busyboxPath} --list did not start");
+        string list = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        if (process.ExitCode != 0)
+            throw new InvalidOperationException($"{busyboxPath} --list exited with {process.ExitCode}");
+        return list.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Where(a => a != "busybox").ToArray();
+    }
+
+    private static (byte[] Tar, byte[] Gzip) BuildLayer(string busyboxPath, IReadOnlyList<string> applets)
     {
         var tarStream = new MemoryStream();
         using (var tar = new TarWriter(tarStream, TarEntryFormat.Pax, leaveOpen: true))
@@ -92,7 +106,7 @@ public static class BusyboxOciImage
                 DataStream = new MemoryStream(File.ReadAllBytes(busyboxPath)),
             };
             tar.WriteEntry(busybox);
-            foreach (var applet in Applets)
+            foreach (var applet in applets)
             {
                 tar.WriteEntry(new PaxTarEntry(TarEntryType.SymbolicLink, "bin/" + applet)
                 {
