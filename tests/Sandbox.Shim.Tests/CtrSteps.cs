@@ -35,11 +35,8 @@ internal static class CtrSteps
             timeout,
             beforeReadingStdout: async () =>
             {
-                // bounded: if the marker never shows, read anyway (the output check then reports what arrived). The
-                // sandbox shim mounts the rootfs in a mount namespace of its own: look through its /proc/PID/root too.
-                bool MarkerExists() => File.Exists(marker) ||
-                    containerd.LeftoverShimProcesses().Any(pid => File.Exists($"/proc/{pid}/root{marker}"));
-                for (int i = 0; i < 1200 && !MarkerExists(); i++)
+                // bounded: if the marker never shows, read anyway (the output check then reports what arrived)
+                for (int i = 0; i < 1200 && !File.Exists(marker); i++)
                     await Task.Delay(50);
                 await Task.Delay(500);
             });

@@ -138,17 +138,10 @@ public static class StartCommand
         if (ttrpcAddress.Length > 0)
             environment["TTRPC_ADDRESS"] = ttrpcAddress;
 
-        // The daemon gets a mount namespace of its own, a slave of the host's: the binds it makes into the sandbox's
-        // share (volumes, rootfs) are seen by QEMU's 9p server, which it starts, but not by the host, where they would
-        // pin the sources (a volume's directory could not be removed while the pod runs, unlike with runc), and they
-        // go away with the daemon and its VM even after a crash. Mounts the host makes later still reach the daemon
-        // where the host's mount is shared.
-        string? unshare = Sandbox.Hypervisors.HostDetection.ExecutableSearch.Find("unshare")
-                          ?? Sandbox.Hypervisors.HostDetection.ExecutableSearch.Find("unshare", "/usr/bin:/bin");
         return ProcessSpawner.Spawn(new SpawnRequest
         {
-            Path = unshare ?? self,
-            Arguments = unshare is null ? arguments : ["--mount", "--propagation", "slave", "--", self, .. arguments],
+            Path = self,
+            Arguments = arguments,
             ExtraEnvironment = environment,
             ExtraFds = new[] { (listenerFd, ListenFd) },
             NewSession = true,

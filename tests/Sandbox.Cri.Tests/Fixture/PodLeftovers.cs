@@ -34,22 +34,17 @@ public static partial class PodLeftovers
         var ids = new[] { pod.Id }.Concat(pod.Containers.Values).ToArray();
         var found = new List<string>();
 
-        var podProcesses = new List<int>();
         foreach (var (pid, commandLine) in Processes())
         {
             if (ids.Any(id => commandLine.Contains(id, StringComparison.Ordinal)))
-            {
                 found.Add($"process {pid}: {commandLine}");
-                podProcesses.Add(pid);
-            }
         }
         foreach (var vmm in LeftoverVmProcesses.Find(Path.Combine(fixture.StateRoot, pod.Id)))
             found.Add($"VM process {vmm.Pid}: {vmm.CommandLine}");
         if (pod.SandboxPid > 0 && StartTimeOf(pod.SandboxPid) is { } start && start == pod.SandboxPidStartTime)
             found.Add($"sandbox task process {pod.SandboxPid}: {CommandLineOf(pod.SandboxPid)}");
 
-        // the host's mounts and those of the pod's processes: the sandbox shim's daemon has a mount namespace of its own
-        foreach (var mountPoint in PrivateContainerd.MountPointsSeenBy(podProcesses))
+        foreach (var mountPoint in File.ReadAllLines("/proc/self/mountinfo").Select(line => line.Split(' ')[4]))
         {
             if (ids.Any(id => mountPoint.Contains(id, StringComparison.Ordinal)))
                 found.Add($"mount {mountPoint}");

@@ -197,34 +197,12 @@ public sealed class PrivateContainerd : IAsyncDisposable
         return pids;
     }
 
-    /// <summary>
-    /// Mount points inside this instance's directory, in the host's mount namespace and in those of the shims still
-    /// running (the sandbox shim's daemon has a mount namespace of its own: its mounts end with it).
-    /// </summary>
+    /// <summary>Mount points inside this instance's directory (the snapshotter's own are excluded).</summary>
     public IReadOnlyList<string> LeftoverMounts() =>
-        MountPointsSeenBy(LeftoverShimProcesses())
+        File.ReadAllLines("/proc/self/mountinfo")
+            .Select(line => line.Split(' ')[4])
             .Where(mountPoint => mountPoint.StartsWith(Directory, StringComparison.Ordinal))
             .ToArray();
-
-    /// <summary>Every mount point of this process's mount namespace and of <paramref name="pids"/>' (a process that is
-    /// gone has none).</summary>
-    public static IReadOnlyList<string> MountPointsSeenBy(IEnumerable<int> pids)
-    {
-        var mountPoints = new SortedSet<string>(StringComparer.Ordinal);
-        foreach (string mountinfo in new[] { "/proc/self/mountinfo" }.Concat(pids.Select(pid => $"/proc/{pid}/mountinfo")))
-        {
-            try
-            {
-                foreach (string line in File.ReadLines(mountinfo))
-                    mountPoints.Add(line.Split(' ')[4]);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                // the process ended meanwhile
-            }
-        }
-        return mountPoints.ToArray();
-    }
 
     public IReadOnlyList<string> LeftoverShimSockets() =>
         System.IO.Directory.Exists(ShimSocketDirectory)
