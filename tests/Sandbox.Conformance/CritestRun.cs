@@ -84,6 +84,23 @@ public static class CritestRun
         return results;
     }
 
+    /// <summary>
+    /// The host paths critest makes for its mount specs ($TMPDIR/test&lt;pod id&gt;...) and removes in their clean-up,
+    /// which a failed clean-up leaves (the non-recursive read-only spec's, with this runtime: see its exception).
+    /// Removes those made since <paramref name="since"/>, once the pods are gone and nothing is mounted there.
+    /// </summary>
+    public static void RemoveItsTemporaryDirectories(DateTime since)
+    {
+        foreach (var directory in new DirectoryInfo(Path.GetTempPath()).EnumerateDirectories("test*"))
+        {
+            bool critests = directory.Name.Length > 4 + 64 && directory.Name[4..68].All(char.IsAsciiHexDigitLower);
+            if (!critests || directory.CreationTimeUtc < since || Sandbox.Cri.Tests.Fixture.CriFixture.MountPointsBelow(directory.FullName).Count > 0)
+                continue;
+            directory.Delete(recursive: true);
+            Console.WriteLine($"removed critest's leftover host path {directory.FullName}");
+        }
+    }
+
     private static string FirstLine(string text) =>
         text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).FirstOrDefault() ?? "";
 

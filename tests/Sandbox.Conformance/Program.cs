@@ -19,6 +19,7 @@ var release = await ContainerdRelease.DetectAsync();
 Console.WriteLine($"conformance: critest {critest} on containerd {release.Text}, handlers {CriFixture.RuncHandler} (reference) and {options.Handler}; output in {output}");
 
 string scratch = Directory.CreateTempSubdirectory("sbx-conformance-").FullName;
+var runStarted = DateTime.UtcNow;
 int exitCode;
 try
 {
@@ -38,6 +39,7 @@ try
         try
         {
             await fixture.DisposeAsync();
+            CritestRun.RemoveItsTemporaryDirectories(runStarted);
         }
         catch (InvalidOperationException e)
         {
