@@ -69,17 +69,24 @@ public sealed class PodPortForwarder : IAsyncDisposable
     private async Task AcceptLoopAsync()
     {
         var connections = new List<Task>();
-        try
+        while (!_stop.IsCancellationRequested)
         {
-            while (true)
+            try
             {
                 var connection = await _listener.AcceptAsync(_stop.Token);
                 connections.RemoveAll(t => t.IsCompleted);
                 connections.Add(ForwardAsync(connection));
             }
-        }
-        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException && _stop.IsCancellationRequested)
-        {
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException && _stop.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (SocketException e)
+            {
+                // e.g. out of file descriptors: keep listening, the next connection may succeed
+                Console.Error.WriteLine($"sandbox {_sandboxId}: port-forward: accepting a connection failed: {e.Message}");
+                await Task.Delay(100);
+            }
         }
         await Task.WhenAll(connections);
     }
