@@ -25,9 +25,11 @@ public class HostNamespaceRefusalTests
     }
 
     [Fact]
-    public void A_spec_without_linux_namespaces_asks_for_nothing()
+    public void A_spec_without_linux_namespaces_asks_for_nothing_and_garbage_is_a_format_error_naming_config_json()
     {
         Assert.Empty(HostNamespaceRefusal.RequestedBy("""{"process":{"args":["sh"]}}"""));
+        var garbage = Assert.Throws<FormatException>(() => HostNamespaceRefusal.RequestedBy("{not json"));
+        Assert.Contains("config.json is not valid JSON", garbage.Message);
     }
 
     [Fact]

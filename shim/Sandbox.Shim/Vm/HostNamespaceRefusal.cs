@@ -13,11 +13,21 @@ public static class HostNamespaceRefusal
 {
     /// <summary>
     /// The host namespaces an OCI spec asks for: each of network, pid, ipc without an entry in linux.namespaces
-    /// (runc then keeps the host's). A spec without linux.namespaces asks for nothing here.
+    /// (runc then keeps the host's). A spec without linux.namespaces asks for nothing here. Throws
+    /// <see cref="FormatException"/> for a config.json that is not JSON.
     /// </summary>
     public static IReadOnlyList<string> RequestedBy(string specJson)
     {
-        using var document = JsonDocument.Parse(specJson);
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(specJson);
+        }
+        catch (JsonException e)
+        {
+            throw new FormatException($"config.json is not valid JSON: {e.Message}", e);
+        }
+        using var _ = document;
         if (!document.RootElement.TryGetProperty("linux", out var linux) || linux.ValueKind != JsonValueKind.Object ||
             !linux.TryGetProperty("namespaces", out var namespaces) || namespaces.ValueKind != JsonValueKind.Array)
             return [];

@@ -401,7 +401,16 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
                 RequireLiveVm(owner);
                 return running;
             }
-            if (HostNamespaceRefusal.MessageFor(sandboxId, HostNamespaceRefusal.RequestedBy(specJson)) is { } refusal)
+            string? refusal;
+            try
+            {
+                refusal = HostNamespaceRefusal.MessageFor(sandboxId, HostNamespaceRefusal.RequestedBy(specJson));
+            }
+            catch (FormatException e)
+            {
+                throw new SandboxBackendException(TtrpcStatusCode.InvalidArgument, $"{owner}: sandbox {sandboxId}: {e.Message}", e);
+            }
+            if (refusal is not null)
                 throw new SandboxBackendException(TtrpcStatusCode.InvalidArgument, $"{owner}: {refusal}");
             _vm = await BootAsync(new PodSandboxSpec(sandboxId, hostname, OciNetworkNamespace.PathOf(specJson) ?? "",
                 PodVmSize.AnnotationsOf(specJson)), owner, cancellationToken).ConfigureAwait(false);
