@@ -26,11 +26,12 @@ public static class ConformanceImages
         }
     }
 
-    public static readonly IReadOnlyList<StandIn> All =
+    /// <summary>Every applet: the specs run pgrep, top, nc, ps...</summary>
+    public static readonly StandIn Busybox = new("registry.k8s.io/e2e-test-images/busybox:1.29-2", null);
+
+    /// <summary>Web servers: critest only checks for HTTP 200 on the port.</summary>
+    public static readonly IReadOnlyList<StandIn> WebServers =
     [
-        // every applet: the specs run pgrep, top, nc, ps...
-        new("registry.k8s.io/e2e-test-images/busybox:1.29-2", null),
-        // web servers: critest only checks for HTTP 200 on the port
         new("registry.k8s.io/e2e-test-images/nginx:1.14-2", "80"),
         new("registry.k8s.io/e2e-test-images/httpd:2.4.39-4", "80"),
         new("gcr.io/k8s-staging-cri-tools/hostnet-nginx-amd64:latest", "12003"),
@@ -40,19 +41,17 @@ public static class ConformanceImages
     public static async Task PublishAsync(string directory, LocalRegistry registry, PrivateContainerd containerd, CancellationToken cancellation)
     {
         string busybox = Path.Combine(directory, "busybox-all-applets.tar");
-        BusyboxOciImage.Build(busybox, All[0].OriginalName, applets: BusyboxOciImage.AllApplets());
-        foreach (var image in All)
+        BusyboxOciImage.Build(busybox, Busybox.OriginalName, applets: BusyboxOciImage.AllApplets());
+        await PublishOneAsync(busybox, Busybox);
+        foreach (var server in WebServers)
         {
-            string tar = busybox;
-            if (image.ServeOnPort is { } port)
-            {
-                tar = Path.Combine(directory, Path.GetFileName(image.RegistryPath).Replace(':', '-') + ".tar");
-                DerivedOciImage.Write(busybox, tar, image.OriginalName, process => ServeAPage(process, port));
-            }
-            else if (image != All[0])
-            {
-                throw new InvalidOperationException($"stand-in {image.OriginalName}: only the first image is plain busybox");
-            }
+            string tar = Path.Combine(directory, Path.GetFileName(server.RegistryPath).Replace(':', '-') + ".tar");
+            DerivedOciImage.Write(busybox, tar, server.OriginalName, process => ServeAPage(process, server.ServeOnPort!));
+            await PublishOneAsync(tar, server);
+        }
+
+        async Task PublishOneAsync(string tar, StandIn image)
+        {
             await registry.PushAsync(tar, image.RegistryPath, cancellation);
             await containerd.ImportImageAsync(tar, "k8s.io");
         }
