@@ -182,6 +182,13 @@ public sealed class AgentService : Protocol.Agent.AgentBase
         return Task.FromResult(cgroup.ReadStats());
     }
 
+    public override async Task<UpdateContainerResponse> UpdateContainer(UpdateContainerRequest request, ServerCallContext context)
+    {
+        await TimedAsync($"UpdateContainer {AgentLog.ShortId(request.ContainerId)}",
+            () => _containers.UpdateAsync(request.ContainerId, request.ResourcesJson.ToByteArray(), context.CancellationToken));
+        return new UpdateContainerResponse();
+    }
+
     public override Task ReadStdout(ReadOutputRequest request, IServerStreamWriter<OutputChunk> responseStream, ServerCallContext context) =>
         StreamOutputAsync(request, "stdout", p => p.Stdio.Stdout, responseStream, context);
 

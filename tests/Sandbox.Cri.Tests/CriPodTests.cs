@@ -232,6 +232,54 @@ public abstract class CriPodTests<TFixture>(TFixture fixture, ITestOutputHelper 
         await Fixture.StopAndRemovePodAsync(pod);
     }
 
+    /// <summary>UpdateContainerResources (in-place pod resize): the container's cgroup takes the new memory limit and
+    /// CPU quota at once, without a restart.</summary>
+    [Fact]
+    public async Task Updated_limits_reach_the_running_containers_cgroup()
+    {
+        var pod = await Fixture.RunPodAsync("resize", new LinuxContainerResources { CpuPeriod = 100_000, CpuQuota = 100_000, MemoryLimitInBytes = 128L << 20 });
+        try
+        {
+            await Fixture.StartContainerAsync(pod, "main", ["sleep", "2147483647"],
+                resources: new LinuxContainerResources { CpuPeriod = 100_000, CpuQuota = 50_000, MemoryLimitInBytes = 64L << 20 });
+            Assert.Equal((64L << 20).ToString(), await CgroupMemoryLimitAsync(pod, "main"));
+
+            await UpdateResourcesAsync(pod, "main", new LinuxContainerResources { CpuPeriod = 100_000, CpuQuota = 80_000, MemoryLimitInBytes = 96L << 20 });
+            Assert.Equal((96L << 20).ToString(), await CgroupMemoryLimitAsync(pod, "main"));
+            var cpu = await Fixture.ExecAsync(pod, "main", "sh", "-c",
+                OwnCgroupV2 + "cat /sys/fs/cgroup$own/cpu.max 2>/dev/null || echo $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us)");
+            Assert.Equal("80000 100000", cpu.Stdout.Trim());
+
+            // the container still runs, with the same init
+            Assert.Equal(ContainerState.ContainerRunning, (await Fixture.ContainerStatusAsync(pod, "main")).State);
+        }
+        finally
+        {
+            await Fixture.StopAndRemovePodAsync(pod);
+        }
+    }
+
+    protected Task UpdateResourcesAsync(TestPod pod, string container, LinuxContainerResources resources) =>
+        Fixture.CallAsync($"UpdateContainerResources of {pod}/{container}", () => Runtime.UpdateContainerResourcesAsync(new UpdateContainerResourcesRequest
+        {
+            ContainerId = pod.ContainerId(container),
+            Linux = resources,
+        }).ResponseAsync);
+
+    /// <summary>Shell: $own = the container's cgroup v2 path. The guest's containers see the whole cgroup2 tree (CRI asks
+    /// for no cgroup namespace), so their own directory is /sys/fs/cgroup + the "0::" line of /proc/self/cgroup.</summary>
+    private const string OwnCgroupV2 = "own=$(sed -n 's/^0:://p' /proc/self/cgroup); ";
+
+    /// <summary>The memory limit the container's own cgroup has: memory.max (cgroup v2, the VM's guest) or
+    /// memory.limit_in_bytes (cgroup v1, runc on this host).</summary>
+    protected async Task<string> CgroupMemoryLimitAsync(TestPod pod, string container)
+    {
+        var read = await Fixture.ExecAsync(pod, container, "sh", "-c",
+            OwnCgroupV2 + "cat /sys/fs/cgroup$own/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes");
+        Assert.True(read.ExitCode == 0, read.ToString());
+        return read.Stdout.Trim();
+    }
+
     private async Task<ContainerStats> StatsAsync(TestPod pod, string container) =>
         (await Fixture.CallAsync($"ContainerStats of {pod}/{container}",
             () => Runtime.ContainerStatsAsync(new ContainerStatsRequest { ContainerId = pod.ContainerId(container) }).ResponseAsync)).Stats;

@@ -53,6 +53,33 @@ public sealed class SandboxHandlerPodTests(SandboxCriFixture fixture, ITestOutpu
         Assert.Empty(vm.Select(p => p.Pid).Intersect(otherVm.Select(p => p.Pid)));
     }
 
+    /// <summary>The VM does not grow: a resize past its size is refused, naming both sizes, and the container keeps
+    /// the limit it had.</summary>
+    [Fact]
+    public async Task An_update_beyond_the_vms_size_is_refused_and_the_container_keeps_its_limit()
+    {
+        var pod = await Fixture.RunPodAsync("resize-beyond");
+        try
+        {
+            await Fixture.StartContainerAsync(pod, "main", ["sleep", "2147483647"],
+                resources: new LinuxContainerResources { MemoryLimitInBytes = 64L << 20 });
+            var refused = await Assert.ThrowsAsync<CriCallException>(() =>
+                UpdateResourcesAsync(pod, "main", new LinuxContainerResources { MemoryLimitInBytes = 8L << 30 }));
+            Output.WriteLine(refused.Message);
+            Assert.Contains("memory limit 8192 MiB", refused.Message);
+            Assert.Contains("more than its VM's 256 MiB", refused.Message);
+            Assert.Equal((64L << 20).ToString(), await CgroupMemoryLimitAsync(pod, "main"));
+
+            // and the pod still serves
+            await UpdateResourcesAsync(pod, "main", new LinuxContainerResources { MemoryLimitInBytes = 100L << 20 });
+            Assert.Equal((100L << 20).ToString(), await CgroupMemoryLimitAsync(pod, "main"));
+        }
+        finally
+        {
+            await Fixture.StopAndRemovePodAsync(pod);
+        }
+    }
+
     [Fact]
     public async Task The_pods_cpu_and_memory_limits_are_added_to_the_vms_default_size()
     {

@@ -78,6 +78,12 @@ internal sealed class FakeBackend : ISandboxBackend
         return Task.CompletedTask;
     }
 
+    public Task UpdateAsync(string containerId, ContainerResources resources, CancellationToken cancellationToken)
+    {
+        Record($"update {containerId} {resources.Json}");
+        return Task.CompletedTask;
+    }
+
     public Task<Google.Protobuf.WellKnownTypes.Any> StatsAsync(string containerId, CancellationToken cancellationToken) =>
         Task.FromResult(new Google.Protobuf.WellKnownTypes.Any { TypeUrl = "fake.Metrics" });
 

@@ -1,3 +1,4 @@
+using Sandbox.Shim.Backend;
 using Containerd.Events;
 using Containerd.Task.V2;
 using Containerd.Types;
@@ -320,11 +321,54 @@ public sealed class TaskServiceTests
     }
 
     [Fact]
-    public async Task Checkpoint_and_update_are_Unimplemented()
+    public async Task Checkpoint_is_Unimplemented()
     {
         await CreateAsync();
         await FailsWith(TtrpcStatusCode.Unimplemented, () => _service.CheckpointAsync(new CheckpointTaskRequest { Id = "c1" }));
-        await FailsWith(TtrpcStatusCode.Unimplemented, () => _service.UpdateAsync(new UpdateTaskRequest { Id = "c1" }));
+    }
+
+    private static UpdateTaskRequest Update(string id, string json, string typeUrl = ContainerResources.TypeUrl) => new()
+    {
+        Id = id,
+        Resources = new Google.Protobuf.WellKnownTypes.Any { TypeUrl = typeUrl, Value = Google.Protobuf.ByteString.CopyFromUtf8(json) },
+    };
+
+    [Fact]
+    public async Task Update_passes_only_the_fields_it_sets_to_the_backend()
+    {
+        await CreateAsync();
+        await _service.UpdateAsync(Update("c1", """{"memory":{"limit":67108864},"cpu":{"quota":50000,"period":100000},"devices":[{"allow":false,"access":"rwm"}]}"""), None);
+        Assert.Contains("""update c1 {"memory":{"limit":67108864},"cpu":{"quota":50000,"period":100000}}""", _backend.Calls);
+    }
+
+    [Fact]
+    public async Task Update_with_bad_resources_is_InvalidArgument_naming_the_field_and_the_service_keeps_serving()
+    {
+        await CreateAsync();
+        var negative = await FailsWith(TtrpcStatusCode.InvalidArgument, () => _service.UpdateAsync(Update("c1", """{"memory":{"limit":-5}}"""), None));
+        Assert.Contains("container c1", negative.Message);
+        Assert.Contains("memory.limit is -5", negative.Message);
+        var garbage = await FailsWith(TtrpcStatusCode.InvalidArgument, () => _service.UpdateAsync(Update("c1", "{not json"), None));
+        Assert.Contains("not valid JSON", garbage.Message);
+        var wrongType = await FailsWith(TtrpcStatusCode.InvalidArgument, () => _service.UpdateAsync(Update("c1", "{}", "example.com/Other"), None));
+        Assert.Contains("example.com/Other", wrongType.Message);
+        await FailsWith(TtrpcStatusCode.InvalidArgument, () => _service.UpdateAsync(new UpdateTaskRequest { Id = "c1" }, None));
+        Assert.DoesNotContain(_backend.Calls, c => c.StartsWith("update", StringComparison.Ordinal));
+
+        await _service.UpdateAsync(Update("c1", """{"pids":{"limit":64}}"""), None);
+        Assert.Contains("""update c1 {"pids":{"limit":64}}""", _backend.Calls);
+    }
+
+    [Fact]
+    public async Task Update_of_an_exited_container_is_FailedPrecondition_and_of_an_unknown_one_NotFound()
+    {
+        await CreateAsync();
+        await _service.StartAsync(new StartRequest { Id = "c1" }, None);
+        _backend.Exit("c1", "", 0);
+        await _service.WaitAsync(new WaitRequest { Id = "c1" }, None).WaitAsync(Patience);
+        var exited = await FailsWith(TtrpcStatusCode.FailedPrecondition, () => _service.UpdateAsync(Update("c1", """{"pids":{"limit":64}}"""), None));
+        Assert.Contains("update container c1: it is stopped", exited.Message);
+        await FailsWith(TtrpcStatusCode.NotFound, () => _service.UpdateAsync(Update("nope", """{"pids":{"limit":64}}"""), None));
     }
 
     [Fact]

@@ -325,6 +325,32 @@ public sealed class ContainerRunner(CrunRunner crun, string containersDirectory,
         }
     }
 
+    /// <summary>`crun update --resources` with the shim's LinuxResources JSON, written next to the bundle.</summary>
+    public async Task UpdateAsync(string id, byte[] resourcesJson, CancellationToken cancellationToken)
+    {
+        Container container = Get(id);
+        await container.Lifecycle.WaitAsync(cancellationToken);
+        try
+        {
+            if (container.State == ContainerState.Stopped)
+                throw AgentErrors.FailedPrecondition($"update container {id}: it has exited; only a created, running or paused container's limits can change");
+            string file = Path.Combine(container.BundleDirectory, "update-resources.json");
+            await File.WriteAllBytesAsync(file, resourcesJson, cancellationToken);
+            try
+            {
+                await RunChecked(l => crun.CommandLine.Update(l, id, file), $"update the limits of container {id}", cancellationToken);
+            }
+            finally
+            {
+                File.Delete(file);
+            }
+        }
+        finally
+        {
+            container.Lifecycle.Release();
+        }
+    }
+
     public async Task<List<uint>> ListPidsAsync(string id, CancellationToken cancellationToken)
     {
         Container container = Get(id);

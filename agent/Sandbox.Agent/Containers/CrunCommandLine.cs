@@ -43,6 +43,8 @@ public sealed class CrunCommandLine(string crunPath, string stateRoot, IReadOnly
 
     public List<string> Resume(string logFile, string id) => [.. Global(logFile), "resume", id];
 
+    public List<string> Update(string logFile, string id, string resourcesFile) => [.. Global(logFile), "update", "--resources", resourcesFile, id];
+
     public List<string> Delete(string logFile, string id, bool force) =>
         force ? [.. Global(logFile), "delete", "--force", id] : [.. Global(logFile), "delete", id];
 

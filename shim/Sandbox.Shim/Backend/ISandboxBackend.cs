@@ -43,6 +43,10 @@ public interface ISandboxBackend
 
     Task ResumeAsync(string containerId, CancellationToken cancellationToken);
 
+    /// <summary>Applies new limits to a created or running container's cgroup (Task Update). Only the fields
+    /// <paramref name="resources"/> sets change. Refuse what the backend cannot give (for a VM: more than its size).</summary>
+    Task UpdateAsync(string containerId, ContainerResources resources, CancellationToken cancellationToken);
+
     /// <summary>The container's resource figures for Task Stats: a containerd metrics message (its type URL says
     /// which: cgroups v1 or v2) packed as Any.</summary>
     Task<Google.Protobuf.WellKnownTypes.Any> StatsAsync(string containerId, CancellationToken cancellationToken);

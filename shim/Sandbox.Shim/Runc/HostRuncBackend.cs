@@ -148,6 +148,24 @@ public sealed class HostRuncBackend : ISandboxBackend
 
     public Task ResumeAsync(string containerId, CancellationToken cancellationToken) => RunSimpleAsync(containerId, "resume", cancellationToken);
 
+    /// <summary>`runc update --resources FILE`, the file holding the update's LinuxResources JSON (in the bundle).</summary>
+    public async Task UpdateAsync(string containerId, ContainerResources resources, CancellationToken cancellationToken)
+    {
+        var container = Find(containerId);
+        string file = Path.Combine(container.Bundle, "update-resources.json");
+        await File.WriteAllTextAsync(file, resources.Json, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var result = await _runc.RunAsync(new[] { "update", "--resources", file, containerId }, cancellationToken).ConfigureAwait(false);
+            if (!result.Succeeded)
+                throw new SandboxBackendException(TtrpcStatusCode.Unknown, $"runc update failed: {result.Error}");
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
     public Task<Google.Protobuf.WellKnownTypes.Any> StatsAsync(string containerId, CancellationToken cancellationToken) =>
         throw new SandboxBackendException(TtrpcStatusCode.Unimplemented, $"stats of container {containerId}: the runc yardstick backend has no metrics");
 

@@ -77,7 +77,7 @@ public sealed class TaskService
         registry.Register<ExecProcessRequest, Empty>(serviceName, "Exec", ExecProcessRequest.Parser, (r, c) => ExecAsync(r));
         registry.Register<ResizePtyRequest, Empty>(serviceName, "ResizePty", ResizePtyRequest.Parser, (r, c) => ResizePtyAsync(r, c.CancellationToken));
         registry.Register<CloseIORequest, Empty>(serviceName, "CloseIO", CloseIORequest.Parser, (r, c) => CloseIOAsync(r, c.CancellationToken));
-        registry.Register<UpdateTaskRequest, Empty>(serviceName, "Update", UpdateTaskRequest.Parser, (r, c) => UpdateAsync(r));
+        registry.Register<UpdateTaskRequest, Empty>(serviceName, "Update", UpdateTaskRequest.Parser, (r, c) => UpdateAsync(r, c.CancellationToken));
         registry.Register<WaitRequest, WaitResponse>(serviceName, "Wait", WaitRequest.Parser, (r, c) => WaitAsync(r, c.CancellationToken));
         registry.Register<StatsRequest, StatsResponse>(serviceName, "Stats", StatsRequest.Parser, (r, c) => StatsAsync(r));
         registry.Register<ConnectRequest, ConnectResponse>(serviceName, "Connect", ConnectRequest.Parser, (r, c) => ConnectAsync(r));
@@ -576,8 +576,33 @@ public sealed class TaskService
     public Task<Empty> CheckpointAsync(CheckpointTaskRequest request) =>
         throw Fail(TtrpcStatusCode.Unimplemented, $"checkpoint container {request.Id}: checkpointing is not supported by the sandbox shim");
 
-    public Task<Empty> UpdateAsync(UpdateTaskRequest request) =>
-        throw Fail(TtrpcStatusCode.Unimplemented, $"update container {request.Id}: resource updates are not implemented by the sandbox shim yet");
+    /// <summary>New limits for a created, running or paused container (CRI UpdateContainerResources, `ctr task update`).
+    /// Bad values are refused before the backend sees them, naming the field; an exited container cannot be updated.</summary>
+    public async Task<Empty> UpdateAsync(UpdateTaskRequest request, CancellationToken cancellationToken)
+    {
+        lock (_gate)
+        {
+            var init = FindContainer(request.Id).Init;
+            if (init.Phase is ProcessPhase.Creating or ProcessPhase.Stopped or ProcessPhase.Deleting)
+                throw Fail(TtrpcStatusCode.FailedPrecondition,
+                    $"update container {request.Id}: it is {init.Phase.ToString().ToLowerInvariant()}; only a created, running or paused container's limits can change");
+        }
+        ContainerResources resources;
+        try
+        {
+            resources = ContainerResources.FromAny(request.Resources, request.Id);
+        }
+        catch (FormatException e)
+        {
+            throw Fail(TtrpcStatusCode.InvalidArgument, e.Message);
+        }
+        await CallBackendAsync($"update container {request.Id}", async () =>
+        {
+            await _backend.UpdateAsync(request.Id, resources, cancellationToken).ConfigureAwait(false);
+            return true;
+        }).ConfigureAwait(false);
+        return new Empty();
+    }
 
     /// <summary>The container's resource figures (for the VM backend: its cgroup in the guest, as cgroups v2 metrics).</summary>
     public async Task<StatsResponse> StatsAsync(StatsRequest request)

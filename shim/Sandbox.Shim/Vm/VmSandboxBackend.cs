@@ -58,6 +58,8 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
     private readonly TaskCompletionSource<VmExit> _vmLost = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource<uint> _podSandboxStopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private SandboxVm? _vm;
+    /// <summary>The VM's vCPUs and memory, fixed at boot.</summary>
+    private (int Vcpus, int MemoryMiB) _vmSize;
     private volatile bool _shuttingDown;
 
     public VmSandboxBackend(SandboxConfiguration configuration, Func<IHypervisor> newHypervisor, string containerdNamespace, Action<string> log)
@@ -117,7 +119,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
         var init = new VmProcess(id, "", stdio);
         stdio.Start(new GuestProcessStdio(vm.Agent.Client, id), _vmGone.Token);
         init.Exit = CollectExitAsync(vm, init);
-        _containers[id] = new VmContainer(id, containerDirectory, init);
+        _containers[id] = new VmContainer(id, containerDirectory, init) { Limits = ContainerLimits.OfSpec(specJson) };
         _log($"container {id}: created in {Milliseconds(start)} (VM {Milliseconds(start, vmReady)}, rootfs and mounts shared in " +
              $"{Milliseconds(vmReady, shared)}, agent CreateContainer {Milliseconds(shared)})");
         return QemuPid(vm);
@@ -228,6 +230,26 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
             client.GetContainerStatsAsync(new GetContainerStatsRequest { ContainerId = containerId }, deadline: Deadline, cancellationToken: cancellationToken).ResponseAsync)
             .ConfigureAwait(false);
         return new Google.Protobuf.WellKnownTypes.Any { TypeUrl = GuestCgroupMetrics.TypeUrl, Value = GuestCgroupMetrics.From(stats).ToByteString() };
+    }
+
+    /// <summary>The new limits go to the container's cgroup in the guest (the agent runs `crun update`), once
+    /// <see cref="PodResourceBudget"/> says the VM can give them.</summary>
+    public async Task UpdateAsync(string containerId, ContainerResources resources, CancellationToken cancellationToken)
+    {
+        var container = Find(containerId);
+        string what = $"update container {containerId}";
+        var vm = RequireLiveVm(what);
+        var updated = container.Limits.With(resources);
+        var others = _containers.Values.Where(c => c.Id != containerId).Select(c => c.Limits);
+        if (PodResourceBudget.RefusalFor(containerId, _vmSize.Vcpus, _vmSize.MemoryMiB, others, container.Limits, updated) is { } refusal)
+            throw new SandboxBackendException(TtrpcStatusCode.FailedPrecondition, refusal);
+        await CallAsync(vm, what, client => client.UpdateContainerAsync(new UpdateContainerRequest
+        {
+            ContainerId = containerId,
+            ResourcesJson = ByteString.CopyFromUtf8(resources.Json),
+        }, deadline: Deadline, cancellationToken: cancellationToken).ResponseAsync).ConfigureAwait(false);
+        container.Limits = updated;
+        _log($"container {containerId}: resources updated to {resources.Json}");
     }
 
     public async Task ResizePtyAsync(string containerId, string execId, uint width, uint height, CancellationToken cancellationToken)
@@ -461,6 +483,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
         try
         {
             vm = await SandboxVm.BootAsync(options, hypervisor, cancellationToken).ConfigureAwait(false);
+            _vmSize = (options.Vcpus, options.MemoryMiB);
         }
         catch (Exception e)
         {
@@ -698,6 +721,9 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
         public ConcurrentDictionary<string, VmProcess> Execs { get; } = new(StringComparer.Ordinal);
 
         public IEnumerable<VmProcess> AllProcesses() => Execs.Values.Prepend(Init);
+
+        /// <summary>Its CPU and memory limits: from its config.json, then as Task Update changed them.</summary>
+        public ContainerLimits Limits { get; set; } = ContainerLimits.None;
     }
 
     private sealed class VmProcess(string containerId, string execId, GuestStdioBridge stdio)
