@@ -36,6 +36,10 @@ public sealed record VmConfig
     /// <summary>Guest network cards, each backed by an existing tap device (in <see cref="NetworkNamespacePath"/>
     /// when that is set). Empty = no network card.</summary>
     public IReadOnlyList<VmNetworkInterface> NetworkInterfaces { get; init; } = [];
+    /// <summary>The cgroup.procs files of the sandbox's host cgroup (one per hierarchy; the caller creates the cgroup):
+    /// the VMM and each helper process is written into every one of them right after it starts. Empty = stay in the
+    /// caller's cgroup.</summary>
+    public IReadOnlyList<string> CgroupProcsFiles { get; init; } = [];
     /// <summary>Path of nsenter (util-linux), used with <see cref="NetworkNamespacePath"/>; null = look it up on PATH.</summary>
     public string? NsenterPath { get; init; }
 }

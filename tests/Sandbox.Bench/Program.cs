@@ -5,7 +5,7 @@ using Sandbox.Bench;
 // The ctr and pod benches run once per containerd release of the test matrix (ContainerdMatrix), their figures named
 // with its suffix (ctr_run_over_floor_c16, pod_start_over_floor_c2, ...); each boots the floor in its own rounds too,
 // and its ratios are against that floor.
-// Usage: Sandbox.Bench [rounds] [vm|ctr|pod ...]   (default: 5 rounds, every bench)
+// Usage: Sandbox.Bench [rounds] [vm|ctr|pod|stats ...]   (default: 5 rounds, every bench)
 int rounds = args.Length > 0 && int.TryParse(args[0], out var r) ? r : 5;
 var only = args.Skip(1).ToHashSet();
 bool Selected(string name) => only.Count == 0 || only.Contains(name);
@@ -20,5 +20,7 @@ foreach (var release in ContainerdMatrix.Load())
         await new CtrRunBench(rounds, release).RunAsync(report, CancellationToken.None);
     if (Selected("pod"))
         await new PodBench(rounds, release).RunAsync(report, CancellationToken.None);
+    if (Selected("stats"))
+        await new StatsBench(rounds, release).RunAsync(report, CancellationToken.None);
 }
 report.Print();

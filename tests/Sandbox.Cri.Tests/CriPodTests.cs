@@ -24,7 +24,7 @@ public abstract class CriPodTests<TFixture>(TFixture fixture, ITestOutputHelper 
 
     protected ITestOutputHelper Output { get; } = output;
 
-    private RuntimeService.RuntimeServiceClient Runtime => Fixture.Cri.Runtime;
+    protected RuntimeService.RuntimeServiceClient Runtime => Fixture.Cri.Runtime;
 
     [Fact]
     public async Task Version_and_status_report_containerd_speaking_v1_with_runtime_and_network_ready()

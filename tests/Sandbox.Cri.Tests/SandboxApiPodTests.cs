@@ -13,7 +13,7 @@ namespace Sandbox.Cri.Tests;
 [Trait("Category", "EndToEnd")]
 [Trait("Category", "SandboxApi")]
 public sealed class SandboxApiPodTests(SandboxApiCriFixture fixture, ITestOutputHelper output)
-    : CriPodTests<SandboxApiCriFixture>(fixture, output), IClassFixture<SandboxApiCriFixture>
+    : VmCriPodTests<SandboxApiCriFixture>(fixture, output), IClassFixture<SandboxApiCriFixture>
 {
     [Fact]
     public async Task The_pod_is_a_vm_without_a_pause_container()

@@ -12,7 +12,7 @@ namespace Sandbox.Cri.Tests;
 /// </summary>
 [Trait("Category", "EndToEnd")]
 public sealed class SandboxHandlerPodTests(SandboxCriFixture fixture, ITestOutputHelper output)
-    : CriPodTests<SandboxCriFixture>(fixture, output), IClassFixture<SandboxCriFixture>
+    : VmCriPodTests<SandboxCriFixture>(fixture, output), IClassFixture<SandboxCriFixture>
 {
     /// <summary>
     /// hostNetwork: runc shares the host's network namespace (RuncHandlerPodTests); a VM sandbox cannot, and refuses the
@@ -26,6 +26,30 @@ public sealed class SandboxHandlerPodTests(SandboxCriFixture fixture, ITestOutpu
         var refused = await Assert.ThrowsAsync<CriCallException>(() => Fixture.RunPodAsync("host-network", null, privileged: false, NamespaceMode.Node));
         Assert.Contains("hostNetwork", refused.Message);
         Assert.Contains("VM sandbox cannot", refused.Message);
+    }
+
+    /// <summary>A node that mixes runtimes: one ListContainerStats answers for runc's containers and the VM's alike.</summary>
+    [Fact]
+    public async Task ListContainerStats_covers_runc_and_vm_pods_on_one_node()
+    {
+        var vmPod = await Fixture.SharedPodAsync();
+        var runcPod = await Fixture.RunPodAsync("runc-neighbour", null, privileged: false, NamespaceMode.Pod, CriFixture.RuncHandler);
+        try
+        {
+            await Fixture.StartContainerAsync(runcPod, "main", ["sleep", "2147483647"]);
+            var all = (await Fixture.CallAsync("ListContainerStats", () => Runtime.ListContainerStatsAsync(new ListContainerStatsRequest()).ResponseAsync)).Stats;
+            foreach (var (pod, container) in new[] { (vmPod, "client"), (runcPod, "main") })
+            {
+                var stats = Assert.Single(all, s => s.Attributes.Id == pod.ContainerId(container));
+                Output.WriteLine($"{pod}/{container}: cpu {stats.Cpu.UsageCoreNanoSeconds?.Value} ns, working set {stats.Memory.WorkingSetBytes?.Value} bytes");
+                Assert.True(stats.Cpu.UsageCoreNanoSeconds?.Value > 0, $"{pod}/{container}: {stats.Cpu}");
+                Assert.True(stats.Memory.WorkingSetBytes?.Value > 0, $"{pod}/{container}: {stats.Memory}");
+            }
+        }
+        finally
+        {
+            await Fixture.StopAndRemovePodAsync(runcPod);
+        }
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using Sandbox.Runtime.Cgroups;
 using Sandbox.Hypervisors.Processes;
 using Sandbox.Shim.Tests.Containerd;
 
@@ -430,12 +431,65 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
         Assert.Empty(Containerd.LeftoverMounts());
         Assert.Empty(VmBackedContainerdFixture.MountPointsBelow(_fixture.StateRoot));
         Assert.Empty(Directory.Exists(_fixture.StateRoot) ? Directory.GetFileSystemEntries(_fixture.StateRoot) : Array.Empty<string>());
+        Assert.Empty(LeftoverHostCgroups());
+    }
+
+    /// <summary>Sandbox cgroups of this suite's VMs (vm-*) left in containerd's default namespace cgroup, in any hierarchy.</summary>
+    private static List<string> LeftoverHostCgroups() =>
+        HostCgroupMounts.Read().Select(h => Path.Combine(h.MountPoint, "default")).Where(Directory.Exists)
+            .SelectMany(d => Directory.GetDirectories(d, "vm-*")).ToList();
+
+    /// <summary>`ctr task metrics`: runc's container gives its host cgroup (v1 here), the VM's its guest cgroup (v2),
+    /// each as containerd's cgroups metrics type; both carry memory, CPU and pids.</summary>
+    [Fact]
+    public async Task Ctr_task_metrics_prints_memory_cpu_and_pids_as_for_runc()
+    {
+        await Containerd.CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, _fixture.Image, "vm-metrics", "sleep", "1000");
+        await Containerd.CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", RuncRuntime, _fixture.Image, "runc-metrics", "sleep", "1000");
+        try
+        {
+            var vm = await Containerd.CtrOkAsync("task", "metrics", "vm-metrics");
+            var runc = await Containerd.CtrOkAsync("task", "metrics", "runc-metrics");
+            // ctr prints v1 metrics as memory.usage_in_bytes/cpuacct.usage, v2 as memory.usage/cpu.usage_usec
+            foreach (var metrics in new[] { vm, runc })
+            {
+                Assert.Matches(@"memory\.usage(_in_bytes)?\s+[1-9]", metrics.Stdout);
+                Assert.Matches(@"(cpu\.usage_usec|cpuacct\.usage)\s+[1-9]", metrics.Stdout);
+                Assert.Matches(@"pids\.current\s+[1-9]", metrics.Stdout);
+            }
+            Assert.Contains("cpu.usage_usec", vm.Stdout); // cgroup v2 in the guest
+        }
+        finally
+        {
+            await StopAndRemoveAsync("vm-metrics");
+            await StopAndRemoveAsync("runc-metrics");
+        }
+        await AssertNothingLeftAsync();
+    }
+
+    /// <summary>`ctr run` gives a container the cgroupsPath /&lt;namespace&gt;/&lt;id&gt;, where runc puts it: the VM's
+    /// QEMU and vhost-device-vsock run there.</summary>
+    [Fact]
+    public async Task A_ctr_run_vm_runs_in_the_cgroup_runc_would_give_the_container()
+    {
+        const string id = "vm-cgroup";
+        await Containerd.CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, _fixture.Image, id, "sleep", "1000");
+        var vm = LeftoverVmProcesses.Find(_fixture.StateRoot);
+        Assert.Equal(2, vm.Count);
+        foreach (var process in vm)
+        {
+            var memoryLine = File.ReadAllLines($"/proc/{process.Pid}/cgroup").First(l => l.Contains(":memory:", StringComparison.Ordinal) || l.StartsWith("0::", StringComparison.Ordinal));
+            Assert.EndsWith(":/default/" + id, memoryLine);
+        }
+        await StopAndRemoveAsync(id);
+        await AssertNothingLeftAsync();
     }
 
     private bool NothingLeft() =>
         Containerd.LeftoverShimProcesses().Count == 0 && Containerd.LeftoverShimSockets().Count == 0
         && LeftoverVmProcesses.Find(_fixture.StateRoot).Count == 0
-        && (!Directory.Exists(_fixture.StateRoot) || Directory.GetFileSystemEntries(_fixture.StateRoot).Length == 0);
+        && (!Directory.Exists(_fixture.StateRoot) || Directory.GetFileSystemEntries(_fixture.StateRoot).Length == 0)
+        && LeftoverHostCgroups().Count == 0;
 
     /// <summary>Where <paramref name="actual"/> leaves <paramref name="expected"/>: the sizes, the first differing offset,
     /// and, when bytes are missing, whether the rest matches again after a gap (which bytes were lost).</summary>

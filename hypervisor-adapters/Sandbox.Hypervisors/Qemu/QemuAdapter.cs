@@ -377,14 +377,29 @@ public sealed class QemuAdapter : IHypervisor
 
     private SupervisedProcess StartProcess(string name, string path, IReadOnlyList<string> args)
     {
+        SupervisedProcess process;
         try
         {
-            return SupervisedProcess.Start(name, path, args);
+            process = SupervisedProcess.Start(name, path, args);
         }
         catch (Win32Exception e)
         {
             throw new HypervisorException(SandboxId, $"cannot run {name} ({path}): {e.Message}", e);
         }
+        // Into the sandbox's host cgroup at once: the process has just exec'd, before it maps or touches guest memory.
+        foreach (string procs in Plan.Spec.CgroupProcsFiles)
+        {
+            try
+            {
+                File.WriteAllText(procs, process.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                process.Kill();
+                throw new HypervisorException(SandboxId, $"cannot move {name} (pid {process.Pid}) into the sandbox's host cgroup: {procs}: {e.Message}", e);
+            }
+        }
+        return process;
     }
 
     private void WriteCommandLines()

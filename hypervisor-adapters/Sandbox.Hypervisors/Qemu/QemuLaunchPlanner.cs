@@ -118,6 +118,7 @@ public static partial class QemuLaunchPlanner
             SharedDirectory = config.SharedDirectory is null ? null : Path.GetFullPath(config.SharedDirectory),
             ShareMountTag = config.ShareMountTag,
             NetworkNamespacePath = config.NetworkNamespacePath,
+            CgroupProcsFiles = config.CgroupProcsFiles,
             NetworkInterfaces = nics,
         };
         var capabilities = new HypervisorCapabilities("qemu", acceleration, vsockMode, SharedFilesystem: true,

@@ -33,6 +33,8 @@ public sealed record QemuLaunchSpec
     public string ShareMountTag { get; init; } = "share";
     /// <summary>Network namespace QEMU runs in (see <see cref="QemuLaunchCommand"/>); null = the caller's.</summary>
     public string? NetworkNamespacePath { get; init; }
+    /// <summary>See <see cref="VmConfig.CgroupProcsFiles"/>.</summary>
+    public IReadOnlyList<string> CgroupProcsFiles { get; init; } = [];
     /// <summary>Guest network cards (tap devices that exist where QEMU runs).</summary>
     public IReadOnlyList<VmNetworkInterface> NetworkInterfaces { get; init; } = [];
 

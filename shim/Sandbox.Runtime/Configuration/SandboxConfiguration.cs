@@ -72,6 +72,9 @@ public sealed record QemuSettings
     public int TcgTranslationCacheMiB { get; init; } = QemuLaunchSpec.DefaultTcgTranslationCacheMiB;
     /// <summary>vhost-device-vsock for hybrid vsock; null = search PATH.</summary>
     public string? VhostDeviceVsockPath { get; init; }
+    /// <summary>What QEMU and its helpers use on the host beyond the guest's memory (TCG's translation cache, device
+    /// emulation, the vsock daemon), MiB. A pod with a memory limit gets a host cgroup limit of the VM's memory plus this.</summary>
+    public int HostMemoryOverheadMiB { get; init; } = 160;
 }
 
 /// <summary>[agent]</summary>
@@ -90,4 +93,7 @@ public sealed record RuntimeSettings
     public string? StateRoot { get; init; }
     /// <summary>Verbose guest console and shim log.</summary>
     public bool Debug { get; init; }
+    /// <summary>QEMU and its helpers run in the sandbox's host cgroup (its cgroupsPath), as Kata's sandbox_cgroup_only:
+    /// the kubelet sees and limits what the VM costs. false = they stay in the shim's cgroup.</summary>
+    public bool SandboxCgroup { get; init; } = true;
 }

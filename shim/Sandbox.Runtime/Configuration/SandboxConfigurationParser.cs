@@ -29,10 +29,12 @@ public static class SandboxConfigurationParser
         [$"{Qemu}.machine_type"] = "\"microvm\" or \"q35\"",
         [$"{Qemu}.tcg_translation_cache"] = "an integer number of MiB from 8 to 2048",
         [$"{Qemu}.vhost_device_vsock_path"] = "an absolute path to vhost-device-vsock, or \"\" to search PATH",
+        [$"{Qemu}.host_memory_overhead"] = "an integer number of MiB from 0 to 65536",
         ["agent.ready_timeout"] = "a number of seconds greater than 0 and at most 3600",
         ["agent.rpc_timeout"] = "a number of seconds greater than 0 and at most 3600",
         ["runtime.state_root"] = "an absolute directory path, or \"\" for $SANDBOX_STATE_ROOT or /run/sandbox/sandboxes",
         ["runtime.debug"] = "true or false",
+        ["runtime.sandbox_cgroup"] = "true or false",
     };
 
     private static readonly string[] KnownTables = { "hypervisor", Qemu, "agent", "runtime" };
@@ -89,6 +91,7 @@ public static class SandboxConfigurationParser
                 }) ?? defaults.Qemu.MachineType,
                 TcgTranslationCacheMiB = reader.Integer($"{Qemu}.tcg_translation_cache", 8, 2048) ?? defaults.Qemu.TcgTranslationCacheMiB,
                 VhostDeviceVsockPath = reader.Path($"{Qemu}.vhost_device_vsock_path"),
+                HostMemoryOverheadMiB = reader.Integer($"{Qemu}.host_memory_overhead", 0, 65536) ?? defaults.Qemu.HostMemoryOverheadMiB,
             },
             Agent = new AgentSettings
             {
@@ -99,6 +102,7 @@ public static class SandboxConfigurationParser
             {
                 StateRoot = reader.Path("runtime.state_root"),
                 Debug = reader.Boolean("runtime.debug") ?? defaults.Runtime.Debug,
+                SandboxCgroup = reader.Boolean("runtime.sandbox_cgroup") ?? defaults.Runtime.SandboxCgroup,
             },
         };
 

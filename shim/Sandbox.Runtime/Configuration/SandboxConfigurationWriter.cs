@@ -54,12 +54,14 @@ public static class SandboxConfigurationWriter
         }));
         Line(text, "machine_type", Quote(configuration.Qemu.MachineType == MachineType.Q35 ? "q35" : "microvm"));
         Line(text, "vhost_device_vsock_path", Quote(configuration.Qemu.VhostDeviceVsockPath ?? ""));
+        Line(text, "host_memory_overhead", configuration.Qemu.HostMemoryOverheadMiB.ToString(CultureInfo.InvariantCulture));
         text.Append("\n[agent]\n");
         Line(text, "ready_timeout", Seconds(configuration.Agent.ReadyTimeout));
         Line(text, "rpc_timeout", Seconds(configuration.Agent.RpcTimeout));
         text.Append("\n[runtime]\n");
         Line(text, "state_root", Quote(configuration.ResolveStateRoot()));
         Line(text, "debug", configuration.Runtime.Debug ? "true" : "false");
+        Line(text, "sandbox_cgroup", configuration.Runtime.SandboxCgroup ? "true" : "false");
         return text.ToString();
     }
 

@@ -18,6 +18,10 @@ public sealed record SandboxMetadata
     public required string InitrdPath { get; init; }
     public int Vcpus { get; init; }
     public int MemoryMiB { get; init; }
+    /// <summary>The host cgroup QEMU and its helpers run in, below each hierarchy root; null = the shim's own.</summary>
+    public string? HostCgroup { get; init; }
+    /// <summary>That cgroup's memory limit in bytes; null = none.</summary>
+    public long? HostCgroupMemoryLimit { get; init; }
 
     public void Write(string path)
     {

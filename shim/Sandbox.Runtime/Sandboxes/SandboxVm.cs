@@ -1,6 +1,7 @@
 using Sandbox.Agent.Protocol;
 using Sandbox.Hypervisors;
 using Sandbox.Runtime.Agent;
+using Sandbox.Runtime.Cgroups;
 using Sandbox.Runtime.Network;
 
 namespace Sandbox.Runtime.Sandboxes;
@@ -28,6 +29,12 @@ public sealed record SandboxVmOptions
     /// QEMU starts, runs QEMU in its namespace with one card per tap, and gives the guest the interfaces and routes
     /// after CreateSandbox; StopAsync (and a failed boot) tears it down.</summary>
     public PodNetwork? Network { get; init; }
+    /// <summary>The sandbox's cgroup on the host, below each hierarchy root (<see cref="CgroupsPath.Resolve"/>), where
+    /// QEMU and its helpers run; null = they stay in the shim's cgroup. BootAsync creates it, StopAsync removes it.</summary>
+    public string? HostCgroupPath { get; init; }
+    /// <summary>Memory limit of <see cref="HostCgroupPath"/> in bytes (the VM's memory plus the VMM's overhead), or
+    /// null for none.</summary>
+    public long? HostCgroupMemoryLimit { get; init; }
 }
 
 /// <summary>
@@ -42,8 +49,9 @@ public sealed class SandboxVm : IAsyncDisposable
     private int _stopped;
 
     private SandboxVm(SandboxStateDirectory state, IHypervisor hypervisor, AgentConnection agent, PodNetwork? network,
-        PodPortForwarder? portForwarder, Task<string> bootImagesReleased)
+        PodPortForwarder? portForwarder, Task<string> bootImagesReleased, PodHostCgroup? hostCgroup)
     {
+        HostCgroup = hostCgroup;
         State = state;
         Hypervisor = hypervisor;
         Agent = agent;
@@ -59,6 +67,8 @@ public sealed class SandboxVm : IAsyncDisposable
     public IHypervisor Hypervisor { get; }
     public AgentConnection Agent { get; }
     public PodNetwork? Network { get; }
+    /// <summary>Where QEMU and its helpers run on the host (null: in the shim's cgroup).</summary>
+    public PodHostCgroup? HostCgroup { get; }
 
     /// <summary>Started once the agent answers: the VMM's copies of the kernel and initrd leave its resident memory
     /// (see <see cref="IHypervisor.ReleaseBootImagesAsync"/>). Completes with a one-line description; never faults.</summary>
@@ -81,9 +91,16 @@ public sealed class SandboxVm : IAsyncDisposable
                 $"sandbox {options.SandboxId}: state directory {state.Path} already exists (a sandbox with this id runs, or was not cleaned up; `sandboxctl list` shows it)");
         state.Create();
         AgentConnection? agent = null;
+        PodHostCgroup? hostCgroup = null;
         Task<string> bootImagesReleased = Task.FromResult("not started");
         try
         {
+            if (options.HostCgroupPath is { } cgroupPath)
+            {
+                hostCgroup = PodHostCgroup.Create(options.SandboxId, cgroupPath, HostCgroupMounts.Read());
+                if (options.HostCgroupMemoryLimit is { } limit)
+                    hostCgroup.SetMemoryLimit(limit);
+            }
             var nics = options.Network is null ? [] : await options.Network.SetUpAsync(cancellationToken);
             var config = new VmConfig
             {
@@ -103,11 +120,12 @@ public sealed class SandboxVm : IAsyncDisposable
                 Debug = options.Debug,
                 NetworkNamespacePath = options.Network?.NetworkNamespacePath,
                 NetworkInterfaces = nics.Select(nic => new VmNetworkInterface(nic.TapName, nic.Mac)).ToList(),
+                CgroupProcsFiles = hostCgroup?.ProcsFiles ?? [],
             };
             await hypervisor.PrepareAsync(config, cancellationToken);
             await hypervisor.StartAsync(cancellationToken);
             agent = new AgentConnection(DialerFor(hypervisor.AgentEndpoint), options.SandboxId);
-            WriteMetadata(state, hypervisor, options);
+            WriteMetadata(state, hypervisor, options, hostCgroup);
 
             await AgentReadiness.WaitAsync(hypervisor, agent, options.SandboxId, options.AgentReadyTimeout, cancellationToken);
             // The guest has long copied both images into its memory; this runs beside the sandbox set-up below.
@@ -125,7 +143,7 @@ public sealed class SandboxVm : IAsyncDisposable
                 await GuestNetworkClient.ApplyAsync(agent.Client, options.Network, cancellationToken);
                 portForwarder = await StartPortForwarderAsync(options.SandboxId, options.Network, agent, cancellationToken);
             }
-            return new SandboxVm(state, hypervisor, agent, options.Network, portForwarder, bootImagesReleased);
+            return new SandboxVm(state, hypervisor, agent, options.Network, portForwarder, bootImagesReleased, hostCgroup);
         }
         catch
         {
@@ -135,6 +153,8 @@ public sealed class SandboxVm : IAsyncDisposable
             TryDeleteState(state);
             if (options.Network is not null)
                 await TryTearDownAsync(options.Network);
+            if (hostCgroup is not null)
+                await RemoveHostCgroupAsync(hostCgroup);
             throw;
         }
     }
@@ -178,7 +198,7 @@ public sealed class SandboxVm : IAsyncDisposable
         _ => throw new NotSupportedException($"agent endpoint {endpoint} has no dialer"),
     };
 
-    private static void WriteMetadata(SandboxStateDirectory state, IHypervisor hypervisor, SandboxVmOptions options)
+    private static void WriteMetadata(SandboxStateDirectory state, IHypervisor hypervisor, SandboxVmOptions options, PodHostCgroup? hostCgroup)
     {
         var caps = hypervisor.Capabilities;
         new SandboxMetadata
@@ -195,6 +215,8 @@ public sealed class SandboxVm : IAsyncDisposable
             InitrdPath = options.Assets.InitrdPath,
             Vcpus = options.Vcpus,
             MemoryMiB = options.MemoryMiB,
+            HostCgroup = hostCgroup?.Path,
+            HostCgroupMemoryLimit = options.HostCgroupMemoryLimit,
         }.Write(state.MetadataFile);
     }
 
@@ -220,13 +242,27 @@ public sealed class SandboxVm : IAsyncDisposable
         Agent.Dispose();
         await BootImagesReleased;
         await Hypervisor.StopAsync(cancellationToken);
+        // QEMU and its helpers are gone: their cgroup can go
+        if (HostCgroup is not null)
+            await RemoveHostCgroupAsync(HostCgroup);
         TryDeleteState(State);
-        // After QEMU is gone; each ip/tc command has its own timeout, so the teardown is not cut short.
+        // After QEMU is gone; each ip/tc command has its own timeout, so the teardown is not cut short. containerd may
+        // already have removed the namespace (CRI's StopPodSandbox does, racing the shim's exit): nothing is left then.
         if (Network is not null)
-            await Network.TearDownAsync(CancellationToken.None);
+            await TryTearDownAsync(Network);
     }
 
-    /// <summary>For a failed boot: the boot's own error is the one to report.</summary>
+    /// <summary>After QEMU and its helpers exited: the leaf cgroup goes (its parents belong to the kubelet or containerd).</summary>
+    private static async Task RemoveHostCgroupAsync(PodHostCgroup cgroup)
+    {
+        var left = await cgroup.RemoveAsync(TimeSpan.FromSeconds(10), CancellationToken.None);
+        if (left.Count > 0)
+            Console.Error.WriteLine($"sandbox {cgroup.SandboxId}: its host cgroup could not be removed (pids still in it: " +
+                                    $"{string.Join(' ', cgroup.Pids())}):\n  {string.Join("\n  ", left)}");
+    }
+
+    /// <summary>For a failed boot the boot's own error is the one to report; at a stop, nothing may keep the rest of the
+    /// clean-up from running.</summary>
     private static async Task TryTearDownAsync(PodNetwork network)
     {
         try
@@ -236,6 +272,12 @@ public sealed class SandboxVm : IAsyncDisposable
         catch (PodNetworkException e)
         {
             Console.Error.WriteLine(e.Message);
+        }
+        catch (IOException e)
+        {
+            // seen when containerd removes the namespace while the teardown reads it
+            Console.Error.WriteLine($"sandbox {network.SandboxId}: pod network in {network.NetworkNamespacePath}: teardown failed " +
+                                    $"({(File.Exists(network.NetworkNamespacePath) ? "the namespace is still there" : "the namespace is gone")}): {e.GetType().Name}: {e.Message}");
         }
     }
 

@@ -10,7 +10,8 @@ public sealed record PodSandboxSpec(
     string SandboxId,
     string Hostname,
     string NetworkNamespacePath,
-    IReadOnlyDictionary<string, string> Annotations);
+    IReadOnlyDictionary<string, string> Annotations,
+    string CgroupsPath = "");
 
 /// <summary>The running sandbox: the pid containerd reports for it, and its end (exit status) once it stops.</summary>
 public sealed record StartedPodSandbox(uint Pid, Task<uint> Exited);

@@ -258,6 +258,7 @@ internal sealed class SandboxApiService
     {
         var annotations = new Dictionary<string, string>(request.Annotations, StringComparer.Ordinal);
         string hostname = "";
+        string cgroupsPath = "";
         if (request.Options is { TypeUrl.Length: > 0 } options)
         {
             if (!options.TypeUrl.EndsWith(PodSandboxConfigType, StringComparison.Ordinal))
@@ -275,6 +276,7 @@ internal sealed class SandboxApiService
             if (HostNamespaceRefusal.MessageFor(request.SandboxId, HostNamespaceRefusal.RequestedBy(config)) is { } refusal)
                 throw Fail(TtrpcStatusCode.InvalidArgument, $"create sandbox {request.SandboxId}: {refusal}");
             hostname = config.Hostname;
+            cgroupsPath = Sandbox.Runtime.Cgroups.CgroupsPath.ForPod(config.Linux?.CgroupParent ?? "", request.SandboxId);
             if (config.Linux?.Resources is { } resources)
             {
                 // what CRI's pause container spec carries as annotations: the same VM size either way
@@ -286,7 +288,7 @@ internal sealed class SandboxApiService
                     annotations[PodVmSize.MemoryAnnotation] = resources.MemoryLimitInBytes.ToString(System.Globalization.CultureInfo.InvariantCulture);
             }
         }
-        return new PodSandboxSpec(request.SandboxId, hostname, request.NetnsPath, annotations);
+        return new PodSandboxSpec(request.SandboxId, hostname, request.NetnsPath, annotations, cgroupsPath);
     }
 
     private static TtrpcException Fail(TtrpcStatusCode code, string message) => new(code, message);

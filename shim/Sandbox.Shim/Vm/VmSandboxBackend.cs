@@ -61,6 +61,8 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
     /// <summary>The VM's vCPUs and memory, fixed at boot.</summary>
     private (int Vcpus, int MemoryMiB) _vmSize;
     private volatile bool _shuttingDown;
+    /// <summary>Set before <see cref="_vmLost"/> completes: QEMU was killed by the host's OOM killer.</summary>
+    private volatile bool _vmLostToHostOom;
 
     public VmSandboxBackend(SandboxConfiguration configuration, Func<IHypervisor> newHypervisor, string containerdNamespace, Action<string> log)
     {
@@ -435,7 +437,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
             if (refusal is not null)
                 throw new SandboxBackendException(TtrpcStatusCode.InvalidArgument, $"{owner}: {refusal}");
             _vm = await BootAsync(new PodSandboxSpec(sandboxId, hostname, OciNetworkNamespace.PathOf(specJson) ?? "",
-                PodVmSize.AnnotationsOf(specJson)), owner, cancellationToken).ConfigureAwait(false);
+                PodVmSize.AnnotationsOf(specJson), PodHostCgroupPlan.CgroupsPathOf(specJson)), owner, cancellationToken).ConfigureAwait(false);
             return _vm;
         }
         finally
@@ -459,13 +461,17 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
             options = _configuration.ToVmOptions(sandboxId, pod.Hostname);
             var size = PodVmSize.From(pod.Annotations, options.Vcpus, options.MemoryMiB, Environment.ProcessorCount, PodVmSize.HostMemoryMiB());
             string netns = pod.NetworkNamespacePath;
+            var cgroup = PodHostCgroupPlan.For(pod, size, _configuration);
             options = options with
             {
                 Vcpus = size.Vcpus,
                 MemoryMiB = size.MemoryMiB,
                 Network = netns.Length == 0 ? null : new PodNetwork(sandboxId, netns),
+                HostCgroupPath = cgroup.Path,
+                HostCgroupMemoryLimit = cgroup.MemoryLimit,
             };
-            _log($"sandbox {sandboxId}: {size.Vcpus} vCPU(s), {size.MemoryMiB} MiB: {size.Reason}; network: {(netns.Length > 0 ? netns : "none (loopback only)")}");
+            _log($"sandbox {sandboxId}: {size.Vcpus} vCPU(s), {size.MemoryMiB} MiB: {size.Reason}; network: {(netns.Length > 0 ? netns : "none (loopback only)")}; " +
+                 $"host cgroup: {cgroup.Reason}");
         }
         catch (FileNotFoundException e)
         {
@@ -530,8 +536,16 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
         }
         if (exit.StoppedByHost || _shuttingDown)
             return;
-        _log($"sandbox {vm.SandboxId}: its VM exited unexpectedly (QEMU exit code {exit.ExitCode}); every process of the sandbox " +
-             $"is reported as killed (exit status {KilledBySigkill}). Guest console: {vm.Hypervisor.ConsoleLogPath}\n{exit.Diagnostics}");
+        // The host's OOM killer ended QEMU for the sandbox cgroup's limit: each container is reported OOM-killed
+        // (/tasks/oom, CRI reason OOMKilled), not just killed, so the kubelet says why.
+        ulong hostOomKills = vm.HostCgroup?.OomKills() ?? 0;
+        _vmLostToHostOom = hostOomKills > 0;
+        string cause = _vmLostToHostOom
+            ? $"the host's OOM killer ended it: {hostOomKills} kill(s) in its host cgroup {vm.HostCgroup!.Path}, whose memory limit the VM reached; " +
+              "every container of the sandbox is reported OOM-killed (exit status 137)"
+            : $"every process of the sandbox is reported as killed (exit status {KilledBySigkill})";
+        _log($"sandbox {vm.SandboxId}: its VM exited unexpectedly (QEMU exit code {exit.ExitCode}); {cause}. " +
+             $"Guest console: {vm.Hypervisor.ConsoleLogPath}\n{exit.Diagnostics}");
         _vmLost.TrySetResult(exit);
         _vmGone.Cancel();
         try
@@ -580,7 +594,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
         catch (Exception) when (_vmLost.Task.IsCompleted)
         {
             process.Stdio.Dispose(); // closes containerd's FIFOs: the client sees end of file
-            return new ProcessExit(KilledBySigkill, _vmLost.Task.Result.ExitedAt.UtcDateTime);
+            return new ProcessExit(KilledBySigkill, _vmLost.Task.Result.ExitedAt.UtcDateTime, OomKilled: _vmLostToHostOom && process.ExecId.Length == 0);
         }
         try
         {

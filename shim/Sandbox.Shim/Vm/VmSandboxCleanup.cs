@@ -1,3 +1,4 @@
+using Sandbox.Runtime.Cgroups;
 using Sandbox.Hypervisors.Processes;
 using Sandbox.Runtime.Configuration;
 using Sandbox.Runtime.Sandboxes;
@@ -77,8 +78,15 @@ internal static class VmSandboxCleanup
     /// <summary>Kills the VM's leftover processes, detaches every mount below the state directory and removes it.</summary>
     public static async Task RemoveStateDirectoryAsync(SandboxStateDirectory state, Action<string> log, CancellationToken cancellationToken)
     {
+        var metadata = SandboxMetadata.TryRead(state.MetadataFile);
         foreach (var process in await LeftoverVmProcesses.KillAsync(state.Path, cancellationToken).ConfigureAwait(false))
             log($"sandbox {state.SandboxId}: killed leftover process {process.Pid}: {process.CommandLine}");
+        if (metadata?.HostCgroup is { } cgroupPath)
+        {
+            var cgroup = PodHostCgroup.Existing(state.SandboxId, cgroupPath, HostCgroupMounts.Read());
+            foreach (string left in await cgroup.RemoveAsync(TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false))
+                log($"sandbox {state.SandboxId}: its host cgroup could not be removed: {left}");
+        }
         foreach (var mountPoint in MountTable.MountPointsBelow(state.Path).OrderByDescending(m => m.Length))
             LinuxRootfsMounter.UnmountAll(mountPoint);
         state.Delete();

@@ -168,15 +168,18 @@ public abstract class CriFixture : IAsyncLifetime
     public Task<TestPod> RunPodAsync(string name, LinuxContainerResources? resources = null, bool privileged = false) =>
         RunPodAsync(name, resources, privileged, NamespaceMode.Pod);
 
-    /// <summary>The same with the pod's network namespace mode (NODE: hostNetwork).</summary>
-    public async Task<TestPod> RunPodAsync(string name, LinuxContainerResources? resources, bool privileged, NamespaceMode network)
+    /// <summary>The same with the pod's network namespace mode (NODE: hostNetwork), and another of this containerd's
+    /// handlers than the fixture's own (null: <see cref="Handler"/>), for a node that mixes runtimes.</summary>
+    public async Task<TestPod> RunPodAsync(string name, LinuxContainerResources? resources, bool privileged, NamespaceMode network,
+        string? handler = null)
     {
+        handler ??= Handler;
         string logDirectory = System.IO.Directory.CreateDirectory(Path.Combine(Directory, "logs", name)).FullName;
         string volumes = System.IO.Directory.CreateDirectory(Path.Combine(Directory, "volumes", name)).FullName;
         var config = new PodSandboxConfig
         {
             Metadata = new PodSandboxMetadata { Name = name, Uid = Guid.NewGuid().ToString(), Namespace = PodNamespace },
-            Hostname = network == NamespaceMode.Node ? "" : $"{name}-{Handler}", // the host's UTS namespace: no hostname of its own
+            Hostname = network == NamespaceMode.Node ? "" : $"{name}-{handler}", // the host's UTS namespace: no hostname of its own
             LogDirectory = logDirectory,
             Labels = { ["sandbox.test/pod"] = name },
             Linux = new LinuxPodSandboxConfig
@@ -191,8 +194,8 @@ public abstract class CriFixture : IAsyncLifetime
             },
         };
         var watch = Stopwatch.StartNew();
-        var response = await CallAsync($"RunPodSandbox of pod {name} with handler {Handler}",
-            () => Cri.Runtime.RunPodSandboxAsync(new RunPodSandboxRequest { Config = config, RuntimeHandler = Handler }).ResponseAsync);
+        var response = await CallAsync($"RunPodSandbox of pod {name} with handler {handler}",
+            () => Cri.Runtime.RunPodSandboxAsync(new RunPodSandboxRequest { Config = config, RuntimeHandler = handler }).ResponseAsync);
         Record($"RunPodSandbox {name}", watch);
         var pod = new TestPod(name, response.PodSandboxId, config, volumes);
         lock (_livePods)

@@ -1,0 +1,72 @@
+using Sandbox.Cri.Tests.Api;
+using Sandbox.Cri.Tests.Fixture;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Sandbox.Cri.Tests;
+
+/// <summary>
+/// The pod tests every VM handler adds to <see cref="CriPodTests{TFixture}"/>: what a pod's VM costs on the host,
+/// where the kubelet looks for it (the pod's cgroup), and what it sees when the VM itself runs out of memory there.
+/// </summary>
+public abstract class VmCriPodTests<TFixture>(TFixture fixture, ITestOutputHelper output) : CriPodTests<TFixture>(fixture, output)
+    where TFixture : CriFixture
+{
+    /// <summary>QEMU and vhost-device-vsock live in the pod's cgroup, which is limited to the VM's memory plus the
+    /// VMM's overhead and is charged with the VM's memory; PodSandboxStats (1.7+) reads it; removal leaves nothing.</summary>
+    [Fact]
+    public async Task The_vm_runs_in_the_pods_host_cgroup_which_is_charged_with_its_memory()
+    {
+        var pod = await Fixture.RunPodAsync("host-cgroup", new LinuxContainerResources { MemoryLimitInBytes = 128L << 20 });
+        try
+        {
+            await Fixture.StartContainerAsync(pod, "main", ["sleep", "2147483647"]);
+            PodHostCgroupCheck.AssertVmProcessesAreInThePodsCgroup(Fixture, pod, Output);
+
+            var (limit, usage, qemuRss) = PodHostCgroupCheck.Memory(Fixture, pod);
+            Output.WriteLine($"pod cgroup {PodHostCgroupCheck.MemoryDirectory(Fixture, pod)}: limit {limit >> 20} MiB, usage {usage >> 20} MiB; QEMU RSS {qemuRss >> 20} MiB");
+            Assert.Equal(PodHostCgroupCheck.ExpectedLimit(256 + 128), limit); // default_memory + the pod's limit + host_memory_overhead
+            Assert.True(usage >= qemuRss * 8 / 10, $"the pod cgroup is charged {usage >> 20} MiB, QEMU has {qemuRss >> 20} MiB resident");
+
+            // containerd's CRI reads PodSandboxStats from that cgroup on the host: the VM's cost is the pod's
+            var stats = (await Fixture.CallAsync($"PodSandboxStats of {pod}",
+                () => Runtime.PodSandboxStatsAsync(new PodSandboxStatsRequest { PodSandboxId = pod.Id }).ResponseAsync)).Stats;
+            Output.WriteLine($"PodSandboxStats: {stats.Linux}");
+            Assert.True(stats.Linux.Memory.WorkingSetBytes?.Value > 64 * 1024 * 1024,
+                $"the pod's working set should hold the VM's memory: {stats.Linux.Memory}");
+            Assert.True(stats.Linux.Cpu.UsageCoreNanoSeconds?.Value > 0, $"the pod's CPU usage should hold the VM's: {stats.Linux.Cpu}");
+        }
+        finally
+        {
+            await Fixture.StopAndRemovePodAsync(pod);
+        }
+        var leftovers = await PodLeftovers.WaitUntilGoneAsync(Fixture, pod); // its host cgroup included
+        Assert.True(leftovers.Count == 0, $"left after the pod's removal:\n{string.Join('\n', leftovers)}");
+    }
+
+    /// <summary>The VM reaches its host cgroup's limit (lowered by hand here; a VMM whose overhead outgrows
+    /// host_memory_overhead does the same): the host's OOM killer ends QEMU, and the kubelet sees the container
+    /// OOMKilled with exit code 137, not a bare Error.</summary>
+    [Fact]
+    public async Task A_vm_killed_by_the_hosts_oom_killer_shows_its_containers_as_OOMKilled()
+    {
+        var pod = await Fixture.RunPodAsync("host-oom", new LinuxContainerResources { MemoryLimitInBytes = 512L << 20 });
+        try
+        {
+            await Fixture.StartContainerAsync(pod, "main", ["sleep", "2147483647"]);
+            var (_, usage, _) = PodHostCgroupCheck.Memory(Fixture, pod);
+            PodHostCgroupCheck.SetMemoryLimit(Fixture, pod, usage + (24L << 20));
+            // the guest has room (no container limit, a 768 MiB VM), the host cgroup does not
+            await Fixture.StartContainerAsync(pod, "hog", ["sh", "-c", "x=0123456789abcdef; while true; do x=$x$x; done"]);
+            var status = await UntilAsync(() => Fixture.ContainerStatusAsync(pod, "main"),
+                s => s.State == ContainerState.ContainerExited, $"the exit of {pod}/main");
+            Output.WriteLine($"{pod}/main: exit {status.ExitCode}, reason {status.Reason}, {status.Message}");
+            Assert.Equal(137, status.ExitCode);
+            Assert.Equal("OOMKilled", status.Reason);
+        }
+        finally
+        {
+            await Fixture.StopAndRemovePodAsync(pod);
+        }
+    }
+}
