@@ -1,5 +1,3 @@
-[assembly: System.Runtime.Versioning.SupportedOSPlatform("linux")]
-
 namespace Sandbox.Agent;
 
 public static class AgentVersion

@@ -1,5 +1,2 @@
-using System.Runtime.Versioning;
-
-[assembly: SupportedOSPlatform("linux")]
 // One private containerd and its pods serve every class; VMs must not compete for the 2 cores.
 [assembly: CollectionBehavior(DisableTestParallelization = true)]

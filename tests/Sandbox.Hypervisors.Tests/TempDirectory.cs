@@ -1,5 +1,3 @@
-[assembly: System.Runtime.Versioning.SupportedOSPlatform("linux")]
-
 namespace Sandbox.Hypervisors.Tests;
 
 /// <summary>A fresh directory under /tmp, removed on dispose. Short paths, because Unix socket paths are limited.</summary>
