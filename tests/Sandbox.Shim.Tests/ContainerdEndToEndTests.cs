@@ -2,10 +2,11 @@ using Sandbox.Shim.Tests.Containerd;
 
 namespace Sandbox.Shim.Tests;
 
-/// <summary>One private containerd (with the shim installed and the busybox image imported) for the end-to-end tests.</summary>
+/// <summary>One private containerd (with the yardstick shim installed and the busybox image imported) for the
+/// end-to-end tests of the task service with the runc backend.</summary>
 public sealed class RuncBackedContainerdFixture : IAsyncLifetime
 {
-    public const string Runtime = "io.containerd.sandbox.v2";
+    public const string Runtime = YardstickShimBinary.Runtime;
 
     public PrivateContainerd Containerd { get; private set; } = null!;
 
@@ -14,7 +15,7 @@ public sealed class RuncBackedContainerdFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         var options = new PrivateContainerdOptions();
-        options.Shims[ShimBinary.FileName] = ShimBinary.Locate();
+        options.Shims[YardstickShimBinary.FileName] = YardstickShimBinary.Locate();
         options.Environment["SANDBOX_SHIM_BACKEND"] = "runc";
         Containerd = await PrivateContainerd.StartAsync(options);
         string tar = Path.Combine(Containerd.Directory, "busybox.tar");
@@ -26,7 +27,8 @@ public sealed class RuncBackedContainerdFixture : IAsyncLifetime
 }
 
 /// <summary>
-/// containerd 1.6 → containerd-shim-sandbox-v2 → host runc (SANDBOX_SHIM_BACKEND=runc), through `ctr run`.
+/// containerd → containerd-shim-yardstick-v2 (the shim's task service with the test-only runc backend,
+/// SANDBOX_SHIM_BACKEND=runc) → host runc, through `ctr run`.
 /// Needs root, containerd, ctr, runc and busybox-static.
 /// </summary>
 [Trait("Category", "EndToEnd")]

@@ -6,7 +6,7 @@ namespace Sandbox.Shim.Backend;
 /// <summary>
 /// What actually runs containers for the shim's task service. The task service (<see cref="Tasks.TaskService"/>)
 /// owns everything containerd-facing: ids, the state machine per container and exec, Wait, exit info, events,
-/// rootfs mounting. A backend only runs processes. Implementations: <see cref="Runc.HostRuncBackend"/> (runc on the
+/// rootfs mounting. A backend only runs processes. Implementations: HostRuncBackend (tests/Sandbox.RuncYardstick: runc on the
 /// host, the development yardstick) and the VM backend (Sandbox.Runtime), which is the product.
 ///
 /// Contract:

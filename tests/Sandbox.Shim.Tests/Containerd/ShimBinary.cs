@@ -23,3 +23,19 @@ public static class ShimBinary
         return local;
     }
 }
+
+/// <summary>containerd-shim-yardstick-v2 (tests/Sandbox.RuncYardstick): the shim with the runc backend, runtime
+/// io.containerd.yardstick.v2; built next to the tests.</summary>
+public static class YardstickShimBinary
+{
+    public const string FileName = "containerd-shim-yardstick-v2";
+    public const string Runtime = "io.containerd.yardstick.v2";
+
+    public static string Locate()
+    {
+        string local = Path.Combine(AppContext.BaseDirectory, FileName);
+        if (!File.Exists(local))
+            throw new FileNotFoundException($"{FileName} is not next to the tests ({local}); build Sandbox.Shim.Tests (it references tests/Sandbox.RuncYardstick)");
+        return local;
+    }
+}

@@ -3,7 +3,7 @@ using System.Text;
 using System.Text.Json;
 using Sandbox.Shim.Native;
 
-namespace Sandbox.Shim.Runc;
+namespace Sandbox.RuncYardstick;
 
 /// <summary>The outcome of one runc invocation.</summary>
 internal sealed record RuncResult(uint ExitStatus, string Stdout, string Stderr, string? LoggedError)

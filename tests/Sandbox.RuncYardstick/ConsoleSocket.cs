@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 using Sandbox.Shim.Native;
 using Sandbox.Ttrpc;
 
-namespace Sandbox.Shim.Runc;
+namespace Sandbox.RuncYardstick;
 
 /// <summary>
 /// runc's --console-socket: a Unix socket on which runc sends the master end of the container's new pseudo-terminal

@@ -7,7 +7,7 @@ using Sandbox.Shim.Backend;
 using Sandbox.Shim.Native;
 using Sandbox.Ttrpc;
 
-namespace Sandbox.Shim.Runc;
+namespace Sandbox.RuncYardstick;
 
 /// <summary>
 /// DEVELOPMENT BACKEND, NOT THE PRODUCT: runs containers directly on the host with runc

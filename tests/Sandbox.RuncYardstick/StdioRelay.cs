@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 using Sandbox.Shim.Backend;
 using Sandbox.Shim.Native;
 
-namespace Sandbox.Shim.Runc;
+namespace Sandbox.RuncYardstick;
 
 /// <summary>
 /// Connects one process's stdio to containerd's stdio paths: the process gets pipes, and one thread per stream copies
