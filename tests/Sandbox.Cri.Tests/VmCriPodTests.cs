@@ -1,5 +1,7 @@
 using Sandbox.Cri.Tests.Api;
 using Sandbox.Cri.Tests.Fixture;
+using Sandbox.Hypervisors.Processes;
+using Sandbox.Runtime.Cgroups;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -42,6 +44,56 @@ public abstract class VmCriPodTests<TFixture>(TFixture fixture, ITestOutputHelpe
         }
         var leftovers = await PodLeftovers.WaitUntilGoneAsync(Fixture, pod); // its host cgroup included
         Assert.True(leftovers.Count == 0, $"left after the pod's removal:\n{string.Join('\n', leftovers)}");
+    }
+
+    /// <summary>A kubelet with the systemd cgroup driver gives a slice as cgroup_parent; containerd then names the
+    /// sandbox's cgroup "slice:cri-containerd:id". The VM goes where systemd would put that scope, and the pod's
+    /// containers (whose cgroupsPath has the same form) run in the guest.</summary>
+    [Fact]
+    public async Task A_systemd_slice_parent_puts_the_vm_in_the_scope_systemd_would_name()
+    {
+        string slice = "sbxtest" + Guid.NewGuid().ToString("N")[..8] + ".slice";
+        try
+        {
+            var pod = await Fixture.RunPodAsync("systemd-parent", new LinuxContainerResources { MemoryLimitInBytes = 64L << 20 }, privileged: false,
+                NamespaceMode.Pod, cgroupParent: "/" + slice);
+            try
+            {
+                await Fixture.StartContainerAsync(pod, "main", ["sleep", "2147483647"]);
+                var echo = await Fixture.ExecAsync(pod, "main", "echo", "alive");
+                Assert.True(echo.ExitCode == 0 && echo.Stdout.Trim() == "alive", echo.ToString());
+                string expected = $"/{slice}/cri-containerd-{pod.Id}.scope";
+                var qemu = LeftoverVmProcesses.Find(Path.Combine(Fixture.StateRoot, pod.Id)).First(p => p.CommandLine.Contains("qemu-system", StringComparison.Ordinal));
+                var memoryLine = File.ReadAllLines($"/proc/{qemu.Pid}/cgroup").First(l => l.Contains(":memory:", StringComparison.Ordinal) || l.StartsWith("0::", StringComparison.Ordinal));
+                Output.WriteLine($"QEMU {qemu.Pid}: {memoryLine}");
+                Assert.EndsWith(":" + expected, memoryLine);
+            }
+            finally
+            {
+                await Fixture.StopAndRemovePodAsync(pod);
+            }
+        }
+        finally
+        {
+            // the slice is this test's own parent (the fixture removes only its cgroup_parent)
+            await Task.Delay(TimeSpan.FromSeconds(1));
+            foreach (var hierarchy in HostCgroupMounts.Read())
+            {
+                string directory = Path.Combine(hierarchy.MountPoint, slice);
+                for (int attempt = 0; attempt < 100 && Directory.Exists(directory); attempt++)
+                {
+                    try
+                    {
+                        Directory.Delete(directory);
+                    }
+                    catch (IOException)
+                    {
+                        await Task.Delay(100); // the pod's scope is removed as its shim exits
+                    }
+                }
+                Assert.False(Directory.Exists(directory), $"{directory} still has the pod's cgroup in it");
+            }
+        }
     }
 
     /// <summary>The VM reaches its host cgroup's limit (lowered by hand here; a VMM whose overhead outgrows

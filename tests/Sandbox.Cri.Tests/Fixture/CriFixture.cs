@@ -168,10 +168,11 @@ public abstract class CriFixture : IAsyncLifetime
     public Task<TestPod> RunPodAsync(string name, LinuxContainerResources? resources = null, bool privileged = false) =>
         RunPodAsync(name, resources, privileged, NamespaceMode.Pod);
 
-    /// <summary>The same with the pod's network namespace mode (NODE: hostNetwork), and another of this containerd's
-    /// handlers than the fixture's own (null: <see cref="Handler"/>), for a node that mixes runtimes.</summary>
+    /// <summary>The same with the pod's network namespace mode (NODE: hostNetwork), another of this containerd's
+    /// handlers than the fixture's own (null: <see cref="Handler"/>), for a node that mixes runtimes, and another
+    /// cgroup_parent (null: <see cref="CgroupParent"/>; the caller removes what it names).</summary>
     public async Task<TestPod> RunPodAsync(string name, LinuxContainerResources? resources, bool privileged, NamespaceMode network,
-        string? handler = null)
+        string? handler = null, string? cgroupParent = null)
     {
         handler ??= Handler;
         string logDirectory = System.IO.Directory.CreateDirectory(Path.Combine(Directory, "logs", name)).FullName;
@@ -184,7 +185,7 @@ public abstract class CriFixture : IAsyncLifetime
             Labels = { ["sandbox.test/pod"] = name },
             Linux = new LinuxPodSandboxConfig
             {
-                CgroupParent = CgroupParent,
+                CgroupParent = cgroupParent ?? CgroupParent,
                 Resources = resources,
                 SecurityContext = new LinuxSandboxSecurityContext
                 {
