@@ -96,6 +96,33 @@ public abstract class VmCriPodTests<TFixture>(TFixture fixture, ITestOutputHelpe
         }
     }
 
+    /// <summary>The other side of host_memory_overhead: a guest that fills all its memory stays inside its host cgroup's
+    /// limit. The guest kernel's OOM killer ends the hog (reported OOMKilled); QEMU and the pod's other container live on.</summary>
+    [Fact]
+    public async Task A_guest_that_fills_its_memory_stays_inside_the_host_limit()
+    {
+        var pod = await Fixture.RunPodAsync("guest-full", new LinuxContainerResources { MemoryLimitInBytes = 128L << 20 });
+        try
+        {
+            await Fixture.StartContainerAsync(pod, "main", ["sleep", "2147483647"]);
+            // no container limit: the hog grows until the guest (384 MiB) has nothing left
+            await Fixture.StartContainerAsync(pod, "hog", ["sh", "-c", "x=0123456789abcdef; while true; do x=$x$x; done"]);
+            var hog = await UntilAsync(() => Fixture.ContainerStatusAsync(pod, "hog"),
+                s => s.State == ContainerState.ContainerExited, $"the exit of {pod}/hog");
+            var (limit, usage, qemuRss) = PodHostCgroupCheck.Memory(Fixture, pod);
+            Output.WriteLine($"{pod}/hog: exit {hog.ExitCode}, reason {hog.Reason}; pod cgroup limit {limit >> 20} MiB, usage {usage >> 20} MiB, QEMU RSS {qemuRss >> 20} MiB");
+            Assert.Equal(137, hog.ExitCode);
+            Assert.Equal("OOMKilled", hog.Reason);
+            Assert.Equal(ContainerState.ContainerRunning, (await Fixture.ContainerStatusAsync(pod, "main")).State);
+            var alive = await Fixture.ExecAsync(pod, "main", "echo", "alive");
+            Assert.True(alive.ExitCode == 0, alive.ToString());
+        }
+        finally
+        {
+            await Fixture.StopAndRemovePodAsync(pod);
+        }
+    }
+
     /// <summary>The VM reaches its host cgroup's limit (lowered by hand here; a VMM whose overhead outgrows
     /// host_memory_overhead does the same): the host's OOM killer ends QEMU, and the kubelet sees the container
     /// OOMKilled with exit code 137, not a bare Error.</summary>
