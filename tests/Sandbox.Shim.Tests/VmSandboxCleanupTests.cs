@@ -94,22 +94,34 @@ public sealed class VmSandboxCleanupTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_sandbox_whose_daemon_still_runs_is_left_to_it()
+    public async Task A_daemon_that_still_runs_is_sent_SIGTERM_and_once_gone_its_sandbox_is_cleaned_up()
     {
         using var owner = Process.Start(new ProcessStartInfo("sleep", "60") { UseShellExecute = false })!;
+        await File.WriteAllTextAsync(Path.Combine(SandboxDir, ShimOwnerFile.FileName), $"{owner.Id} {StartTimeOf(owner.Id)}\n");
+        Assert.Equal(owner.Id, ShimOwnerFile.LiveOwner(SandboxDir));
+
+        await CleanupAsync(Bundle("pod1", sandboxId: "pod1"), "pod1", ownerExitWait: TimeSpan.FromMilliseconds(500));
+
+        Assert.True(owner.HasExited, "the owner was not terminated");
+        Assert.Contains(_log, line => line.Contains($"pid {owner.Id}") && line.Contains("SIGTERM"));
+        Assert.False(Directory.Exists(SandboxDir));
+    }
+
+    [Fact]
+    public async Task A_daemon_that_ignores_SIGTERM_is_left_with_its_sandbox()
+    {
+        using var owner = Process.Start(new ProcessStartInfo("sh", ["-c", "trap '' TERM; sleep 60 & wait; sleep 60"]) { UseShellExecute = false })!;
         try
         {
             await File.WriteAllTextAsync(Path.Combine(SandboxDir, ShimOwnerFile.FileName), $"{owner.Id} {StartTimeOf(owner.Id)}\n");
-            Assert.Equal(owner.Id, ShimOwnerFile.LiveOwner(SandboxDir));
-
-            await CleanupAsync(Bundle("pod1", sandboxId: "pod1"), "pod1", ownerExitWait: TimeSpan.FromMilliseconds(200));
+            await CleanupAsync(Bundle("pod1", sandboxId: "pod1"), "pod1", ownerExitWait: TimeSpan.FromMilliseconds(300));
 
             Assert.True(Directory.Exists(SandboxDir));
-            Assert.Contains(_log, line => line.Contains($"pid {owner.Id}") && line.Contains("still runs"));
+            Assert.Contains(_log, line => line.Contains($"pid {owner.Id}") && line.Contains("still runs after SIGTERM"));
         }
         finally
         {
-            owner.Kill();
+            owner.Kill(entireProcessTree: true);
             await owner.WaitForExitAsync();
         }
         Assert.Null(ShimOwnerFile.LiveOwner(SandboxDir)); // gone: the next delete cleans up

@@ -16,14 +16,16 @@ namespace Sandbox.Shim.Vm;
 ///    the configured state root; without that directory there is nothing to do;
 /// 2. the container's rootfs bind in the sandbox share is detached and its directory removed;
 /// 3. when the container is the sandbox itself, or no other container is left in the share, the sandbox goes too:
-///    if its owning daemon still runs (<see cref="ShimOwnerFile"/>), it is stopping the VM itself, so wait a little
-///    for it; otherwise kill what is left of the VM (QEMU, vhost-device-vsock), detach every mount below the state
+///    if its owning daemon still runs (<see cref="ShimOwnerFile"/>), it may be stopping the VM itself, so wait a little
+///    for it, then send it SIGTERM (containerd no longer talks to it) and wait again; once it is gone, kill what is
+///    left of the VM (QEMU, vhost-device-vsock), detach every mount below the state
 ///    directory and remove it.
 /// </summary>
 internal static class VmSandboxCleanup
 {
-    /// <summary>How long a still-running owner daemon gets to finish stopping its VM.</summary>
-    public static readonly TimeSpan DefaultOwnerExitWait = TimeSpan.FromSeconds(10);
+    /// <summary>How long a still-running owner daemon gets to finish stopping its VM, before and again after it is sent
+    /// SIGTERM. Both waits fit in the 5 s containerd gives `delete` before killing it.</summary>
+    public static readonly TimeSpan DefaultOwnerExitWait = TimeSpan.FromSeconds(2);
 
     public static async Task CleanupAfterDeadShimAsync(SandboxConfiguration configuration, string bundle, string containerId,
         Action<string> log, CancellationToken cancellationToken, TimeSpan? ownerExitWait = null)
@@ -59,13 +61,20 @@ internal static class VmSandboxCleanup
 
         if (ShimOwnerFile.LiveOwner(state.Path) is { } owner)
         {
-            var deadline = DateTime.UtcNow + (ownerExitWait ?? DefaultOwnerExitWait);
-            while (ShimOwnerFile.LiveOwner(state.Path) is not null && DateTime.UtcNow < deadline)
-                await Task.Delay(50, cancellationToken).ConfigureAwait(false);
-            if (ShimOwnerFile.LiveOwner(state.Path) is not null)
+            var wait = ownerExitWait ?? DefaultOwnerExitWait;
+            if (!await OwnerExitsWithinAsync(state, wait, cancellationToken).ConfigureAwait(false))
             {
-                log($"sandbox {sandboxId}: its shim daemon (pid {owner}) still runs; leaving the sandbox to it");
-                return;
+                // containerd runs `delete` when it has given up on the daemon (its connection dropped): nobody will
+                // send that daemon Shutdown any more. containerd 2.x does so for a pod's pause container when its VM
+                // has died, and kills this command after 5 s; without this the daemon and its state stay forever.
+                log($"sandbox {sandboxId}: its shim daemon (pid {owner}) still runs {wait.TotalSeconds:0.#} s after containerd gave up on it; " +
+                    "sending it SIGTERM (it stops its VM and exits)");
+                PosixSignal.Send(owner, PosixSignal.SigTerm);
+                if (!await OwnerExitsWithinAsync(state, wait, cancellationToken).ConfigureAwait(false))
+                {
+                    log($"sandbox {sandboxId}: its shim daemon (pid {owner}) still runs after SIGTERM; leaving the sandbox to it");
+                    return;
+                }
             }
         }
         if (!Directory.Exists(state.Path))
@@ -90,6 +99,14 @@ internal static class VmSandboxCleanup
         foreach (var mountPoint in MountTable.MountPointsBelow(state.Path).OrderByDescending(m => m.Length))
             LinuxRootfsMounter.UnmountAll(mountPoint);
         state.Delete();
+    }
+
+    private static async Task<bool> OwnerExitsWithinAsync(SandboxStateDirectory state, TimeSpan wait, CancellationToken cancellationToken)
+    {
+        var deadline = DateTime.UtcNow + wait;
+        while (ShimOwnerFile.LiveOwner(state.Path) is not null && DateTime.UtcNow < deadline)
+            await Task.Delay(50, cancellationToken).ConfigureAwait(false);
+        return ShimOwnerFile.LiveOwner(state.Path) is null;
     }
 
     private static string SandboxIdOf(string bundle, string containerId)
