@@ -53,7 +53,8 @@ public sealed class PodHostCgroup
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                throw new IOException($"sandbox {sandboxId}: cannot create its host cgroup {directory} ({hierarchy}): {e.Message}", e);
+                throw new IOException($"sandbox {sandboxId}: cannot create its host cgroup {directory} ({hierarchy}): {e.Message}. " +
+                                      $"Check that {hierarchy.MountPoint} is writable for containerd and its shims, or set [runtime] sandbox_cgroup = false", e);
             }
             directories.Add((hierarchy, directory));
         }
@@ -87,10 +88,20 @@ public sealed class PodHostCgroup
         string text = bytes.ToString(CultureInfo.InvariantCulture);
         foreach (var (hierarchy, directory) in _directories)
         {
-            if (hierarchy.IsV2 && File.Exists(System.IO.Path.Combine(directory, "memory.max")))
-                File.WriteAllText(System.IO.Path.Combine(directory, "memory.max"), text);
-            else if (!hierarchy.IsV2 && hierarchy.Has("memory"))
-                File.WriteAllText(System.IO.Path.Combine(directory, "memory.limit_in_bytes"), text);
+            string? file = hierarchy.IsV2 && File.Exists(System.IO.Path.Combine(directory, "memory.max")) ? "memory.max"
+                : !hierarchy.IsV2 && hierarchy.Has("memory") ? "memory.limit_in_bytes"
+                : null;
+            if (file is null)
+                continue;
+            try
+            {
+                File.WriteAllText(System.IO.Path.Combine(directory, file), text);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new IOException($"sandbox {SandboxId}: cannot set the memory limit of its host cgroup ({System.IO.Path.Combine(directory, file)} = {text}): " +
+                                      $"{e.Message}. Check [hypervisor.qemu] host_memory_overhead, or set [runtime] sandbox_cgroup = false", e);
+            }
         }
     }
 

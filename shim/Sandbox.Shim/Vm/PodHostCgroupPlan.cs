@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text.Json;
 using Sandbox.Runtime.Cgroups;
 using Sandbox.Runtime.Configuration;
@@ -27,10 +26,8 @@ internal sealed record PodHostCgroupPlan(string? Path, long? MemoryLimit, string
         string? path = CgroupsPath.Resolve(pod.CgroupsPath); // FormatException: the caller reports it as InvalidArgument
         if (path is null)
             return new PodHostCgroupPlan(null, null, "none (the sandbox names no cgroupsPath): QEMU stays in the shim's cgroup");
-        bool podHasMemoryLimit = pod.Annotations.TryGetValue(PodVmSize.MemoryAnnotation, out var memory)
-            && long.TryParse(memory, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long bytes) && bytes > 0;
         string where = path == pod.CgroupsPath ? path : $"{path} (cgroupsPath {pod.CgroupsPath})";
-        if (!podHasMemoryLimit)
+        if (!PodVmSize.HasPodMemoryLimit(pod.Annotations))
             return new PodHostCgroupPlan(path, null, $"{where}, no memory limit (the pod has none)");
         long limit = (size.MemoryMiB + (long)configuration.Qemu.HostMemoryOverheadMiB) * MiB;
         return new PodHostCgroupPlan(path, limit,

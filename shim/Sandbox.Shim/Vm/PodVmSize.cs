@@ -88,6 +88,9 @@ internal sealed record PodVmSize(int Vcpus, int MemoryMiB, string Reason)
         return int.MaxValue;
     }
 
+    /// <summary>Whether the annotations carry a pod memory limit (CRI's sandbox-memory, greater than 0).</summary>
+    public static bool HasPodMemoryLimit(IReadOnlyDictionary<string, string> annotations) => Number(annotations, MemoryAnnotation) > 0;
+
     private static long Number(IReadOnlyDictionary<string, string> annotations, string key) =>
         annotations.TryGetValue(key, out var text) && long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long value)
             ? value
