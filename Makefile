@@ -36,13 +36,13 @@ $(AGENT): $(call SOURCES_OF,agent) Directory.Build.props | $(SETUP_STAMP)
 
 ## shim: containerd-shim-sandbox-v2, Native AOT
 shim: $(SHIM)
-$(SHIM): $(call SOURCES_OF,shim agent/Sandbox.Agent.Protocol agent/Sandbox.Vsock hypervisor-adapters) Directory.Build.props | $(SETUP_STAMP)
+$(SHIM): $(call SOURCES_OF,shim agent/Sandbox.Agent.Protocol agent/Sandbox.Native agent/Sandbox.Vsock hypervisor-adapters) Directory.Build.props | $(SETUP_STAMP)
 	$(DOTNET) publish shim/Sandbox.Shim/Sandbox.Shim.csproj -c Release -r linux-x64 -o $(BUILD)/shim -nologo -v quiet
 	@touch $@
 
 ## ctl: sandboxctl, the operator's CLI
 ctl: $(CTL)
-$(CTL): $(call SOURCES_OF,shim agent/Sandbox.Agent.Protocol agent/Sandbox.Vsock hypervisor-adapters) Directory.Build.props | $(SETUP_STAMP)
+$(CTL): $(call SOURCES_OF,shim agent/Sandbox.Agent.Protocol agent/Sandbox.Native agent/Sandbox.Vsock hypervisor-adapters) Directory.Build.props | $(SETUP_STAMP)
 	$(DOTNET) publish shim/Sandbox.Ctl/Sandbox.Ctl.csproj -c Release -o $(BUILD)/ctl -nologo -v quiet
 	@touch $@
 

@@ -1,6 +1,8 @@
 using System.Text;
 using Sandbox.Agent.Containers;
 using Sandbox.Agent.Native;
+using Sandbox.Native;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Agent;
 
@@ -82,15 +84,15 @@ public sealed class KernelModules(string modprobePath)
     private async Task ModprobeAsync(string[] modules, string purpose, CancellationToken cancellationToken)
     {
         string list = string.Join(" ", modules);
-        int devNull = LibC.OpenDevNull();
-        var (errRead, errWrite) = LibC.CreatePipe();
+        int devNull = FileDescriptors.OpenDevNull();
+        var (errRead, errWrite) = FileDescriptors.CreatePipe();
         using var errors = new OutputStream(errRead);
         ChildExit exit;
         try
         {
             long spawned = System.Diagnostics.Stopwatch.GetTimestamp();
             var (_, exited) = ChildProcesses.Shared.Spawn(modprobePath, [modprobePath, "-a", .. modules], devNull, devNull, errWrite);
-            LibC.Close(errWrite);
+            close(errWrite);
             errWrite = -1;
             exit = await exited.WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
             AgentLog.Write($"modprobe {list}: {AgentLog.Milliseconds(spawned)}");
@@ -105,8 +107,8 @@ public sealed class KernelModules(string modprobePath)
         }
         finally
         {
-            LibC.Close(devNull);
-            if (errWrite >= 0) LibC.Close(errWrite);
+            close(devNull);
+            if (errWrite >= 0) close(errWrite);
         }
         if (exit.ExitStatus != 0)
         {

@@ -1,7 +1,8 @@
 using System.Text;
 using Sandbox.Agent.Containers;
-using Sandbox.Agent.Native;
 using Sandbox.Agent.Network;
+using Sandbox.Native;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Agent;
 
@@ -31,10 +32,10 @@ public sealed class SandboxSetup(AgentRuntime runtime, KernelModules modules, Gu
                 if (!mountPoint.StartsWith('/')) throw AgentErrors.InvalidArgument($"shared_mount_point '{mountPoint}' is not an absolute path");
                 await modules.EnsureLoadedAsync(["9pnet_virtio", "9p"], $"sandbox {sandboxId}: mount the 9p share '{shareTag}'", cancellationToken);
                 Directory.CreateDirectory(mountPoint);
-                if (LibC.Mount(shareTag, mountPoint, "9p", 0, "trans=virtio,version=9p2000.L,msize=512000,cache=mmap") != 0)
+                if (LibCStrings.mount(shareTag, mountPoint, "9p", 0, "trans=virtio,version=9p2000.L,msize=512000,cache=mmap") != 0)
                 {
-                    int errno = LibC.LastError;
-                    throw AgentErrors.Internal($"sandbox {sandboxId}: mount of 9p share '{shareTag}' on {mountPoint} failed: {LibC.ErrorText(errno)} (is the virtio-9p device with mount_tag={shareTag} attached?)");
+                    int errno = Errno.Last;
+                    throw AgentErrors.Internal($"sandbox {sandboxId}: mount of 9p share '{shareTag}' on {mountPoint} failed: {Errno.Describe(errno)} (is the virtio-9p device with mount_tag={shareTag} attached?)");
                 }
                 _mountPoint = mountPoint;
             }
@@ -54,11 +55,11 @@ public sealed class SandboxSetup(AgentRuntime runtime, KernelModules modules, Gu
             var errors = await containers.RemoveAllAsync(cancellationToken);
             if (_mountPoint != null)
             {
-                if (LibC.Umount2(_mountPoint, 0) != 0)
+                if (LibCStrings.umount2(_mountPoint, 0) != 0)
                 {
-                    int errno = LibC.LastError;
-                    errors.Add($"unmount of {_mountPoint} failed: {LibC.ErrorText(errno)}; detached instead");
-                    LibC.Umount2(_mountPoint, LibC.MNT_DETACH);
+                    int errno = Errno.Last;
+                    errors.Add($"unmount of {_mountPoint} failed: {Errno.Describe(errno)}; detached instead");
+                    LibCStrings.umount2(_mountPoint, MNT_DETACH);
                 }
                 _mountPoint = null;
             }
@@ -76,8 +77,8 @@ public sealed class SandboxSetup(AgentRuntime runtime, KernelModules modules, Gu
         byte[] bytes = Encoding.UTF8.GetBytes(hostname);
         fixed (byte* p = bytes)
         {
-            if (LibC.SetHostName(p, (nuint)bytes.Length) != 0)
-                throw AgentErrors.Internal($"sethostname('{hostname}') failed: {LibC.ErrorText(LibC.LastError)}");
+            if (sethostname(p, bytes.Length) != 0)
+                throw AgentErrors.Internal($"sethostname('{hostname}') failed: {Errno.DescribeLast()}");
         }
     }
 }

@@ -1,5 +1,7 @@
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
+using Sandbox.Native;
+using Tmds.Linux;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Vsock;
 
@@ -14,16 +16,16 @@ public static unsafe class VsockConnector
     public static Task<Socket> ConnectAsync(uint cid, uint port, CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        int fd = VsockNative.Socket(VsockNative.AF_VSOCK, VsockNative.SOCK_STREAM | VsockNative.SOCK_CLOEXEC | VsockNative.SOCK_NONBLOCK, 0);
-        if (fd < 0) throw new VsockException("socket", cid, port, Marshal.GetLastPInvokeError());
+        int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0) throw new VsockException("socket", cid, port, Errno.Last);
 
-        var addr = VsockNative.Address(cid, port);
-        if (VsockNative.Connect(fd, &addr, (uint)sizeof(VsockNative.SockaddrVm)) == 0)
+        var addr = VsockAddress.Of(cid, port);
+        if (connect(fd, (sockaddr*)&addr, VsockAddress.Length) == 0)
             return Task.FromResult(Wrap(fd));
-        int errno = Marshal.GetLastPInvokeError();
-        if (errno != VsockNative.EINPROGRESS)
+        int errno = Errno.Last;
+        if (errno != EINPROGRESS)
         {
-            VsockNative.Close(fd);
+            close(fd);
             throw new VsockException("connect", cid, port, errno);
         }
         // The connect is in progress: wait for writability (or cancellation) on a dedicated thread.
@@ -33,37 +35,37 @@ public static unsafe class VsockConnector
 
     private static Socket CompleteConnect(int fd, uint cid, uint port, CancellationToken cancellationToken)
     {
-        int cancelFd = VsockNative.EventFd(0, VsockNative.EFD_CLOEXEC | VsockNative.EFD_NONBLOCK);
+        int cancelFd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (cancelFd < 0)
         {
-            int e = Marshal.GetLastPInvokeError();
-            VsockNative.Close(fd);
+            int e = Errno.Last;
+            close(fd);
             throw new VsockException("eventfd for connect", cid, port, e);
         }
         try
         {
-            using (cancellationToken.Register(() => VsockNative.Signal(cancelFd)))
+            using (cancellationToken.Register(() => FileDescriptors.SignalEventFd(cancelFd)))
             {
-                var fds = stackalloc VsockNative.PollFd[2];
+                var fds = stackalloc pollfd[2];
                 while (true)
                 {
-                    fds[0] = new VsockNative.PollFd { Fd = fd, Events = VsockNative.POLLOUT };
-                    fds[1] = new VsockNative.PollFd { Fd = cancelFd, Events = VsockNative.POLLIN };
-                    int ready = VsockNative.Poll(fds, 2, -1);
+                    fds[0] = new pollfd { fd = fd, events = POLLOUT };
+                    fds[1] = new pollfd { fd = cancelFd, events = POLLIN };
+                    int ready = poll(fds, 2, -1);
                     if (ready < 0)
                     {
-                        int errno = Marshal.GetLastPInvokeError();
-                        if (errno == VsockNative.EINTR) continue;
+                        int errno = Errno.Last;
+                        if (errno == EINTR) continue;
                         throw new VsockException("poll during connect", cid, port, errno);
                     }
-                    if (fds[1].Revents != 0)
+                    if (fds[1].revents != 0)
                         throw new OperationCanceledException($"vsock connect to cid {cid} port {port} was cancelled", cancellationToken);
-                    if (fds[0].Revents != 0) break;
+                    if (fds[0].revents != 0) break;
                 }
                 int soError = 0;
-                uint len = sizeof(int);
-                if (VsockNative.GetSockOpt(fd, VsockNative.SOL_SOCKET, VsockNative.SO_ERROR, &soError, &len) != 0)
-                    throw new VsockException("getsockopt(SO_ERROR)", cid, port, Marshal.GetLastPInvokeError());
+                socklen_t len = sizeof(int);
+                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &len) != 0)
+                    throw new VsockException("getsockopt(SO_ERROR)", cid, port, Errno.Last);
                 if (soError != 0) throw new VsockException("connect", cid, port, soError);
             }
             Socket socket = Wrap(fd);
@@ -72,15 +74,15 @@ public static unsafe class VsockConnector
         }
         finally
         {
-            if (fd >= 0) VsockNative.Close(fd);
-            VsockNative.Close(cancelFd);
+            if (fd >= 0) close(fd);
+            close(cancelFd);
         }
     }
 
     private static Socket Wrap(int fd)
     {
         // Hand .NET a blocking fd, as a freshly created socket would be; it switches to non-blocking for async I/O itself.
-        VsockNative.SetBlocking(fd, blocking: true);
+        FileDescriptors.SetNonBlocking(fd, false);
         return new Socket(new SafeSocketHandle(fd, ownsHandle: true));
     }
 }

@@ -20,7 +20,7 @@ public sealed class VsockEndPoint : EndPoint
     public uint Cid { get; }
     public uint Port { get; }
 
-    public override AddressFamily AddressFamily => (AddressFamily)VsockNative.AF_VSOCK;
+    public override AddressFamily AddressFamily => (AddressFamily)(int)Tmds.Linux.LibC.AF_VSOCK;
 
     public override string ToString() => Cid == AnyCid ? $"vsock:any:{Port}" : $"vsock:{Cid}:{Port}";
 

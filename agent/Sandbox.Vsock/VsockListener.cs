@@ -1,6 +1,9 @@
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using System.Threading.Channels;
+using Sandbox.Native;
+using Tmds.Linux;
+using static Sandbox.Native.LibCSupplement;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Vsock;
 
@@ -38,26 +41,26 @@ public sealed class VsockListener : IDisposable
     /// <summary>socket + bind + listen on (cid, port). Use <see cref="VsockEndPoint.AnyCid"/> to accept on every cid.</summary>
     public static unsafe VsockListener Bind(uint cid, uint port, int backlog = 128)
     {
-        int fd = VsockNative.Socket(VsockNative.AF_VSOCK, VsockNative.SOCK_STREAM | VsockNative.SOCK_CLOEXEC | VsockNative.SOCK_NONBLOCK, 0);
-        if (fd < 0) throw new VsockException("socket", cid, port, Marshal.GetLastPInvokeError());
+        int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0) throw new VsockException("socket", cid, port, Errno.Last);
         try
         {
-            var addr = VsockNative.Address(cid, port);
-            if (VsockNative.Bind(fd, &addr, (uint)sizeof(VsockNative.SockaddrVm)) != 0)
-                throw new VsockException("bind", cid, port, Marshal.GetLastPInvokeError());
-            if (VsockNative.Listen(fd, backlog) != 0)
-                throw new VsockException("listen", cid, port, Marshal.GetLastPInvokeError());
+            var addr = VsockAddress.Of(cid, port);
+            if (bind(fd, (sockaddr*)&addr, VsockAddress.Length) != 0)
+                throw new VsockException("bind", cid, port, Errno.Last);
+            if (listen(fd, backlog) != 0)
+                throw new VsockException("listen", cid, port, Errno.Last);
             uint actualPort = port;
-            var bound = default(VsockNative.SockaddrVm);
-            uint len = (uint)sizeof(VsockNative.SockaddrVm);
-            if (VsockNative.GetSockName(fd, &bound, &len) == 0) actualPort = bound.Port;
-            int stopFd = VsockNative.EventFd(0, VsockNative.EFD_CLOEXEC | VsockNative.EFD_NONBLOCK);
-            if (stopFd < 0) throw new VsockException("eventfd for listener", cid, port, Marshal.GetLastPInvokeError());
+            var bound = default(sockaddr_vm);
+            socklen_t len = VsockAddress.Length;
+            if (getsockname(fd, (sockaddr*)&bound, &len) == 0) actualPort = bound.svm_port;
+            int stopFd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+            if (stopFd < 0) throw new VsockException("eventfd for listener", cid, port, Errno.Last);
             return new VsockListener(fd, stopFd, new VsockEndPoint(cid, actualPort));
         }
         catch
         {
-            VsockNative.Close(fd);
+            close(fd);
             throw;
         }
     }
@@ -77,37 +80,37 @@ public sealed class VsockListener : IDisposable
 
     private unsafe void AcceptLoop()
     {
-        var fds = stackalloc VsockNative.PollFd[2];
+        var fds = stackalloc pollfd[2];
         try
         {
             while (true)
             {
-                fds[0] = new VsockNative.PollFd { Fd = _listenFd, Events = VsockNative.POLLIN };
-                fds[1] = new VsockNative.PollFd { Fd = _stopFd, Events = VsockNative.POLLIN };
-                int ready = VsockNative.Poll(fds, 2, -1);
+                fds[0] = new pollfd { fd = _listenFd, events = POLLIN };
+                fds[1] = new pollfd { fd = _stopFd, events = POLLIN };
+                int ready = poll(fds, 2, -1);
                 if (ready < 0)
                 {
-                    int errno = Marshal.GetLastPInvokeError();
-                    if (errno == VsockNative.EINTR) continue;
+                    int errno = Errno.Last;
+                    if (errno == EINTR) continue;
                     AcceptFailed?.Invoke(new VsockException("poll", EndPoint.Cid, EndPoint.Port, errno));
                     return;
                 }
-                if (fds[1].Revents != 0) return;
-                if ((fds[0].Revents & VsockNative.POLLIN) == 0) continue;
+                if (fds[1].revents != 0) return;
+                if ((fds[0].revents & POLLIN) == 0) continue;
 
-                var peer = default(VsockNative.SockaddrVm);
-                uint len = (uint)sizeof(VsockNative.SockaddrVm);
-                int fd = VsockNative.Accept4(_listenFd, &peer, &len, VsockNative.SOCK_CLOEXEC);
+                var peer = default(sockaddr_vm);
+                socklen_t len = VsockAddress.Length;
+                int fd = accept4(_listenFd, (sockaddr*)&peer, &len, SOCK_CLOEXEC);
                 if (fd < 0)
                 {
-                    int errno = Marshal.GetLastPInvokeError();
-                    if (errno is VsockNative.EAGAIN or VsockNative.EINTR or VsockNative.ECONNABORTED) continue;
+                    int errno = Errno.Last;
+                    if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) continue;
                     AcceptFailed?.Invoke(new VsockException("accept4", EndPoint.Cid, EndPoint.Port, errno));
                     Thread.Sleep(10); // e.g. EMFILE: do not spin
                     continue;
                 }
                 var socket = new Socket(new SafeSocketHandle(fd, ownsHandle: true));
-                if (!_accepted.Writer.TryWrite(new VsockAcceptedConnection(socket, new VsockEndPoint(peer.Cid, peer.Port))))
+                if (!_accepted.Writer.TryWrite(new VsockAcceptedConnection(socket, new VsockEndPoint(peer.svm_cid, peer.svm_port))))
                     socket.Dispose();
             }
         }
@@ -120,10 +123,10 @@ public sealed class VsockListener : IDisposable
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        VsockNative.Signal(_stopFd);
+        FileDescriptors.SignalEventFd(_stopFd);
         if (Thread.CurrentThread != _acceptThread) _acceptThread.Join();
-        VsockNative.Close(_listenFd);
-        VsockNative.Close(_stopFd);
+        close(_listenFd);
+        close(_stopFd);
         while (_accepted.Reader.TryRead(out var pending)) pending.Socket.Dispose();
     }
 }

@@ -4,7 +4,6 @@ using System.Text.Json.Nodes;
 using Grpc.Core;
 using Sandbox.Agent.Containers;
 using Sandbox.Agent.Grpc;
-using Sandbox.Agent.Native;
 using Sandbox.Vsock;
 
 namespace Sandbox.Agent.Tests;
@@ -102,7 +101,7 @@ public class ExitStatusTests
     [InlineData(0x000f, 143)]   // SIGTERM
     [InlineData(0x0086, 134)]   // SIGABRT with core dump flag (0x80)
     public void Wait_status_maps_to_exit_code_or_128_plus_signal(int raw, int expected) =>
-        Assert.Equal(expected, ChildExit.ExitStatusOf(raw));
+        Assert.Equal(expected, Sandbox.Native.WaitStatus.ExitStatus(raw));
 }
 
 public class OciSpecRewriterTests

@@ -1,6 +1,5 @@
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
-using Sandbox.Shim.Native;
+using Sandbox.Native;
 using Sandbox.Ttrpc;
 
 namespace Sandbox.RuncYardstick;
@@ -33,30 +32,8 @@ internal sealed class ConsoleSocket : IDisposable
     {
         using var connection = await _listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
         await connection.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, cancellationToken).ConfigureAwait(false); // wait for the message
-        return ReceiveFd((int)connection.Handle);
+        return FileDescriptorPassing.Receive((int)connection.Handle, "runc");
     }
 
     public void Dispose() => _listener.Dispose(); // also removes the socket file
-
-    private static unsafe int ReceiveFd(int fd)
-    {
-        byte* data = stackalloc byte[4096];
-        const int controlSize = 64;
-        byte* control = stackalloc byte[controlSize];
-        var iov = new LibC.IoVec { Base = data, Length = 4096 };
-        var message = new LibC.MsgHdr { Iov = &iov, IovLength = 1, Control = control, ControlLength = controlSize };
-        nint received;
-        do
-        {
-            received = LibC.recvmsg(fd, &message, LibC.MSG_CMSG_CLOEXEC);
-        }
-        while (received < 0 && Marshal.GetLastPInvokeError() == LibC.EINTR);
-        if (received < 0)
-            throw new IOException($"receiving the terminal from runc failed: {LibC.Describe(Marshal.GetLastPInvokeError())}");
-
-        var header = (LibC.CmsgHdr*)control;
-        if (message.ControlLength < (nuint)sizeof(LibC.CmsgHdr) || header->Level != LibC.SOL_SOCKET || header->Type != LibC.SCM_RIGHTS)
-            throw new IOException("runc connected to the console socket but sent no terminal file descriptor");
-        return *(int*)(control + sizeof(LibC.CmsgHdr));
-    }
 }

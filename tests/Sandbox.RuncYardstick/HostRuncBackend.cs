@@ -1,11 +1,12 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using System.Text.Json;
+using Sandbox.Native;
 using Sandbox.Shim.Backend;
 using Sandbox.Shim.Native;
 using Sandbox.Ttrpc;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.RuncYardstick;
 
@@ -122,12 +123,12 @@ public sealed class HostRuncBackend : ISandboxBackend
         {
             if (process.Exit.IsCompleted)
                 throw new SandboxBackendException(TtrpcStatusCode.NotFound, "process already finished");
-            if (LibC.kill(process.Pid, (int)signal) != 0)
+            if (kill(process.Pid, (int)signal) != 0)
             {
-                int errno = Marshal.GetLastPInvokeError();
-                throw errno == LibC.ESRCH
+                int errno = Errno.Last;
+                throw errno == ESRCH
                     ? new SandboxBackendException(TtrpcStatusCode.NotFound, "process already finished")
-                    : new SandboxBackendException(TtrpcStatusCode.Unknown, $"kill({process.Pid}, {signal}): {LibC.Describe(errno)}");
+                    : new SandboxBackendException(TtrpcStatusCode.Unknown, $"kill({process.Pid}, {signal}): {Errno.Describe(errno)}");
             }
             return;
         }

@@ -1,7 +1,8 @@
-using System.Runtime.InteropServices;
-using System.Text;
 using System.Text.Json;
+using System.Text;
+using Sandbox.Native;
 using Sandbox.Shim.Native;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.RuncYardstick;
 
@@ -69,14 +70,14 @@ internal sealed class RuncCli
         }
         catch
         {
-            LibC.close(stdoutRead);
-            LibC.close(stderrRead);
+            close(stdoutRead);
+            close(stderrRead);
             throw;
         }
         finally
         {
-            LibC.close(stdoutWrite);
-            LibC.close(stderrWrite);
+            close(stdoutWrite);
+            close(stderrWrite);
         }
 
         var stdout = ReadToEndAsync(stdoutRead);
@@ -127,7 +128,7 @@ internal sealed class RuncCli
         }
         catch (Exception e) when (e is TimeoutException or OperationCanceledException)
         {
-            LibC.kill(pid, LibC.SIGKILL);
+            kill(pid, SIGKILL);
             await exit.ConfigureAwait(false);
             if (e is TimeoutException)
                 throw new TimeoutException($"runc {string.Join(' ', arguments)} did not finish within {(timeout ?? DefaultTimeout).TotalSeconds} s and was killed");
@@ -170,8 +171,8 @@ internal sealed class RuncCli
     private static unsafe (int Read, int Write) CreatePipe()
     {
         int* fds = stackalloc int[2];
-        if (LibC.pipe2(fds, LibC.O_CLOEXEC) != 0)
-            throw new IOException($"cannot create a pipe for runc: {LibC.Describe(Marshal.GetLastPInvokeError())}");
+        if (pipe2(fds, O_CLOEXEC) != 0)
+            throw new IOException($"cannot create a pipe for runc: {Errno.DescribeLast()}");
         return (fds[0], fds[1]);
     }
 
@@ -186,13 +187,13 @@ internal sealed class RuncCli
                 {
                     while (true)
                     {
-                        nint n = LibC.read(fd, p, buffer.Length);
+                        long n = read(fd, p, buffer.Length);
                         if (n > 0)
                         {
                             output.Write(buffer, 0, (int)n);
                             continue;
                         }
-                        if (n < 0 && Marshal.GetLastPInvokeError() == LibC.EINTR)
+                        if (n < 0 && Errno.Last == EINTR)
                             continue;
                         break;
                     }
@@ -200,7 +201,7 @@ internal sealed class RuncCli
             }
             finally
             {
-                LibC.close(fd);
+                close(fd);
             }
             return Encoding.UTF8.GetString(output.ToArray());
         }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);

@@ -1,6 +1,7 @@
-using System.Runtime.InteropServices;
+using Sandbox.Native;
 using Sandbox.Shim.Backend;
-using Sandbox.Shim.Native;
+using Tmds.Linux;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.RuncYardstick;
 
@@ -74,7 +75,7 @@ internal sealed class StdioRelay : IDisposable
             foreach (var opened in new[] { outputs.Stdout, outputs.Stderr })
             {
                 if (opened is { } destination)
-                    LibC.close(destination.Fd);
+                    close(destination.Fd);
             }
             relay.Dispose();
             throw;
@@ -88,7 +89,7 @@ internal sealed class StdioRelay : IDisposable
         catch
         {
             if (relay.ChildStdout < 0 && outputs.Stderr is { } notStarted)
-                LibC.close(notStarted.Fd); // stdout's pipe failed before stderr's copy took its destination
+                close(notStarted.Fd); // stdout's pipe failed before stderr's copy took its destination
             relay.ReleaseChildEnds();
             relay.Dispose();
             throw;
@@ -101,7 +102,7 @@ internal sealed class StdioRelay : IDisposable
         lock (_childEnds)
         {
             foreach (int fd in _childEnds)
-                LibC.close(fd);
+                close(fd);
             _childEnds.Clear();
         }
     }
@@ -119,10 +120,10 @@ internal sealed class StdioRelay : IDisposable
         _stderrDone.TrySetResult();
         int stdin = terminal.Stdin.Length > 0 ? ContainerdStdioDestination.OpenStdin(terminal.Stdin, _owner) : -1;
         var destination = _terminalOutput
-            ?? new OutputDestination(LibC.open("/dev/null", LibC.O_WRONLY | LibC.O_CLOEXEC, 0), IsFifo: false);
+            ?? new OutputDestination(LibCStrings.open("/dev/null", O_WRONLY | O_CLOEXEC, 0), IsFifo: false);
         _terminalOutput = null;
         if (stdin >= 0)
-            _stdinPump = ContainerdStdinPump.Start(stdin, LibC.fcntl(masterFd, LibC.F_DUPFD_CLOEXEC, 0), _owner);
+            _stdinPump = ContainerdStdinPump.Start(stdin, fcntl(masterFd, F_DUPFD_CLOEXEC, 0), _owner);
         StartThread("tty-out", () =>
         {
             try
@@ -135,7 +136,7 @@ internal sealed class StdioRelay : IDisposable
                 lock (_masterGate)
                 {
                     _master = -1;
-                    LibC.close(masterFd);
+                    close(masterFd);
                 }
                 _ = CloseWhenReadAsync("tty output", destination, _stdoutDone);
             }
@@ -145,13 +146,13 @@ internal sealed class StdioRelay : IDisposable
     /// <summary>ResizePty: sets the terminal size (no terminal: nothing to do).</summary>
     public unsafe void Resize(uint width, uint height)
     {
-        var size = new LibC.WinSize { Columns = (ushort)width, Rows = (ushort)height };
+        var size = new winsize { ws_col = (ushort)width, ws_row = (ushort)height };
         lock (_masterGate)
         {
             if (_master < 0)
                 return;
-            if (LibC.ioctl(_master, LibC.TIOCSWINSZ, &size) != 0)
-                throw new IOException($"{_owner}: resizing the terminal failed: {LibC.Describe(Marshal.GetLastPInvokeError())}");
+            if (ioctl(_master, TIOCSWINSZ, &size) != 0)
+                throw new IOException($"{_owner}: resizing the terminal failed: {Errno.DescribeLast()}");
         }
     }
 
@@ -165,7 +166,7 @@ internal sealed class StdioRelay : IDisposable
         if (_terminalOutput is { } unattached)
         {
             _terminalOutput = null;
-            LibC.close(unattached.Fd);
+            close(unattached.Fd);
             _stdoutDone.TrySetResult();
         }
         _logger?.Release();
@@ -197,7 +198,7 @@ internal sealed class StdioRelay : IDisposable
         }
         catch
         {
-            LibC.close(destination.Fd);
+            close(destination.Fd);
             throw;
         }
         lock (_childEnds) _childEnds.Add(writeEnd);
@@ -209,7 +210,7 @@ internal sealed class StdioRelay : IDisposable
             }
             finally
             {
-                LibC.close(readEnd);
+                close(readEnd);
                 _ = CloseWhenReadAsync(stream, destination, done);
             }
         });
@@ -233,7 +234,7 @@ internal sealed class StdioRelay : IDisposable
         }
         finally
         {
-            LibC.close(destination.Fd);
+            close(destination.Fd);
             done.TrySetResult();
         }
     }
@@ -241,8 +242,8 @@ internal sealed class StdioRelay : IDisposable
     private unsafe (int ReadEnd, int WriteEnd) CreatePipe(string stream)
     {
         int* fds = stackalloc int[2];
-        if (LibC.pipe2(fds, LibC.O_CLOEXEC) != 0)
-            throw new IOException($"{_owner}: cannot create the {stream} pipe: {LibC.Describe(Marshal.GetLastPInvokeError())}");
+        if (pipe2(fds, O_CLOEXEC) != 0)
+            throw new IOException($"{_owner}: cannot create the {stream} pipe: {Errno.DescribeLast()}");
         return (fds[0], fds[1]);
     }
 
@@ -271,21 +272,21 @@ internal sealed class StdioRelay : IDisposable
         long copied = 0;
         while (true)
         {
-            nint n = LibC.read(from, buffer, 32 * 1024);
+            int n = (int)read(from, buffer, 32 * 1024);
             if (n == 0)
                 return null;
             if (n < 0)
             {
-                int error = Marshal.GetLastPInvokeError();
-                if (error == LibC.EINTR)
+                int error = Errno.Last;
+                if (error == EINTR)
                     continue;
-                return endOnEio && error == LibC.EIO ? null : $"read from fd {from} failed after {copied} bytes: {LibC.Describe(error)}";
+                return endOnEio && error == EIO ? null : $"read from fd {from} failed after {copied} bytes: {Errno.Describe(error)}";
             }
-            if (!LibC.WriteAll(to, buffer, n))
+            if (!FileDescriptors.WriteAll(to, buffer, n))
             {
-                string problem = $"write to fd {to} failed after {copied} bytes: {LibC.Describe(Marshal.GetLastPInvokeError())}";
+                string problem = $"write to fd {to} failed after {copied} bytes: {Errno.DescribeLast()}";
                 // nobody can take the output any more: keep draining so the process never blocks on a full pipe
-                while (LibC.read(from, buffer, 32 * 1024) is var m && (m > 0 || (m < 0 && Marshal.GetLastPInvokeError() == LibC.EINTR)))
+                while ((long)read(from, buffer, 32 * 1024) is var m && (m > 0 || (m < 0 && Errno.Last == EINTR)))
                 {
                 }
                 return problem;

@@ -1,5 +1,6 @@
+using Sandbox.Native;
 using Sandbox.Shim.Backend;
-using Sandbox.Shim.Native;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Shim.Tests;
 
@@ -17,7 +18,7 @@ public sealed class ContainerdFifoDrainTests : IDisposable
 
     public ContainerdFifoDrainTests()
     {
-        Assert.Equal(0, LibC.mkfifo(Fifo, 0b110_000_000));
+        Assert.Equal(0, LibCStrings.mkfifo(Fifo, 0b110_000_000));
     }
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
@@ -46,7 +47,7 @@ public sealed class ContainerdFifoDrainTests : IDisposable
         }
         finally
         {
-            LibC.close(destination.Fd);
+            close(destination.Fd);
         }
     }
 
@@ -65,7 +66,7 @@ public sealed class ContainerdFifoDrainTests : IDisposable
         }
         finally
         {
-            LibC.close(destination.Fd);
+            close(destination.Fd);
         }
     }
 
@@ -83,14 +84,14 @@ public sealed class ContainerdFifoDrainTests : IDisposable
         }
         finally
         {
-            LibC.close(fifo.Fd);
-            LibC.close(file.Fd);
+            close(fifo.Fd);
+            close(file.Fd);
         }
     }
 
     private static unsafe void Write(int fd, int count)
     {
         fixed (byte* data = new byte[count])
-            Assert.True(LibC.WriteAll(fd, data, count));
+            Assert.True(FileDescriptors.WriteAll(fd, data, count));
     }
 }

@@ -1,7 +1,8 @@
 using System.Text;
 using Microsoft.Win32.SafeHandles;
+using Sandbox.Native;
 using Sandbox.Shim.Backend;
-using Sandbox.Shim.Native;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Shim.Tests;
 
@@ -18,7 +19,7 @@ public sealed class ContainerdStdinPumpTests : IDisposable
 
     public ContainerdStdinPumpTests()
     {
-        Assert.Equal(0, LibC.mkfifo(Fifo, 0b110_000_000));
+        Assert.Equal(0, LibCStrings.mkfifo(Fifo, 0b110_000_000));
     }
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
@@ -92,7 +93,7 @@ public sealed class ContainerdStdinPumpTests : IDisposable
     private static unsafe (int ReadEnd, int WriteEnd) CreatePipe()
     {
         int* fds = stackalloc int[2];
-        Assert.Equal(0, LibC.pipe2(fds, LibC.O_CLOEXEC));
+        Assert.Equal(0, pipe2(fds, O_CLOEXEC));
         return (fds[0], fds[1]);
     }
 

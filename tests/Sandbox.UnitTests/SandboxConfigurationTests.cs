@@ -31,7 +31,7 @@ public sealed class SandboxConfigurationTests : IDisposable
     [Fact]
     public void The_shipped_configuration_file_parses_to_the_defaults()
     {
-        string shipped = Path.Combine(RepositoryRoot(), "shim", "configuration.toml");
+        string shipped = Path.Combine(RepositoryRoot.Find(), "shim", "configuration.toml");
 
         var configuration = SandboxConfigurationParser.Parse(File.ReadAllText(shipped), shipped);
 
@@ -214,14 +214,4 @@ public sealed class SandboxConfigurationTests : IDisposable
 
     private static Func<string, string?> Environment(string? sandboxConfig) =>
         name => name == SandboxConfigurationLoader.EnvironmentVariable ? sandboxConfig : null;
-
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Sandbox.sln")))
-                return dir.FullName;
-        }
-        throw new DirectoryNotFoundException("the repository root (Sandbox.sln) is not above " + AppContext.BaseDirectory);
-    }
 }

@@ -1,7 +1,9 @@
 using System.Globalization;
-using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json;
 using Sandbox.Agent.Native;
+using Sandbox.Native;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Agent.Containers;
 
@@ -391,8 +393,8 @@ public sealed class ContainerRunner(CrunRunner crun, string containersDirectory,
         if (process.Pid == 0) throw AgentErrors.FailedPrecondition($"{process.Name} has not been started");
         if (process.HasExited) throw AgentErrors.NotFound($"{process.Name} has already exited");
         int errno = ChildProcesses.Shared.Signal(process.Pid, signal);
-        if (errno == LibC.ESRCH) throw AgentErrors.NotFound($"{process.Name} has already exited");
-        if (errno != 0) throw AgentErrors.Internal($"kill({process.Pid}, {signal}) for {process.Name} failed: {LibC.ErrorText(errno)}");
+        if (errno == ESRCH) throw AgentErrors.NotFound($"{process.Name} has already exited");
+        if (errno != 0) throw AgentErrors.Internal($"kill({process.Pid}, {signal}) for {process.Name} failed: {Errno.Describe(errno)}");
     }
 
     public ContainerProcess GetProcess(string id, string execId) => GetProcess(Get(id), execId);

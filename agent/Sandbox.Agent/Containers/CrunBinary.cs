@@ -1,4 +1,5 @@
-using Sandbox.Agent.Native;
+using Sandbox.Native;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Agent.Containers;
 
@@ -34,18 +35,18 @@ public sealed class CrunBinary(string installedPath, string? readOnlyDirectory)
         try
         {
             Directory.CreateDirectory(directory);
-            if (LibC.Mount("crun", directory, "ramfs", 0, "mode=0755") != 0)
-                throw new IOException($"mount ramfs on {directory}: {LibC.ErrorText(LibC.LastError)}");
+            if (LibCStrings.mount("crun", directory, "ramfs", 0, "mode=0755") != 0)
+                throw new IOException($"mount ramfs on {directory}: {Errno.DescribeLast()}");
             mounted = true;
             File.Copy(installedPath, copy);
             File.SetUnixFileMode(copy, UnixFileMode.UserRead | UnixFileMode.UserExecute | UnixFileMode.GroupRead |
                                        UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
-            if (LibC.Mount("crun", directory, "ramfs", MS_REMOUNT | MS_RDONLY, null) != 0)
-                throw new IOException($"remount {directory} read-only: {LibC.ErrorText(LibC.LastError)}");
+            if (LibCStrings.mount("crun", directory, "ramfs", MS_REMOUNT | MS_RDONLY, null) != 0)
+                throw new IOException($"remount {directory} read-only: {Errno.DescribeLast()}");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            if (mounted) LibC.Umount2(directory, LibC.MNT_DETACH);
+            if (mounted) LibCStrings.umount2(directory, MNT_DETACH);
             AgentLog.Write($"crun runs from {installedPath}, which makes every crun command re-execute itself (slower): " +
                            $"its read-only copy in {directory} failed: {e.Message}");
             return installedPath;

@@ -1,5 +1,7 @@
 using System.Text;
 using Sandbox.Agent.Native;
+using Sandbox.Native;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Agent.Containers;
 
@@ -44,11 +46,11 @@ public sealed class CrunRunner(CrunCommandLine commandLine, CrunBinary binary, s
             }
             else
             {
-                devNull = LibC.OpenDevNull();
-                var (outR, outW) = LibC.CreatePipe();
+                devNull = FileDescriptors.OpenDevNull();
+                var (outR, outW) = FileDescriptors.CreatePipe();
                 stdout = new OutputStream(outR);
                 childOut = outW;
-                var (errR, errW) = LibC.CreatePipe();
+                var (errR, errW) = FileDescriptors.CreatePipe();
                 stderr = new OutputStream(errR);
                 childErr = errW;
                 fds = (devNull, childOut, childErr);
@@ -160,7 +162,7 @@ public sealed class CrunRunner(CrunCommandLine commandLine, CrunBinary binary, s
 
     private static void CloseFd(ref int fd)
     {
-        if (fd >= 0) LibC.Close(fd);
+        if (fd >= 0) close(fd);
         fd = -1;
     }
 }

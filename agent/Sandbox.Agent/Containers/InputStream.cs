@@ -1,4 +1,6 @@
 using Sandbox.Agent.Native;
+using Sandbox.Native;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Agent.Containers;
 
@@ -20,7 +22,7 @@ public sealed class InputStream : IDisposable
     {
         _fd = fd;
         _closeMeansEof = closeMeansEof;
-        LibC.SetNonBlocking(fd);
+        FileDescriptors.SetNonBlocking(fd);
     }
 
     public bool IsClosed => Volatile.Read(ref _closed);
@@ -44,8 +46,8 @@ public sealed class InputStream : IDisposable
                     data = data[n..];
                     continue;
                 }
-                if (errno == LibC.EINTR) continue;
-                if (errno == LibC.EAGAIN)
+                if (errno == EINTR) continue;
+                if (errno == EAGAIN)
                 {
                     Task writable;
                     lock (_fdLock)
@@ -57,8 +59,8 @@ public sealed class InputStream : IDisposable
                     await writable;
                     continue;
                 }
-                if (errno == LibC.EPIPE) throw new InvalidOperationException("the process closed its stdin (EPIPE)");
-                throw new IOException($"write to stdin failed: {LibC.ErrorText(errno)}");
+                if (errno == EPIPE) throw new InvalidOperationException("the process closed its stdin (EPIPE)");
+                throw new IOException($"write to stdin failed: {Errno.Describe(errno)}");
             }
         }
         finally
@@ -71,8 +73,8 @@ public sealed class InputStream : IDisposable
     {
         fixed (byte* p = data)
         {
-            nint n = LibC.Write(fd, p, (nuint)data.Length);
-            errno = n < 0 ? LibC.LastError : 0;
+            long n = write(fd, p, data.Length);
+            errno = n < 0 ? Errno.Last : 0;
             return (int)n;
         }
     }
@@ -115,6 +117,6 @@ public sealed class InputStream : IDisposable
         }
         if (fd < 0) return;
         FdPoller.Shared.Forget(fd);
-        LibC.Close(fd);
+        close(fd);
     }
 }

@@ -1,4 +1,6 @@
 using Sandbox.Agent.Native;
+using Sandbox.Native;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Agent.Containers;
 
@@ -19,7 +21,7 @@ public sealed class OutputStream : IDisposable
     public OutputStream(int fd)
     {
         _fd = fd;
-        if (fd >= 0) LibC.SetNonBlocking(fd);
+        if (fd >= 0) FileDescriptors.SetNonBlocking(fd);
         else _eof = true;
     }
 
@@ -67,13 +69,13 @@ public sealed class OutputStream : IDisposable
                 Interlocked.Add(ref _bytesRead, n);
                 return buffer.AsSpan(0, n).ToArray();
             }
-            if (n == 0 || errno == LibC.EIO)
+            if (n == 0 || errno == EIO)
             {
                 lock (_lock) _eof = true;
                 return null;
             }
-            if (errno == LibC.EINTR) continue;
-            if (errno != LibC.EAGAIN) throw new IOException($"read failed: {LibC.ErrorText(errno)}");
+            if (errno == EINTR) continue;
+            if (errno != EAGAIN) throw new IOException($"read failed: {Errno.Describe(errno)}");
             Task readable;
             lock (_lock)
             {
@@ -90,8 +92,8 @@ public sealed class OutputStream : IDisposable
     {
         fixed (byte* p = buffer)
         {
-            nint n = LibC.Read(fd, p, (nuint)buffer.Length);
-            errno = n < 0 ? LibC.LastError : 0;
+            long n = read(fd, p, buffer.Length);
+            errno = n < 0 ? Errno.Last : 0;
             return (int)n;
         }
     }
@@ -107,6 +109,6 @@ public sealed class OutputStream : IDisposable
         }
         if (fd < 0) return;
         FdPoller.Shared.Forget(fd);
-        LibC.Close(fd);
+        close(fd);
     }
 }

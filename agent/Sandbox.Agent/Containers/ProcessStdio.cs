@@ -1,5 +1,7 @@
 using System.Net.Sockets;
-using Sandbox.Agent.Native;
+using Sandbox.Native;
+using Tmds.Linux;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Agent.Containers;
 
@@ -33,18 +35,18 @@ public sealed class ProcessStdio : IDisposable
         {
             if (stdin)
             {
-                var (r, w) = LibC.CreatePipe();
+                var (r, w) = FileDescriptors.CreatePipe();
                 stdio._childStdin = r;
                 stdio.Stdin = new InputStream(w, closeMeansEof: true);
             }
             else
             {
-                stdio._childStdin = LibC.OpenDevNull();
+                stdio._childStdin = FileDescriptors.OpenDevNull();
             }
-            var (outR, outW) = LibC.CreatePipe();
+            var (outR, outW) = FileDescriptors.CreatePipe();
             stdio._childStdout = outW;
             stdio.Stdout = new OutputStream(outR);
-            var (errR, errW) = LibC.CreatePipe();
+            var (errR, errW) = FileDescriptors.CreatePipe();
             stdio._childStderr = errW;
             stdio.Stderr = new OutputStream(errR);
             return stdio;
@@ -62,9 +64,9 @@ public sealed class ProcessStdio : IDisposable
         var stdio = new ProcessStdio { Terminal = true, ConsoleSocketPath = consoleSocketPath };
         try
         {
-            stdio._childStdin = LibC.OpenDevNull();
-            stdio._childStdout = LibC.OpenDevNull();
-            stdio._childStderr = LibC.OpenDevNull();
+            stdio._childStdin = FileDescriptors.OpenDevNull();
+            stdio._childStdout = FileDescriptors.OpenDevNull();
+            stdio._childStderr = FileDescriptors.OpenDevNull();
             if (File.Exists(consoleSocketPath)) File.Delete(consoleSocketPath);
             var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             stdio._consoleListener = listener;
@@ -84,11 +86,11 @@ public sealed class ProcessStdio : IDisposable
     {
         if (_consoleListener == null) throw new InvalidOperationException("not a terminal");
         using Socket connection = await _consoleListener.AcceptAsync(cancellationToken);
-        int master = await Task.Factory.StartNew(() => ConsoleSocket.ReceiveFd(connection), cancellationToken,
+        int master = await Task.Factory.StartNew(() => ReceiveTerminalFd(connection), cancellationToken,
             TaskCreationOptions.LongRunning, TaskScheduler.Default);
         _ptyMaster = master;
-        int writeFd = LibC.Dup(master);
-        if (writeFd < 0) throw new IOException($"dup of the pty master failed: {LibC.ErrorText(LibC.LastError)}");
+        int writeFd = dup(master);
+        if (writeFd < 0) throw new IOException($"dup of the pty master failed: {Errno.DescribeLast()}");
         Stdout = new OutputStream(master);
         Stderr = new OutputStream(-1);
         Stdin = new InputStream(writeFd, closeMeansEof: false);
@@ -100,9 +102,9 @@ public sealed class ProcessStdio : IDisposable
     public unsafe void Resize(uint rows, uint columns)
     {
         if (_ptyMaster < 0) throw new InvalidOperationException("the process has no terminal");
-        var size = new LibC.WinSize { Rows = (ushort)rows, Columns = (ushort)columns };
-        if (LibC.Ioctl(_ptyMaster, LibC.TIOCSWINSZ, &size) != 0)
-            throw new IOException($"TIOCSWINSZ failed: {LibC.ErrorText(LibC.LastError)}");
+        var size = new winsize { ws_row = (ushort)rows, ws_col = (ushort)columns };
+        if (ioctl(_ptyMaster, TIOCSWINSZ, &size) != 0)
+            throw new IOException($"TIOCSWINSZ failed: {Errno.DescribeLast()}");
     }
 
     /// <summary>Closes the agent's copies of the child's ends (after crun started), so EOF arrives when the process ends.</summary>
@@ -122,14 +124,21 @@ public sealed class ProcessStdio : IDisposable
         Stdin?.Dispose();
         Stdout?.Dispose(); // closes the pty master too when Terminal
         Stderr?.Dispose();
-        if (Stdout == null && _ptyMaster >= 0) LibC.Close(_ptyMaster);
+        if (Stdout == null && _ptyMaster >= 0) close(_ptyMaster);
         _ptyMaster = -1;
     }
 
     private static void CloseFd(ref int fd)
     {
-        if (fd >= 0) LibC.Close(fd);
+        if (fd >= 0) close(fd);
         fd = -1;
+    }
+
+    private static int ReceiveTerminalFd(Socket connection)
+    {
+        // the connection socket is non-blocking once .NET used it asynchronously: recvmsg blocks in poll's stead
+        connection.Blocking = true;
+        return FileDescriptorPassing.Receive((int)connection.SafeHandle.DangerousGetHandle(), "crun");
     }
 
     private static void TryDelete(string? path)
@@ -139,32 +148,5 @@ public sealed class ProcessStdio : IDisposable
             if (path != null) File.Delete(path);
         }
         catch (IOException) { }
-    }
-}
-
-/// <summary>Receives one fd passed with SCM_RIGHTS (what crun does with --console-socket).</summary>
-internal static unsafe class ConsoleSocket
-{
-    public static int ReceiveFd(Socket connection)
-    {
-        int fd = (int)connection.SafeHandle.DangerousGetHandle();
-        byte* data = stackalloc byte[4096]; // crun sends the pty name as the data
-        byte* control = stackalloc byte[64];
-        var iov = new LibC.IoVec { Base = data, Length = 4096 };
-        var msg = new LibC.MsgHdr { Iov = &iov, IovLen = 1, Control = control, ControlLen = 64 };
-        // the connection socket is non-blocking once .NET used it asynchronously: wait for data with poll in recvmsg's stead
-        connection.Blocking = true;
-        nint n;
-        do n = LibC.RecvMsg(fd, &msg, 0x40000000 /* MSG_CMSG_CLOEXEC */);
-        while (n < 0 && LibC.LastError == LibC.EINTR);
-        if (n < 0) throw new IOException($"recvmsg on the console socket failed: {LibC.ErrorText(LibC.LastError)}");
-        // struct cmsghdr { size_t len; int level; int type; } followed by the fd
-        if (msg.ControlLen < 20) throw new IOException("crun sent no file descriptor on the console socket");
-        nuint cmsgLen = *(nuint*)control;
-        int level = *(int*)(control + 8);
-        int type = *(int*)(control + 12);
-        if (level != LibC.SOL_SOCKET || type != LibC.SCM_RIGHTS || cmsgLen < 20)
-            throw new IOException($"unexpected control message on the console socket (level {level}, type {type})");
-        return *(int*)(control + 16);
     }
 }

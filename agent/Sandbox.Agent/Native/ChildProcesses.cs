@@ -1,5 +1,7 @@
-using System.Runtime.InteropServices;
-using System.Text;
+using Sandbox.Native;
+using Tmds.Linux;
+using static Sandbox.Native.LibCSupplement;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Agent.Native;
 
@@ -7,15 +9,7 @@ namespace Sandbox.Agent.Native;
 public readonly record struct ChildExit(int RawStatus, DateTime ExitedAt)
 {
     /// <summary>The exit code, or 128+signal when a signal ended the process (what runc and shells report).</summary>
-    public int ExitStatus => ExitStatusOf(RawStatus);
-
-    public static int ExitStatusOf(int rawStatus)
-    {
-        int termSignal = rawStatus & 0x7f;
-        if (termSignal == 0) return (rawStatus >> 8) & 0xff; // WIFEXITED -> WEXITSTATUS
-        if (termSignal != 0x7f) return 128 + termSignal;     // WIFSIGNALED -> 128 + WTERMSIG
-        return 128 + ((rawStatus >> 8) & 0xff);               // stopped (not requested with waitpid flags; defensive)
-    }
+    public int ExitStatus => WaitStatus.ExitStatus(RawStatus);
 }
 
 /// <summary>
@@ -42,61 +36,39 @@ public sealed unsafe class ChildProcesses
 
     private ChildProcesses()
     {
-        if (LibC.GetPid() != 1) LibC.Prctl(LibC.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-        LibC.Signal(LibC.SIGCHLD, 0 /* SIG_DFL */);
+        if (getpid() != 1) prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        var defaultAction = new Tmds.Linux.sigaction { sa_handler = SIG_DFL };
+        Tmds.Linux.LibC.sigaction(SIGCHLD, &defaultAction, null);
         new Thread(ReapLoop) { IsBackground = true, Name = "child-reaper" }.Start();
     }
 
     /// <summary>
-    /// Starts <paramref name="path"/> with <paramref name="args"/> (args[0] included) and the given fds as stdin, stdout
+    /// Starts <paramref name="path"/> with <paramref name="args"/> (args[0] included, replaced by the path) and the given fds as stdin, stdout
     /// and stderr, in a new session, with default signal dispositions and an empty signal mask (and, in the guest, a
     /// fixed address layout: <see cref="HelperAddressLayout"/>). Returns its pid and a task that completes when it has
     /// been reaped.
     /// </summary>
     public (int Pid, Task<ChildExit> Exited) Spawn(string path, IReadOnlyList<string> args, int stdin, int stdout, int stderr)
     {
-        byte* actions = stackalloc byte[LibC.SpawnFileActionsSize];
-        byte* attr = stackalloc byte[LibC.SpawnAttrSize];
-        byte* allSignals = stackalloc byte[LibC.SigSetSize];
-        byte* noSignals = stackalloc byte[LibC.SigSetSize];
-        LibC.SpawnFileActionsInit(actions);
-        LibC.SpawnAttrInit(attr);
-        var strings = new List<IntPtr>();
-        try
+        var request = new SpawnRequest
         {
-            LibC.SpawnFileActionsAddDup2(actions, stdin, 0);
-            LibC.SpawnFileActionsAddDup2(actions, stdout, 1);
-            LibC.SpawnFileActionsAddDup2(actions, stderr, 2);
-            LibC.SigFillSet(allSignals);
-            LibC.SigEmptySet(noSignals);
-            LibC.SpawnAttrSetSigDefault(attr, allSignals);
-            LibC.SpawnAttrSetSigMask(attr, noSignals);
-            LibC.SpawnAttrSetFlags(attr, (short)(LibC.POSIX_SPAWN_SETSIGDEF | LibC.POSIX_SPAWN_SETSIGMASK | LibC.POSIX_SPAWN_SETSID));
-
-            byte** argv = ToNullTerminated(args, strings);
-            var environment = new List<string>();
-            foreach (System.Collections.DictionaryEntry entry in Environment.GetEnvironmentVariables())
-                environment.Add($"{entry.Key}={entry.Value}");
-            byte** envp = ToNullTerminated(environment, strings);
-
-            var exited = new TaskCompletionSource<ChildExit>(TaskCreationOptions.RunContinuationsAsynchronously);
-            HelperAddressLayout.ApplyToCallingThread();
-            int pid;
-            lock (_lock)
-            {
-                int error = LibC.PosixSpawn(&pid, path, actions, attr, argv, envp);
-                if (error != 0) throw new IOException($"cannot start {path}: {LibC.ErrorText(error)}");
-                _waiting[pid] = exited;
-            }
-            _spawned.Release();
-            return (pid, exited.Task);
-        }
-        finally
+            Path = path,
+            Arguments = args.Skip(1).ToArray(),
+            StdinFd = stdin,
+            StdoutFd = stdout,
+            StderrFd = stderr,
+            NewSession = true,
+        };
+        var exited = new TaskCompletionSource<ChildExit>(TaskCreationOptions.RunContinuationsAsynchronously);
+        HelperAddressLayout.ApplyToCallingThread();
+        int pid;
+        lock (_lock)
         {
-            foreach (IntPtr p in strings) NativeMemory.Free((void*)p);
-            LibC.SpawnAttrDestroy(attr);
-            LibC.SpawnFileActionsDestroy(actions);
+            pid = ProcessSpawner.Spawn(request);
+            _waiting[pid] = exited;
         }
+        _spawned.Release();
+        return (pid, exited.Task);
     }
 
     /// <summary>
@@ -124,32 +96,32 @@ public sealed unsafe class ChildProcesses
     {
         lock (_lock)
         {
-            if (!_waiting.ContainsKey(pid)) return LibC.ESRCH;
-            return LibC.Kill(pid, signal) == 0 ? 0 : LibC.LastError;
+            if (!_waiting.ContainsKey(pid)) return ESRCH;
+            return kill(pid, signal) == 0 ? 0 : Errno.Last;
         }
     }
 
     private void ReapLoop()
     {
-        byte* info = stackalloc byte[LibC.SiginfoSize];
+        siginfo_t info;
         while (true)
         {
-            new Span<byte>(info, LibC.SiginfoSize).Clear();
+            info = default;
             // Blocks until some child has exited, without reaping it.
-            if (LibC.WaitId(LibC.P_ALL, 0, info, LibC.WEXITED | LibC.WNOWAIT) != 0)
+            if (waitid(P_ALL, 0, &info, WEXITED | WNOWAIT) != 0)
             {
-                int errno = LibC.LastError;
-                if (errno == LibC.ECHILD) _spawned.Wait(TimeSpan.FromSeconds(1)); // no children yet
+                int errno = Errno.Last;
+                if (errno == ECHILD) _spawned.Wait(TimeSpan.FromSeconds(1)); // no children yet
                 continue;
             }
-            int exitedPid = *(int*)(info + LibC.SiginfoPidOffset);
+            int exitedPid = info.si_pid;
             if (exitedPid <= 0) continue;
             TaskCompletionSource<ChildExit>? waiter;
             ChildExit exit;
             lock (_lock)
             {
                 int status;
-                int pid = LibC.WaitPid(exitedPid, &status, LibC.WNOHANG);
+                int pid = waitpid(exitedPid, &status, WNOHANG);
                 if (pid <= 0) continue;
                 exit = new ChildExit(status, DateTime.UtcNow);
                 if (!_waiting.Remove(pid, out waiter))
@@ -161,22 +133,5 @@ public sealed unsafe class ChildProcesses
             }
             waiter?.TrySetResult(exit);
         }
-    }
-
-    private static byte** ToNullTerminated(IReadOnlyList<string> values, List<IntPtr> allocations)
-    {
-        var array = (byte**)NativeMemory.Alloc((nuint)(values.Count + 1), (nuint)sizeof(byte*));
-        allocations.Add((IntPtr)array);
-        for (int i = 0; i < values.Count; i++)
-        {
-            byte[] utf8 = Encoding.UTF8.GetBytes(values[i]);
-            var s = (byte*)NativeMemory.Alloc((nuint)utf8.Length + 1);
-            allocations.Add((IntPtr)s);
-            utf8.AsSpan().CopyTo(new Span<byte>(s, utf8.Length));
-            s[utf8.Length] = 0;
-            array[i] = s;
-        }
-        array[values.Count] = null;
-        return array;
     }
 }

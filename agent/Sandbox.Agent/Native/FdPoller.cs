@@ -1,3 +1,7 @@
+using Sandbox.Native;
+using Tmds.Linux;
+using static Tmds.Linux.LibC;
+
 namespace Sandbox.Agent.Native;
 
 /// <summary>
@@ -17,8 +21,8 @@ public sealed unsafe class FdPoller
 
     private FdPoller()
     {
-        _epollFd = LibC.EpollCreate1(LibC.EPOLL_CLOEXEC);
-        if (_epollFd < 0) throw new IOException($"epoll_create1 failed: {LibC.ErrorText(LibC.LastError)}");
+        _epollFd = epoll_create1(EPOLL_CLOEXEC);
+        if (_epollFd < 0) throw new IOException($"epoll_create1 failed: {Errno.DescribeLast()}");
         new Thread(Loop) { IsBackground = true, Name = "fd-poller" }.Start();
     }
 
@@ -29,10 +33,10 @@ public sealed unsafe class FdPoller
         lock (_lock)
         {
             if (_waiters.ContainsKey(fd)) throw new InvalidOperationException($"fd {fd} already has a waiter");
-            var ev = new LibC.EpollEvent { Events = (forWrite ? LibC.EPOLLOUT : LibC.EPOLLIN) | LibC.EPOLLONESHOT, Data = (ulong)fd };
+            var ev = new epoll_event { events = (forWrite ? EPOLLOUT : EPOLLIN) | EPOLLONESHOT, data = new epoll_data_t { fd = fd } };
             bool known = _registered.Contains(fd);
-            if (LibC.EpollCtl(_epollFd, known ? LibC.EPOLL_CTL_MOD : LibC.EPOLL_CTL_ADD, fd, &ev) != 0)
-                throw new IOException($"epoll_ctl on fd {fd} failed: {LibC.ErrorText(LibC.LastError)}");
+            if (epoll_ctl(_epollFd, known ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0)
+                throw new IOException($"epoll_ctl on fd {fd} failed: {Errno.DescribeLast()}");
             _registered.Add(fd);
             _waiters[fd] = waiter;
         }
@@ -57,7 +61,7 @@ public sealed unsafe class FdPoller
         TaskCompletionSource? waiter;
         lock (_lock)
         {
-            if (_registered.Remove(fd)) LibC.EpollCtl(_epollFd, LibC.EPOLL_CTL_DEL, fd, null);
+            if (_registered.Remove(fd)) epoll_ctl(_epollFd, EPOLL_CTL_DEL, fd, null);
             _waiters.Remove(fd, out waiter);
         }
         waiter?.TrySetException(new ObjectDisposedException($"fd {fd}", "the stream was closed"));
@@ -66,14 +70,14 @@ public sealed unsafe class FdPoller
     private void Loop()
     {
         const int max = 64;
-        var events = stackalloc LibC.EpollEvent[max];
+        var events = stackalloc epoll_event[max];
         while (true)
         {
-            int n = LibC.EpollWait(_epollFd, events, max, -1);
+            int n = epoll_wait(_epollFd, events, max, -1);
             if (n < 0) continue; // EINTR
             for (int i = 0; i < n; i++)
             {
-                int fd = (int)events[i].Data;
+                int fd = events[i].data.fd;
                 TaskCompletionSource? waiter;
                 lock (_lock) _waiters.Remove(fd, out waiter);
                 waiter?.TrySetResult();

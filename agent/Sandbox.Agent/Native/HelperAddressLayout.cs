@@ -1,3 +1,6 @@
+using Sandbox.Native;
+using static Sandbox.Native.LibCSupplement;
+
 namespace Sandbox.Agent.Native;
 
 /// <summary>
@@ -25,12 +28,12 @@ public static class HelperAddressLayout
     public static void ApplyToCallingThread()
     {
         if (!s_enabled) return;
-        int current = LibC.Personality(LibC.PersonalityQuery);
-        if (current >= 0 && (current & LibC.ADDR_NO_RANDOMIZE) != 0) return;
-        if (current < 0 || LibC.Personality((uint)current | LibC.ADDR_NO_RANDOMIZE) < 0)
+        int current = personality(PERSONALITY_QUERY);
+        if (current >= 0 && (current & ADDR_NO_RANDOMIZE) != 0) return;
+        if (current < 0 || personality((uint)current | ADDR_NO_RANDOMIZE) < 0)
         {
             s_enabled = false;
-            AgentLog.Write($"crun and modprobe run with a randomized address layout (slower under TCG): personality(ADDR_NO_RANDOMIZE) failed: {LibC.ErrorText(LibC.LastError)}");
+            AgentLog.Write($"crun and modprobe run with a randomized address layout (slower under TCG): personality(ADDR_NO_RANDOMIZE) failed: {Errno.DescribeLast()}");
         }
     }
 }

@@ -1,4 +1,7 @@
-using Sandbox.Agent.Native;
+using Sandbox.Native;
+using Tmds.Linux;
+using static Sandbox.Native.LibCSupplement;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Agent.Network;
 
@@ -24,23 +27,23 @@ public sealed unsafe class NetlinkSocket : IDisposable
 
     public static NetlinkSocket Open()
     {
-        int fd = LibC.Socket(LibC.AF_NETLINK, LibC.SOCK_RAW | LibC.SOCK_CLOEXEC, LibC.NETLINK_ROUTE);
-        if (fd < 0) throw new IOException($"socket(AF_NETLINK, NETLINK_ROUTE) failed: {LibC.ErrorText(LibC.LastError)}");
+        int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+        if (fd < 0) throw new IOException($"socket(AF_NETLINK, NETLINK_ROUTE) failed: {Errno.DescribeLast()}");
         try
         {
             int on = 1;
-            LibC.SetSockOpt(fd, LibC.SOL_NETLINK, LibC.NETLINK_EXT_ACK, &on, sizeof(int)); // best effort: older kernels lack it
-            var timeout = new LibC.TimeVal { Seconds = 5 };
-            if (LibC.SetSockOpt(fd, LibC.SOL_SOCKET, LibC.SO_RCVTIMEO, &timeout, (uint)sizeof(LibC.TimeVal)) != 0)
-                throw new IOException($"setsockopt(SO_RCVTIMEO) on the netlink socket failed: {LibC.ErrorText(LibC.LastError)}");
-            var local = new LibC.SockaddrNl { Family = LibC.AF_NETLINK };
-            if (LibC.Bind(fd, &local, (uint)sizeof(LibC.SockaddrNl)) != 0)
-                throw new IOException($"bind of the netlink socket failed: {LibC.ErrorText(LibC.LastError)}");
+            setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &on, sizeof(int)); // best effort: older kernels lack it
+            var timeout = new timeval { tv_sec = 5 };
+            if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeval)) != 0)
+                throw new IOException($"setsockopt(SO_RCVTIMEO) on the netlink socket failed: {Errno.DescribeLast()}");
+            var local = new sockaddr_nl { nl_family = (ushort)(int)AF_NETLINK };
+            if (bind(fd, (sockaddr*)&local, sizeof(sockaddr_nl)) != 0)
+                throw new IOException($"bind of the netlink socket failed: {Errno.DescribeLast()}");
             return new NetlinkSocket(fd);
         }
         catch
         {
-            LibC.Close(fd);
+            close(fd);
             throw;
         }
     }
@@ -89,16 +92,16 @@ public sealed unsafe class NetlinkSocket : IDisposable
     {
         ObjectDisposedException.ThrowIf(_fd < 0, this);
         uint sequence = BitConverter.ToUInt32(request, 8);
-        var kernel = new LibC.SockaddrNl { Family = LibC.AF_NETLINK };
+        var kernel = new sockaddr_nl { nl_family = (ushort)(int)AF_NETLINK };
         fixed (byte* p = request)
         {
             while (true)
             {
-                nint sent = LibC.SendTo(_fd, p, (nuint)request.Length, 0, &kernel, (uint)sizeof(LibC.SockaddrNl));
+                long sent = sendto(_fd, p, request.Length, 0, (sockaddr*)&kernel, sizeof(sockaddr_nl));
                 if (sent == request.Length) return sequence;
-                int errno = LibC.LastError;
-                if (sent < 0 && errno == LibC.EINTR) continue;
-                throw new IOException(sent < 0 ? $"sendto on the netlink socket failed: {LibC.ErrorText(errno)}" : $"netlink sendto sent {sent} of {request.Length} bytes");
+                int errno = Errno.Last;
+                if (sent < 0 && errno == EINTR) continue;
+                throw new IOException(sent < 0 ? $"sendto on the netlink socket failed: {Errno.Describe(errno)}" : $"netlink sendto sent {sent} of {request.Length} bytes");
             }
         }
     }
@@ -110,22 +113,22 @@ public sealed unsafe class NetlinkSocket : IDisposable
         {
             while (true)
             {
-                nint received = LibC.Recv(_fd, p, (nuint)buffer.Length, 0);
+                long received = recv(_fd, p, buffer.Length, 0);
                 if (received >= 0) return NetlinkMessage.ParseAll(buffer.AsSpan(0, (int)received));
-                int errno = LibC.LastError;
-                if (errno == LibC.EINTR) continue;
-                if (errno == LibC.EAGAIN) throw new IOException("the kernel did not answer the netlink request within 5 s");
-                throw new IOException($"recv on the netlink socket failed: {LibC.ErrorText(errno)}");
+                int errno = Errno.Last;
+                if (errno == EINTR) continue;
+                if (errno == EAGAIN) throw new IOException("the kernel did not answer the netlink request within 5 s");
+                throw new IOException($"recv on the netlink socket failed: {Errno.Describe(errno)}");
             }
         }
     }
 
     private static NetlinkException Refused(int errno, string? kernelMessage) =>
-        new(errno, kernelMessage, LibC.ErrorText(errno) + (string.IsNullOrEmpty(kernelMessage) ? "" : $": {kernelMessage}"));
+        new(errno, kernelMessage, Errno.Describe(errno) + (string.IsNullOrEmpty(kernelMessage) ? "" : $": {kernelMessage}"));
 
     public void Dispose()
     {
-        if (_fd >= 0) LibC.Close(_fd);
+        if (_fd >= 0) close(_fd);
         _fd = -1;
     }
 }

@@ -1,5 +1,9 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
+using Sandbox.Native;
+using Tmds.Linux;
+using static Sandbox.Native.LibCSupplement;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Hypervisors.Processes;
 
@@ -20,36 +24,8 @@ public sealed record MappedFilePageOutResult(int Mappings, long ResidentKiBBefor
 /// initrd, which QEMU keeps mapped after boot only to copy them into guest memory again on a guest reset.
 /// Needs Linux 5.10+ and CAP_SYS_NICE (the shim runs as root); never throws for a refusal, it reports it.
 /// </summary>
-public static partial class MappedFilePageOut
+public static class MappedFilePageOut
 {
-    // Same numbers on x86_64 and arm64 (both syscalls postdate the per-architecture tables).
-    private const long SysPidfdOpen = 434;
-    private const long SysProcessMadvise = 440;
-    private const int MadvPageout = 21;
-    private const int PosixFadvWillneed = 3;
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct IoVec
-    {
-        public nint Base;
-        public nuint Length;
-    }
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial long syscall(long number, long arg1, long arg2, long arg3, long arg4, long arg5);
-
-    [LibraryImport("libc")]
-    private static partial int posix_fadvise(nint fd, long offset, long length, int advice);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int close(int fd);
-
-    [LibraryImport("libc", StringMarshalling = StringMarshalling.Utf8)]
-    private static partial nint realpath(string path, nint resolved);
-
-    [LibraryImport("libc")]
-    private static partial void free(nint pointer);
-
     public static MappedFilePageOutResult Run(int pid, IReadOnlyCollection<string> files)
     {
         var wanted = files.Select(CanonicalPath).ToHashSet(StringComparer.Ordinal);
@@ -87,19 +63,19 @@ public static partial class MappedFilePageOut
 
     private static string? PageOut(int pid, List<MappedRange> ranges)
     {
-        int pidfd = (int)syscall(SysPidfdOpen, pid, 0, 0, 0, 0);
+        int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
         if (pidfd < 0)
-            return $"pidfd_open({pid}) failed: {Marshal.GetLastPInvokeErrorMessage()}";
+            return $"pidfd_open({pid}) failed: {Errno.DescribeLast()}";
         try
         {
-            var vectors = ranges.Select(r => new IoVec { Base = (nint)r.Start, Length = (nuint)(r.End - r.Start) }).ToArray();
             unsafe
             {
-                fixed (IoVec* first = vectors)
+                var vectors = ranges.Select(r => new iovec { iov_base = (void*)r.Start, iov_len = (size_t)(r.End - r.Start) }).ToArray();
+                fixed (iovec* first = vectors)
                 {
-                    long advised = syscall(SysProcessMadvise, pidfd, (long)first, vectors.Length, MadvPageout, 0);
+                    ssize_t advised = syscall(SYS_process_madvise, pidfd, first, vectors.Length, MADV_PAGEOUT, 0);
                     if (advised < 0)
-                        return $"process_madvise(MADV_PAGEOUT) on process {pid} failed: {Marshal.GetLastPInvokeErrorMessage()} " +
+                        return $"process_madvise(MADV_PAGEOUT) on process {pid} failed: {Errno.DescribeLast()} " +
                                "(needs Linux 5.10+ and CAP_SYS_NICE)";
                 }
             }
@@ -116,7 +92,7 @@ public static partial class MappedFilePageOut
         try
         {
             using var handle = File.OpenHandle(file, FileMode.Open, FileAccess.Read);
-            posix_fadvise(handle.DangerousGetHandle(), 0, 0, PosixFadvWillneed); // a hint: its result changes nothing
+            posix_fadvise((int)handle.DangerousGetHandle(), 0, 0, POSIX_FADV_WILLNEED); // a hint: its result changes nothing
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -178,18 +154,18 @@ public static partial class MappedFilePageOut
     }
 
     /// <summary>realpath(3): /proc/PID/maps shows paths with every symbolic link resolved.</summary>
-    private static string CanonicalPath(string path)
+    private static unsafe string CanonicalPath(string path)
     {
-        nint resolved = realpath(path, 0);
-        if (resolved == 0)
+        byte* resolved = realpath(path, null);
+        if (resolved == null)
             return Path.GetFullPath(path);
         try
         {
-            return Marshal.PtrToStringUTF8(resolved) ?? Path.GetFullPath(path);
+            return Marshal.PtrToStringUTF8((nint)resolved) ?? Path.GetFullPath(path);
         }
         finally
         {
-            free(resolved);
+            NativeMemory.Free(resolved);
         }
     }
 }

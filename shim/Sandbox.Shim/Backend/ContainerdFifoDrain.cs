@@ -1,5 +1,5 @@
-using System.Runtime.InteropServices;
-using Sandbox.Shim.Native;
+using Sandbox.Native;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Shim.Backend;
 
@@ -61,9 +61,9 @@ internal static class ContainerdFifoDrain
     private static unsafe int UnreadBytes(int fd, out string? problem)
     {
         int unread = 0;
-        if (LibC.ioctl(fd, LibC.FIONREAD, &unread) != 0)
+        if (ioctl(fd, FIONREAD, &unread) != 0)
         {
-            problem = $"cannot tell how much of the FIFO is unread (FIONREAD on fd {fd}): {LibC.Describe(Marshal.GetLastPInvokeError())}";
+            problem = $"cannot tell how much of the FIFO is unread (FIONREAD on fd {fd}): {Errno.DescribeLast()}";
             return 0;
         }
         problem = null;

@@ -1,4 +1,4 @@
-using Sandbox.Shim.Native;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Shim.Backend;
 
@@ -18,7 +18,7 @@ internal sealed record ContainerdOutputs(OutputDestination? Stdout, OutputDestin
         {
             var logger = LoggingBinary.Start(binary, containerId, containerdNamespace, owner, log);
             if (!hasStderr)
-                LibC.close(logger.Stderr.Fd);
+                close(logger.Stderr.Fd);
             return new ContainerdOutputs(logger.Stdout, hasStderr ? logger.Stderr : null, logger);
         }
 
@@ -31,7 +31,7 @@ internal sealed record ContainerdOutputs(OutputDestination? Stdout, OutputDestin
         catch
         {
             if (stdout is { } opened)
-                LibC.close(opened.Fd);
+                close(opened.Fd);
             throw;
         }
     }

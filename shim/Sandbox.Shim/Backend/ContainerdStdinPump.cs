@@ -1,5 +1,6 @@
-using System.Runtime.InteropServices;
-using Sandbox.Shim.Native;
+using Sandbox.Native;
+using Tmds.Linux;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Shim.Backend;
 
@@ -55,14 +56,14 @@ internal sealed unsafe class ContainerdStdinPump
     private void Run(int source, int destination)
     {
         byte* buffer = stackalloc byte[32 * 1024];
-        var pollFd = new LibC.PollFd { Fd = source, Events = LibC.POLLIN };
+        var pollFd = new pollfd { fd = source, events = POLLIN };
         try
         {
             while (!_stopped)
             {
-                pollFd.Revents = 0;
-                int ready = LibC.poll(&pollFd, 1, DrainQuietPeriodMs);
-                if (ready < 0 && Marshal.GetLastPInvokeError() != LibC.EINTR)
+                pollFd.revents = 0;
+                int ready = poll(&pollFd, 1, DrainQuietPeriodMs);
+                if (ready < 0 && Errno.Last != EINTR)
                     return;
                 if (ready <= 0)
                 {
@@ -70,26 +71,26 @@ internal sealed unsafe class ContainerdStdinPump
                         return; // nothing left in the FIFO and containerd closed stdin
                     continue;
                 }
-                if ((pollFd.Revents & LibC.POLLIN) == 0)
+                if ((pollFd.revents & POLLIN) == 0)
                     return; // POLLHUP or POLLERR without data: the client closed its end
-                nint n = LibC.read(source, buffer, 32 * 1024);
+                int n = (int)read(source, buffer, 32 * 1024);
                 if (n == 0)
                     return;
                 if (n < 0)
                 {
-                    int errno = Marshal.GetLastPInvokeError();
-                    if (errno is LibC.EINTR or LibC.EAGAIN)
+                    int errno = Errno.Last;
+                    if (errno == EINTR || errno == EAGAIN)
                         continue;
                     return;
                 }
-                if (!LibC.WriteAll(destination, buffer, n))
+                if (!FileDescriptors.WriteAll(destination, buffer, n))
                     return; // the process closed its stdin
             }
         }
         finally
         {
-            LibC.close(destination);
-            LibC.close(source);
+            close(destination);
+            close(source);
             _completed.TrySetResult();
         }
     }

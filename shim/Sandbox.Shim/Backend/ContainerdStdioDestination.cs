@@ -1,6 +1,6 @@
-using System.Runtime.InteropServices;
-using Sandbox.Shim.Native;
+using Sandbox.Native;
 using Sandbox.Ttrpc;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Shim.Backend;
 
@@ -18,7 +18,7 @@ internal static class ContainerdStdioDestination
     /// <summary>stdin: a FIFO (O_RDONLY | O_NONBLOCK, read it with <see cref="ContainerdStdinPump"/>) or a file to read.</summary>
     public static int OpenStdin(string path, string owner) =>
         StdioPath.Parse(path, owner, "stdin") is { Kind: not StdioPathKind.Binary } uri
-            ? Open(uri, owner, "stdin", LibC.O_RDONLY | LibC.O_NONBLOCK)
+            ? Open(uri, owner, "stdin", O_RDONLY | O_NONBLOCK)
             : throw new SandboxBackendException(TtrpcStatusCode.InvalidArgument, $"{owner}: stdin {path}: a logging binary cannot be stdin");
 
     /// <summary>
@@ -31,17 +31,17 @@ internal static class ContainerdStdioDestination
         if (uri.Kind == StdioPathKind.Binary)
             throw new SandboxBackendException(TtrpcStatusCode.InvalidArgument,
                 $"{owner}: {stream} {path}: a logging binary takes stdout and stderr together; give it as stdout (containerd does)");
-        return new OutputDestination(Open(uri, owner, stream, LibC.O_RDWR), uri.Kind == StdioPathKind.Fifo);
+        return new OutputDestination(Open(uri, owner, stream, O_RDWR), uri.Kind == StdioPathKind.Fifo);
     }
 
     private static int Open(StdioPath uri, string owner, string stream, int fifoFlags)
     {
         int fd = uri.Kind == StdioPathKind.File
-            ? LibC.open(uri.Path, (stream == "stdin" ? LibC.O_RDONLY : LibC.O_WRONLY | LibC.O_APPEND | LibC.O_CREAT) | LibC.O_CLOEXEC, 0b110_100_000)
-            : LibC.open(uri.Path, fifoFlags | LibC.O_CLOEXEC, 0);
+            ? LibCStrings.open(uri.Path, (stream == "stdin" ? O_RDONLY : O_WRONLY | O_APPEND | O_CREAT) | O_CLOEXEC, 0b110_100_000)
+            : LibCStrings.open(uri.Path, fifoFlags | O_CLOEXEC, 0);
         if (fd < 0)
             throw new SandboxBackendException(TtrpcStatusCode.InvalidArgument,
-                $"{owner}: cannot open {stream} {uri.Path}: {LibC.Describe(Marshal.GetLastPInvokeError())}");
+                $"{owner}: cannot open {stream} {uri.Path}: {Errno.DescribeLast()}");
         return fd;
     }
 }

@@ -1,6 +1,8 @@
-using System.Runtime.InteropServices;
+using Sandbox.Native;
 using Sandbox.Shim.Native;
 using Sandbox.Ttrpc;
+using Tmds.Linux;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Shim.Backend;
 
@@ -71,20 +73,20 @@ internal sealed class LoggingBinary
             }
             foreach (int fd in new[] { stdoutRead, stderrRead, readyWrite })
             {
-                LibC.close(fd);
+                close(fd);
                 opened.Remove(fd);
             }
             string? notReady = WaitUntilReady(readyRead);
-            LibC.close(readyRead);
+            close(readyRead);
             opened.Remove(readyRead);
             var binary = new LoggingBinary(pid, description, new OutputDestination(stdoutWrite, IsFifo: false),
                 new OutputDestination(stderrWrite, IsFifo: false), log);
             opened.Clear();
             if (notReady is not null)
             {
-                LibC.close(stdoutWrite);
-                LibC.close(stderrWrite);
-                LibC.kill(pid, LibC.SIGKILL);
+                close(stdoutWrite);
+                close(stderrWrite);
+                kill(pid, SIGKILL);
                 throw new SandboxBackendException(TtrpcStatusCode.Unavailable,
                     $"{owner}: the {description} {notReady}; a logging binary must close fd 5 once it is ready");
             }
@@ -94,7 +96,7 @@ internal sealed class LoggingBinary
         finally
         {
             foreach (int fd in opened)
-                LibC.close(fd);
+                close(fd);
         }
     }
 
@@ -113,7 +115,7 @@ internal sealed class LoggingBinary
         catch (TimeoutException)
         {
             _log($"the {_description} (pid {_pid}) did not exit within {ExitTimeout.TotalSeconds} s after its output ended: killing it");
-            LibC.kill(_pid, LibC.SIGKILL);
+            kill(_pid, SIGKILL);
         }
         catch (Exception e) when (e is IOException or OperationCanceledException)
         {
@@ -125,26 +127,26 @@ internal sealed class LoggingBinary
     private static unsafe string? WaitUntilReady(int readyRead)
     {
         var deadline = DateTime.UtcNow + ReadyTimeout;
-        var poll = new LibC.PollFd { Fd = readyRead, Events = LibC.POLLIN };
+        var readable = new pollfd { fd = readyRead, events = POLLIN };
         while (true)
         {
             int left = (int)Math.Max(0, (deadline - DateTime.UtcNow).TotalMilliseconds);
-            int n = LibC.poll(&poll, 1, left);
+            int n = poll(&readable, 1, left);
             if (n > 0)
                 return null; // a byte, or end of file (closed, or the binary exited): containerd takes both as ready
             if (n == 0)
                 return $"did not signal ready within {ReadyTimeout.TotalSeconds} s";
-            if (Marshal.GetLastPInvokeError() != LibC.EINTR)
-                return $"could not be waited for: poll failed: {LibC.Describe(Marshal.GetLastPInvokeError())}";
+            if (Errno.Last != EINTR)
+                return $"could not be waited for: poll failed: {Errno.DescribeLast()}";
         }
     }
 
     private static unsafe (int Read, int Write) Pipe(string description, string name, List<int> opened)
     {
         int* fds = stackalloc int[2];
-        if (LibC.pipe2(fds, LibC.O_CLOEXEC) != 0)
+        if (pipe2(fds, O_CLOEXEC) != 0)
             throw new SandboxBackendException(TtrpcStatusCode.Unavailable,
-                $"cannot create the {name} pipe of the {description}: {LibC.Describe(Marshal.GetLastPInvokeError())}");
+                $"cannot create the {name} pipe of the {description}: {Errno.DescribeLast()}");
         opened.Add(fds[0]);
         opened.Add(fds[1]);
         return (fds[0], fds[1]);

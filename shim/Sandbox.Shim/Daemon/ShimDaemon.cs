@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using Sandbox.Native;
 using Sandbox.Shim.Backend;
 using Sandbox.Shim.Cli;
 using Sandbox.Shim.Events;
@@ -10,6 +11,8 @@ using Sandbox.Shim.SandboxApi;
 using Sandbox.Shim.Start;
 using Sandbox.Shim.Tasks;
 using Sandbox.Ttrpc;
+using static Sandbox.Native.LibCSupplement;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Shim.Daemon;
 
@@ -30,7 +33,7 @@ public static class ShimDaemon
         string bundle = flags.Bundle.Length > 0 ? flags.Bundle : Environment.CurrentDirectory;
         RedirectStderrToBundleLog(bundle);
 
-        LibC.signal(LibC.SIGPIPE, 1 /* SIG_IGN */);
+        IgnoreSigpipe();
 
         var listener = TakeListener(flags, log);
         string socketPath = flags.Socket;
@@ -96,8 +99,8 @@ public static class ShimDaemon
     /// <summary>Container processes that runc leaves behind become this process's children; reap every child from now on.</summary>
     private static void BecomeChildSubreaper(ShimLog log)
     {
-        if (LibC.prctl(LibC.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
-            log.Warn($"cannot become a child subreaper ({LibC.Describe(Marshal.GetLastPInvokeError())}): container exits may be missed");
+        if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
+            log.Warn($"cannot become a child subreaper ({Errno.DescribeLast()}): container exits may be missed");
         _ = ChildProcessReaper.Shared;
     }
 
@@ -110,7 +113,7 @@ public static class ShimDaemon
             int fd = int.Parse(fdText, CultureInfo.InvariantCulture);
             // dup2 in `start` cleared close-on-exec: without it every child (QEMU, vhost-device-vsock) would keep the
             // socket listening after this daemon dies, and `delete` would take the dead daemon for a live one
-            LibC.fcntl(fd, LibC.F_SETFD, LibC.FD_CLOEXEC);
+            fcntl(fd, F_SETFD, FD_CLOEXEC);
             return new Socket(new SafeSocketHandle(fd, ownsHandle: true));
         }
         if (flags.Socket.Length == 0)
@@ -128,18 +131,25 @@ public static class ShimDaemon
     /// stderr → &lt;bundle&gt;/log, the FIFO containerd reads the shim's log from (opened O_WRONLY, as containerd's
     /// own shims do; non-blocking open so a missing reader cannot hang the daemon). Without it stderr stays as is.
     /// </summary>
+    /// <summary>A write to a pipe whose reader is gone (a FIFO containerd closed) fails with EPIPE instead of killing the shim.</summary>
+    private static unsafe void IgnoreSigpipe()
+    {
+        var ignore = new Tmds.Linux.sigaction { sa_handler = SIG_IGN };
+        Tmds.Linux.LibC.sigaction(SIGPIPE, &ignore, null);
+    }
+
     private static void RedirectStderrToBundleLog(string bundle)
     {
         string path = Path.Combine(bundle, "log");
         if (!File.Exists(path))
             return;
-        int fd = LibC.open(path, LibC.O_WRONLY | LibC.O_NONBLOCK | LibC.O_CLOEXEC, 0);
+        int fd = LibCStrings.open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC, 0);
         if (fd < 0)
             return; // ENXIO: nobody reads the FIFO (containerd restarted); keep stderr
-        int flags = LibC.fcntl(fd, LibC.F_GETFL, 0);
+        int flags = fcntl(fd, F_GETFL, 0);
         if (flags >= 0)
-            LibC.fcntl(fd, LibC.F_SETFL, flags & ~LibC.O_NONBLOCK);
-        LibC.dup2(fd, 2);
-        LibC.close(fd);
+            fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+        dup2(fd, 2);
+        close(fd);
     }
 }

@@ -1,3 +1,5 @@
+using Sandbox.Native;
+
 namespace Sandbox.Shim.Native;
 
 /// <summary>

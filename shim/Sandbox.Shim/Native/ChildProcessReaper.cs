@@ -1,4 +1,7 @@
 using System.Runtime.InteropServices;
+using Sandbox.Native;
+using static Sandbox.Native.LibCSupplement;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Shim.Native;
 
@@ -39,12 +42,12 @@ internal sealed unsafe class ChildProcessReaper
         int status;
         int result;
         do
-            result = LibC.waitpid(pid, &status, LibC.WNOHANG);
-        while (result < 0 && Marshal.GetLastPInvokeError() == LibC.EINTR);
+            result = waitpid(pid, &status, WNOHANG);
+        while (result < 0 && Errno.Last == EINTR);
         if (result == pid)
-            return LibC.DecodeWaitStatus(status);
+            return (uint)WaitStatus.ExitStatus(status);
         if (result < 0)
-            throw new IOException($"waitpid({pid}) failed: {LibC.Describe(Marshal.GetLastPInvokeError())}");
+            throw new IOException($"waitpid({pid}) failed: {Errno.DescribeLast()}");
         return null;
     }
 
@@ -71,13 +74,13 @@ internal sealed unsafe class ChildProcessReaper
         while (true)
         {
             int status;
-            int pid = LibC.waitpid(-1, &status, LibC.WNOHANG);
+            int pid = waitpid(-1, &status, WNOHANG);
             if (pid > 0)
             {
-                Deliver(pid, LibC.DecodeWaitStatus(status));
+                Deliver(pid, (uint)WaitStatus.ExitStatus(status));
                 continue;
             }
-            if (pid < 0 && Marshal.GetLastPInvokeError() == LibC.EINTR)
+            if (pid < 0 && Errno.Last == EINTR)
                 continue;
             return; // 0: children left but none exited; ECHILD: no children
         }

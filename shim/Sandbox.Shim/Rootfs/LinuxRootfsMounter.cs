@@ -1,6 +1,6 @@
-using System.Runtime.InteropServices;
 using Containerd.Types;
-using Sandbox.Shim.Native;
+using Sandbox.Native;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Shim.Rootfs;
 
@@ -12,19 +12,19 @@ public sealed class LinuxRootfsMounter : IRootfsMounter
 {
     private static readonly Dictionary<string, ulong> FlagOptions = new(StringComparer.Ordinal)
     {
-        ["ro"] = LibC.MS_RDONLY,
+        ["ro"] = MS_RDONLY,
         ["rw"] = 0,
-        ["nosuid"] = LibC.MS_NOSUID,
-        ["nodev"] = LibC.MS_NODEV,
-        ["noexec"] = LibC.MS_NOEXEC,
-        ["sync"] = LibC.MS_SYNCHRONOUS,
-        ["dirsync"] = LibC.MS_DIRSYNC,
-        ["noatime"] = LibC.MS_NOATIME,
-        ["nodiratime"] = LibC.MS_NODIRATIME,
-        ["relatime"] = LibC.MS_RELATIME,
-        ["strictatime"] = LibC.MS_STRICTATIME,
-        ["bind"] = LibC.MS_BIND,
-        ["rbind"] = LibC.MS_BIND | LibC.MS_REC,
+        ["nosuid"] = MS_NOSUID,
+        ["nodev"] = MS_NODEV,
+        ["noexec"] = MS_NOEXEC,
+        ["sync"] = MS_SYNCHRONOUS,
+        ["dirsync"] = MS_DIRSYNC,
+        ["noatime"] = MS_NOATIME,
+        ["nodiratime"] = MS_NODIRATIME,
+        ["relatime"] = MS_RELATIME,
+        ["strictatime"] = MS_STRICTATIME,
+        ["bind"] = MS_BIND,
+        ["rbind"] = MS_BIND | MS_REC,
     };
 
     public void Mount(IReadOnlyList<Mount> mounts, string target)
@@ -41,7 +41,7 @@ public sealed class LinuxRootfsMounter : IRootfsMounter
         catch
         {
             for (int i = 0; i < done; i++)
-                LibC.umount2(target, LibC.MNT_DETACH);
+                LibCStrings.umount2(target, MNT_DETACH);
             throw;
         }
     }
@@ -53,12 +53,12 @@ public sealed class LinuxRootfsMounter : IRootfsMounter
     {
         for (int i = 0; i < 64; i++)
         {
-            if (LibC.umount2(target, LibC.MNT_DETACH) == 0)
+            if (LibCStrings.umount2(target, MNT_DETACH) == 0)
                 continue;
-            int errno = Marshal.GetLastPInvokeError();
-            if (errno is LibC.EINVAL or LibC.ENOENT)
+            int errno = Errno.Last;
+            if (errno == EINVAL || errno == ENOENT)
                 return;
-            throw new IOException($"cannot unmount {target}: {LibC.Describe(errno)}");
+            throw new IOException($"cannot unmount {target}: {Errno.Describe(errno)}");
         }
     }
 
@@ -80,14 +80,14 @@ public sealed class LinuxRootfsMounter : IRootfsMounter
     private static void MountOne(Mount mount, string target)
     {
         var (flags, data) = ParseOptions(mount.Options);
-        bool isBind = mount.Type == "bind" || (flags & LibC.MS_BIND) != 0;
+        bool isBind = mount.Type == "bind" || (flags & MS_BIND) != 0;
         if (isBind)
         {
-            ulong bindFlags = LibC.MS_BIND | (flags & LibC.MS_REC);
+            ulong bindFlags = MS_BIND | (flags & MS_REC);
             Call(mount.Source, target, null, bindFlags, null, mount);
-            ulong remaining = flags & ~(LibC.MS_BIND | LibC.MS_REC);
+            ulong remaining = flags & ~(MS_BIND | MS_REC);
             if (remaining != 0)
-                Call("", target, null, LibC.MS_REMOUNT | LibC.MS_BIND | remaining, null, mount);
+                Call("", target, null, MS_REMOUNT | MS_BIND | remaining, null, mount);
             return;
         }
         if (mount.Type != "overlay")
@@ -101,12 +101,12 @@ public sealed class LinuxRootfsMounter : IRootfsMounter
 
     private static void Call(string source, string target, string? type, ulong flags, string? data, Mount mount)
     {
-        if (LibC.mount(source, target, type, flags, data) != 0)
+        if (LibCStrings.mount(source, target, type, flags, data) != 0)
         {
-            int errno = Marshal.GetLastPInvokeError();
+            int errno = Errno.Last;
             throw new RootfsMountException(
                 $"mounting the rootfs ({mount.Type} from '{mount.Source}', options '{string.Join(',', mount.Options)}') at {target} failed: " +
-                LibC.Describe(errno));
+                Errno.Describe(errno));
         }
     }
 }

@@ -1,9 +1,9 @@
 using System.Globalization;
 using System.Net.Sockets;
+using Sandbox.Native;
 using Sandbox.Shim.Backend;
 using Sandbox.Shim.Cli;
 using Sandbox.Shim.Daemon;
-using Sandbox.Shim.Native;
 using Sandbox.Ttrpc;
 
 namespace Sandbox.Shim.Start;

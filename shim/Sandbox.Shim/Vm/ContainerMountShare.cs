@@ -1,13 +1,14 @@
 using System.Globalization;
-using System.Runtime.InteropServices;
 using System.Text.Encodings.Web;
-using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json;
+using Sandbox.Native;
 using Sandbox.Runtime.Sandboxes;
 using Sandbox.Shim.Backend;
-using Sandbox.Shim.Native;
 using Sandbox.Shim.Rootfs;
 using Sandbox.Ttrpc;
+using Tmds.Linux;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Shim.Vm;
 
@@ -194,35 +195,36 @@ internal static class ContainerMountShare
             throw new SandboxBackendException(TtrpcStatusCode.Unknown, $"{what}: cannot make its mount point {target} in the sandbox share: {e.Message}");
         }
 
-        ulong flags = LibC.MS_BIND | (recursive ? LibC.MS_REC : 0);
-        if (LibC.mount(source, target, null, flags, null) != 0)
+        ulong flags = MS_BIND | (recursive ? MS_REC : 0);
+        if (LibCStrings.mount(source, target, null, flags, null) != 0)
         {
-            int errno = Marshal.GetLastPInvokeError();
+            int errno = Errno.Last;
             throw new SandboxBackendException(TtrpcStatusCode.Unknown,
-                $"{what}: cannot bind-mount {source} into the sandbox share at {target}: {LibC.Describe(errno)}");
+                $"{what}: cannot bind-mount {source} into the sandbox share at {target}: {Errno.Describe(errno)}");
         }
-        if (readOnly && LibC.mount("", target, null, LibC.MS_REMOUNT | LibC.MS_BIND | LibC.MS_RDONLY | KeptFlagsOf(target), null) != 0)
+        if (readOnly && LibCStrings.mount("", target, null, MS_REMOUNT | MS_BIND | MS_RDONLY | KeptFlagsOf(target), null) != 0)
         {
-            int errno = Marshal.GetLastPInvokeError();
+            int errno = Errno.Last;
             LinuxRootfsMounter.UnmountAll(target);
             throw new SandboxBackendException(TtrpcStatusCode.Unknown,
-                $"{what}: cannot make its bind of {source} at {target} read-only: {LibC.Describe(errno)}");
+                $"{what}: cannot make its bind of {source} at {target} read-only: {Errno.Describe(errno)}");
         }
     }
 
     /// <summary>The mount flags a bind remount must repeat so as not to clear them (nosuid, nodev, noexec, atime).</summary>
     private static unsafe ulong KeptFlagsOf(string path)
     {
-        LibC.StatVfs stat;
-        if (LibC.statvfs(path, &stat) != 0)
+        statvfs stat;
+        if (LibCStrings.statvfs(path, &stat) != 0)
             return 0;
+        ulong mounted = stat.f_flag;
         ulong flags = 0;
-        if ((stat.Flags & LibC.ST_NOSUID) != 0) flags |= LibC.MS_NOSUID;
-        if ((stat.Flags & LibC.ST_NODEV) != 0) flags |= LibC.MS_NODEV;
-        if ((stat.Flags & LibC.ST_NOEXEC) != 0) flags |= LibC.MS_NOEXEC;
-        if ((stat.Flags & LibC.ST_NOATIME) != 0) flags |= LibC.MS_NOATIME;
-        if ((stat.Flags & LibC.ST_NODIRATIME) != 0) flags |= LibC.MS_NODIRATIME;
-        if ((stat.Flags & LibC.ST_RELATIME) != 0) flags |= LibC.MS_RELATIME;
+        if ((mounted & (ulong)ST_NOSUID) != 0) flags |= MS_NOSUID;
+        if ((mounted & (ulong)ST_NODEV) != 0) flags |= MS_NODEV;
+        if ((mounted & (ulong)ST_NOEXEC) != 0) flags |= MS_NOEXEC;
+        if ((mounted & (ulong)ST_NOATIME) != 0) flags |= MS_NOATIME;
+        if ((mounted & (ulong)ST_NODIRATIME) != 0) flags |= MS_NODIRATIME;
+        if ((mounted & (ulong)ST_RELATIME) != 0) flags |= MS_RELATIME;
         return flags;
     }
 

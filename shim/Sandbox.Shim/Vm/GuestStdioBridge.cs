@@ -1,10 +1,10 @@
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using Grpc.Core;
 using Microsoft.Win32.SafeHandles;
+using Sandbox.Native;
 using Sandbox.Runtime.Agent;
 using Sandbox.Shim.Backend;
-using Sandbox.Shim.Native;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Shim.Vm;
 
@@ -93,9 +93,9 @@ internal sealed class GuestStdioBridge : IDisposable
             return;
 
         int* ends = stackalloc int[2];
-        if (LibC.socketpair(LibC.AF_UNIX, LibC.SOCK_STREAM | LibC.SOCK_CLOEXEC, 0, ends) != 0)
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0)
         {
-            _log($"{_owner}: stdin is not forwarded: socketpair failed: {LibC.Describe(Marshal.GetLastPInvokeError())}");
+            _log($"{_owner}: stdin is not forwarded: socketpair failed: {Errno.DescribeLast()}");
             return;
         }
         int source = _stdinSource;
@@ -117,14 +117,14 @@ internal sealed class GuestStdioBridge : IDisposable
         _copies?.Dispose();
         _stdinPump?.Stop();
         if (_stdinSource >= 0)
-            LibC.close(_stdinSource);
+            close(_stdinSource);
         _stdinSource = -1;
         if (!_started)
         {
             if (_stdout is { } stdout)
-                LibC.close(stdout.Fd);
+                close(stdout.Fd);
             if (_stderr is { } stderr)
-                LibC.close(stderr.Fd);
+                close(stderr.Fd);
         }
         _logger?.Release();
     }

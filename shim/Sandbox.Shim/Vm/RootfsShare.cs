@@ -1,9 +1,9 @@
-using System.Runtime.InteropServices;
+using Sandbox.Native;
 using Sandbox.Runtime.Sandboxes;
 using Sandbox.Shim.Backend;
-using Sandbox.Shim.Native;
 using Sandbox.Shim.Rootfs;
 using Sandbox.Ttrpc;
+using static Tmds.Linux.LibC;
 
 namespace Sandbox.Shim.Vm;
 
@@ -25,12 +25,12 @@ internal static class RootfsShare
     {
         string target = RootfsPath(containerDirectory);
         Directory.CreateDirectory(target);
-        if (LibC.mount(rootfs, target, null, LibC.MS_BIND | LibC.MS_REC, null) != 0)
+        if (LibCStrings.mount(rootfs, target, null, MS_BIND | MS_REC, null) != 0)
         {
-            int errno = Marshal.GetLastPInvokeError();
+            int errno = Errno.Last;
             TryDeleteDirectory(containerDirectory);
             throw new SandboxBackendException(TtrpcStatusCode.Unknown,
-                $"{owner}: cannot bind-mount its rootfs {rootfs} into the sandbox share at {target}: {LibC.Describe(errno)}");
+                $"{owner}: cannot bind-mount its rootfs {rootfs} into the sandbox share at {target}: {Errno.Describe(errno)}");
         }
     }
 

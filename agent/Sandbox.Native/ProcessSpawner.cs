@@ -1,10 +1,13 @@
 using System.Collections;
 using System.Runtime.InteropServices;
+using Tmds.Linux;
+using static Sandbox.Native.LibCSupplement;
+using static Tmds.Linux.LibC;
 
-namespace Sandbox.Shim.Native;
+namespace Sandbox.Native;
 
 /// <summary>What to start: argv, environment, the child's fds 0-2 (and extra fds), session and directory.</summary>
-internal sealed class SpawnRequest
+public sealed class SpawnRequest
 {
     public required string Path { get; init; }
 
@@ -31,16 +34,14 @@ internal sealed class SpawnRequest
 }
 
 /// <summary>
-/// Starts child processes with posix_spawn. The shim's own launches (the daemon, runc) never use
-/// System.Diagnostics.Process: with the runc backend it reaps children itself (<see cref="ChildProcessReaper"/>), which
-/// Process would race with, and Process cannot pass extra fds or start a new session. (The VM backend's QEMU is a
+/// Starts child processes with posix_spawn. The shim's own launches (the daemon, the logging binary) and the agent's
+/// (crun, modprobe) never use System.Diagnostics.Process: a process that reaps its children itself (the agent as PID 1,
+/// the runc yardstick) would race with it, and Process cannot pass extra fds or start a new session. (QEMU is a
 /// Process started by the QEMU adapter; that daemon runs no reaper.) Signal dispositions and the signal mask are reset
 /// to defaults in the child.
 /// </summary>
-internal static unsafe class ProcessSpawner
+public static unsafe class ProcessSpawner
 {
-    private const int SpawnStructSize = 1024; // larger than glibc's posix_spawnattr_t (336) and file actions (80)
-
     /// <summary>Starts the process and returns its pid. Throws <see cref="IOException"/> when it cannot be started.</summary>
     public static int Spawn(SpawnRequest request)
     {
@@ -48,15 +49,18 @@ internal static unsafe class ProcessSpawner
         argv.AddRange(request.Arguments);
         var environment = BuildEnvironment(request.ExtraEnvironment);
 
-        void* actions = NativeMemory.AllocZeroed(SpawnStructSize);
-        void* attributes = NativeMemory.AllocZeroed(SpawnStructSize);
-        void* signals = NativeMemory.AllocZeroed(128);
+        posix_spawn_file_actions_t actionsBuffer = default;
+        posix_spawnattr_t attributesBuffer = default;
+        sigset_t signalsBuffer = default;
+        posix_spawn_file_actions_t* actions = &actionsBuffer;
+        posix_spawnattr_t* attributes = &attributesBuffer;
+        sigset_t* signals = &signalsBuffer;
         byte** argvBlock = null;
         byte** envBlock = null;
         try
         {
-            Check(LibC.posix_spawn_file_actions_init(actions), "posix_spawn_file_actions_init");
-            Check(LibC.posix_spawnattr_init(attributes), "posix_spawnattr_init");
+            Check(posix_spawn_file_actions_init(actions), "posix_spawn_file_actions_init");
+            Check(posix_spawnattr_init(attributes), "posix_spawnattr_init");
             try
             {
                 // Move every source fd above the target range first, so that one dup2 cannot clobber another's source.
@@ -65,76 +69,76 @@ internal static unsafe class ProcessSpawner
                 {
                     int Lift(int fd)
                     {
-                        int lifted = LibC.fcntl(fd, LibC.F_DUPFD_CLOEXEC, 100);
+                        int lifted = fcntl(fd, F_DUPFD_CLOEXEC, 100);
                         if (lifted < 0)
-                            throw new IOException($"cannot duplicate fd {fd} for {request.Path}: {LibC.Describe(Marshal.GetLastPInvokeError())}");
+                            throw new IOException($"cannot duplicate fd {fd} for {request.Path}: {Errno.DescribeLast()}");
                         sources.Add(lifted);
                         return lifted;
                     }
 
-                    AddStdio(actions, 0, request.StdinFd < 0 ? -1 : Lift(request.StdinFd), LibC.O_RDONLY);
-                    AddStdio(actions, 1, request.StdoutFd < 0 ? -1 : Lift(request.StdoutFd), LibC.O_WRONLY);
-                    AddStdio(actions, 2, request.StderrFd < 0 ? -1 : Lift(request.StderrFd), LibC.O_WRONLY);
+                    AddStdio(actions, 0, request.StdinFd < 0 ? -1 : Lift(request.StdinFd), O_RDONLY);
+                    AddStdio(actions, 1, request.StdoutFd < 0 ? -1 : Lift(request.StdoutFd), O_WRONLY);
+                    AddStdio(actions, 2, request.StderrFd < 0 ? -1 : Lift(request.StderrFd), O_WRONLY);
                     foreach (var (source, target) in request.ExtraFds)
-                        Check(LibC.posix_spawn_file_actions_adddup2(actions, Lift(source), target), "posix_spawn_file_actions_adddup2");
+                        Check(posix_spawn_file_actions_adddup2(actions, Lift(source), target), "posix_spawn_file_actions_adddup2");
                     if (request.WorkingDirectory is not null)
-                        Check(LibC.posix_spawn_file_actions_addchdir_np(actions, request.WorkingDirectory), "posix_spawn_file_actions_addchdir_np");
+                        Check(posix_spawn_file_actions_addchdir_np(actions, request.WorkingDirectory), "posix_spawn_file_actions_addchdir_np");
 
-                    short flags = LibC.POSIX_SPAWN_SETSIGDEF | LibC.POSIX_SPAWN_SETSIGMASK;
+                    short flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
                     if (request.NewSession)
-                        flags |= LibC.POSIX_SPAWN_SETSID;
-                    LibC.sigfillset(signals);
-                    Check(LibC.posix_spawnattr_setsigdefault(attributes, signals), "posix_spawnattr_setsigdefault");
-                    LibC.sigemptyset(signals);
-                    Check(LibC.posix_spawnattr_setsigmask(attributes, signals), "posix_spawnattr_setsigmask");
-                    Check(LibC.posix_spawnattr_setflags(attributes, flags), "posix_spawnattr_setflags");
+                        flags |= POSIX_SPAWN_SETSID;
+                    sigfillset(signals);
+                    Check(posix_spawnattr_setsigdefault(attributes, signals), "posix_spawnattr_setsigdefault");
+                    sigemptyset(signals);
+                    Check(posix_spawnattr_setsigmask(attributes, signals), "posix_spawnattr_setsigmask");
+                    Check(posix_spawnattr_setflags(attributes, flags), "posix_spawnattr_setflags");
 
                     argvBlock = ToNativeStringArray(argv);
                     envBlock = ToNativeStringArray(environment);
                     int pid;
-                    int error = LibC.posix_spawn(&pid, request.Path, actions, attributes, argvBlock, envBlock);
+                    int error = posix_spawn(&pid, request.Path, actions, attributes, argvBlock, envBlock);
                     if (error != 0)
-                        throw new IOException($"cannot start {request.Path}: {LibC.Describe(error)}");
+                        throw new IOException($"cannot start {request.Path}: {Errno.Describe(error)}");
                     return pid;
                 }
                 finally
                 {
                     foreach (int fd in sources)
-                        LibC.close(fd);
+                        close(fd);
                 }
             }
             finally
             {
-                LibC.posix_spawn_file_actions_destroy(actions);
-                LibC.posix_spawnattr_destroy(attributes);
+                posix_spawn_file_actions_destroy(actions);
+                posix_spawnattr_destroy(attributes);
             }
         }
         finally
         {
             FreeNativeStringArray(argvBlock);
             FreeNativeStringArray(envBlock);
-            NativeMemory.Free(actions);
-            NativeMemory.Free(attributes);
-            NativeMemory.Free(signals);
         }
     }
 
-    private static void AddStdio(void* actions, int target, int source, int nullFlags)
+    private static void AddStdio(posix_spawn_file_actions_t* actions, int target, int source, int nullFlags)
     {
         if (source < 0)
-            Check(LibC.posix_spawn_file_actions_addopen(actions, target, "/dev/null", nullFlags, 0), "posix_spawn_file_actions_addopen");
+            Check(posix_spawn_file_actions_addopen(actions, target, "/dev/null", nullFlags, 0), "posix_spawn_file_actions_addopen");
         else
-            Check(LibC.posix_spawn_file_actions_adddup2(actions, source, target), "posix_spawn_file_actions_adddup2");
+            Check(posix_spawn_file_actions_adddup2(actions, source, target), "posix_spawn_file_actions_adddup2");
     }
 
     private static List<string> BuildEnvironment(IReadOnlyDictionary<string, string> extra)
     {
-        var variables = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        var variables = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (DictionaryEntry entry in Environment.GetEnvironmentVariables())
             variables[(string)entry.Key] = (string?)entry.Value ?? "";
         foreach (var pair in extra)
             variables[pair.Key] = pair.Value;
-        return variables.Select(p => p.Key + "=" + p.Value).ToList();
+        var environment = new List<string>(variables.Count);
+        foreach (var pair in variables)
+            environment.Add(pair.Key + "=" + pair.Value);
+        return environment;
     }
 
     private static byte** ToNativeStringArray(IReadOnlyList<string> strings)
@@ -157,6 +161,6 @@ internal static unsafe class ProcessSpawner
     private static void Check(int error, string call)
     {
         if (error != 0)
-            throw new IOException($"{call} failed: {LibC.Describe(error)}");
+            throw new IOException($"{call} failed: {Errno.Describe(error)}");
     }
 }

@@ -1,0 +1,62 @@
+using static Tmds.Linux.LibC;
+
+namespace Sandbox.Native;
+
+/// <summary>The raw file descriptor chores both sides share: pipes, /dev/null, blocking mode, whole writes.</summary>
+public static unsafe class FileDescriptors
+{
+    /// <summary>A pipe with both ends close-on-exec. Returns (read end, write end).</summary>
+    public static (int Read, int Write) CreatePipe()
+    {
+        int* fds = stackalloc int[2];
+        if (pipe2(fds, O_CLOEXEC) != 0) throw new IOException($"pipe2 failed: {Errno.DescribeLast()}");
+        return (fds[0], fds[1]);
+    }
+
+    /// <summary>/dev/null opened read-write, close-on-exec.</summary>
+    public static int OpenDevNull()
+    {
+        int fd = LibCStrings.open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (fd < 0) throw new IOException($"open /dev/null failed: {Errno.DescribeLast()}");
+        return fd;
+    }
+
+    /// <summary>Sets or clears O_NONBLOCK. Best effort: a failure leaves the descriptor as it was.</summary>
+    public static void SetNonBlocking(int fd, bool nonBlocking = true)
+    {
+        int flags = fcntl(fd, F_GETFL);
+        if (flags < 0) return;
+        fcntl(fd, F_SETFL, nonBlocking ? flags | O_NONBLOCK : flags & ~O_NONBLOCK);
+    }
+
+    /// <summary>write(2) until all of <paramref name="count"/> bytes are written, retrying on EINTR. False when the
+    /// descriptor refuses more (e.g. EPIPE: the reader is gone).</summary>
+    public static bool WriteAll(int fd, byte* buffer, int count)
+    {
+        int done = 0;
+        while (done < count)
+        {
+            long n = write(fd, buffer + done, count - done);
+            if (n < 0)
+            {
+                if (Errno.Last == EINTR) continue;
+                return false;
+            }
+            done += (int)n;
+        }
+        return true;
+    }
+
+    /// <summary>Adds 1 to an eventfd's counter, waking whoever polls it.</summary>
+    public static void SignalEventFd(int eventFd)
+    {
+        ulong one = 1;
+        write(eventFd, &one, sizeof(ulong));
+    }
+
+    /// <summary>close(2), ignoring errors; for cleanup paths.</summary>
+    public static void CloseQuietly(int fd)
+    {
+        if (fd >= 0) close(fd);
+    }
+}
