@@ -169,6 +169,29 @@ public sealed class QemuAdapterProcessTests
         Assert.False(Alive(vm.VsockDaemonPid!.Value));
     }
 
+    [FakeQemuFact]
+    public async Task A_vsock_daemon_that_dies_under_a_running_vm_stops_qemu_and_is_named_as_the_cause()
+    {
+        using var fake = new FakeQemu("normal");
+        var daemon = Path.Combine(fake.Directory, "vhost-device-vsock");
+        // creates its vhost-user socket (what the adapter waits for), then dies while the VM runs
+        File.WriteAllText(daemon, "#!/bin/sh\ntouch \"$4\"\necho 'vring worker stopped' >&2\nsleep 1\nexit 1\n");
+        File.SetUnixFileMode(daemon, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+        var hybrid = new VsockProbeResult(VsockMode.Hybrid, "no device", daemon, "fake hybrid");
+        await using var vm = Adapter(fake, hybrid);
+        await vm.PrepareAsync(Config(fake), CancellationToken.None);
+        await vm.StartAsync(CancellationToken.None).WaitAsync(Guard);
+        int qemuPid = vm.Pid!.Value;
+
+        var exit = await vm.WaitForExitAsync(CancellationToken.None).WaitAsync(Guard);
+
+        Assert.False(exit.StoppedByHost); // a VM loss: the runtime reports every process killed
+        Assert.Contains("vhost-device-vsock", exit.Diagnostics);
+        Assert.Contains("exited with code 1 while the VM ran", exit.Diagnostics);
+        Assert.Contains("vring worker stopped", exit.Diagnostics);
+        Assert.False(Alive(qemuPid));
+    }
+
     private static async Task WaitUntilAsync(Func<bool> condition)
     {
         using var guard = new CancellationTokenSource(Guard);

@@ -400,6 +400,25 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
         await AssertNothingLeftAsync();
     }
 
+    /// <summary>Killing vhost-device-vsock under a running container used to leave the sandbox stuck: `ctr task rm -f`
+    /// failed and the shim, QEMU, mounts and state stayed (issue 15). The VM now ends as if QEMU had died.</summary>
+    [Fact]
+    public async Task When_the_vsock_daemon_dies_the_task_exits_with_137_and_the_vm_is_cleaned_up()
+    {
+        const string id = "vm-vsockdkill";
+        await Containerd.CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, _fixture.Image, id, "sleep", "1000");
+        var daemon = Assert.Single(LeftoverVmProcesses.Find(_fixture.StateRoot), p => p.CommandLine.Contains("vhost-device-vsock", StringComparison.Ordinal));
+
+        System.Diagnostics.Process.GetProcessById(daemon.Pid).Kill();
+
+        await CtrSteps.WaitUntilAsync(async () => (await Containerd.CtrOkAsync("task", "ls")).Stdout.Split('\n').Any(l => l.StartsWith(id) && l.Contains("STOPPED")));
+        await CtrSteps.WaitUntilAsync(() => Task.FromResult(LeftoverVmProcesses.Find(_fixture.StateRoot).Count == 0)); // QEMU too
+        var delete = await Containerd.CtrOkAsync("task", "rm", id);
+        Assert.Contains("exit code 137", delete.Stderr);
+        await Containerd.CtrOkAsync("container", "rm", id);
+        await AssertNothingLeftAsync();
+    }
+
     private async Task StopAndRemoveAsync(string id)
     {
         await Containerd.CtrOkAsync("task", "kill", "-s", "SIGKILL", id);

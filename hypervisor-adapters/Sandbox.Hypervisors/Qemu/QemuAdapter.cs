@@ -46,6 +46,12 @@ public sealed class QemuAdapter : IHypervisor
     private QemuLaunchPlan? _plan;
     private SupervisedProcess? _qemu;
     private SupervisedProcess? _daemon;
+
+    /// <summary>How long a vhost-device-vsock exit waits for QEMU's own exit before it counts as the cause.</summary>
+    private static readonly TimeSpan VsockDaemonLossGrace = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>Set when QEMU was stopped because vhost-device-vsock died under it: the cause its exit reports.</summary>
+    private volatile string? _vsockDaemonLoss;
     private bool _startCalled;
     private volatile bool _stopRequested;
 
@@ -341,7 +347,7 @@ public sealed class QemuAdapter : IHypervisor
         var exit = new VmExit(exitCode, qemu.ExitedAt ?? DateTimeOffset.UtcNow)
         {
             StoppedByHost = byHost,
-            Diagnostics = byHost ? "" : DescribeExit(qemu, exitCode),
+            Diagnostics = byHost ? "" : _vsockDaemonLoss ?? DescribeExit(qemu, exitCode),
         };
         if (_exit.TrySetResult(exit))
         {
@@ -352,12 +358,31 @@ public sealed class QemuAdapter : IHypervisor
         }
     }
 
+    /// <summary>
+    /// vhost-device-vsock carries every byte between the host and the agent. When it dies under a running VM, the agent
+    /// is out of reach for good (QEMU does not reconnect its vhost-user device), and a VM nobody can talk to kept every
+    /// container "running" and made `ctr task rm -f` fail. So QEMU is stopped too: the sandbox then ends the way a VM
+    /// that died does (every process exits 137, the exit events are published, delete cleans up), and the VM's exit
+    /// says that the daemon was the cause.
+    /// </summary>
     private async Task WatchDaemonAsync(SupervisedProcess daemon)
     {
         var exitCode = await daemon.Exited.ConfigureAwait(false);
-        if (!_stopRequested && _qemu is { HasExited: false })
-            _logger.LogError("sandbox {SandboxId}: vhost-device-vsock (pid {Pid}) exited with code {ExitCode} while the VM runs; the agent is unreachable. It said:\n{Output}",
-                SandboxId, daemon.Pid, exitCode, daemon.OutputTail);
+        if (_stopRequested || _qemu is not { HasExited: false } qemu)
+            return;
+        // The daemon also exits when QEMU, its vhost-user peer, goes away: give a dying QEMU a moment to be reaped
+        // first, so that its own exit is reported as the cause.
+        await Task.WhenAny(qemu.Exited, Task.Delay(VsockDaemonLossGrace)).ConfigureAwait(false);
+        if (_stopRequested || qemu.HasExited)
+            return;
+        var how = exitCode > 128 ? $"was killed by signal {exitCode - 128}" : $"exited with code {exitCode}";
+        var output = daemon.OutputTail;
+        _vsockDaemonLoss =
+            $"vhost-device-vsock (pid {daemon.Pid}) {how} while the VM ran, which cut the host off from the agent; QEMU (pid {qemu.Pid}) " +
+            $"was stopped so that the sandbox ends like a VM that died. vhost-device-vsock said:\n{(output.Length == 0 ? "  (nothing)" : Indent(output))}\n" +
+            $"Command line: {Files.VsockDaemonCommandLine}";
+        _logger.LogError("sandbox {SandboxId}: {Loss}", SandboxId, _vsockDaemonLoss);
+        qemu.Kill();
     }
 
     private string DescribeExit(SupervisedProcess qemu, int exitCode)
