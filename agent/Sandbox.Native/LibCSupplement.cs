@@ -25,6 +25,7 @@ public static unsafe partial class LibCSupplement
 
     // prctl(2) and personality(2): not in Tmds.LibC.
     public const int PR_SET_CHILD_SUBREAPER = 36;
+    public const int PR_SET_NO_NEW_PRIVS = 38;
     public const uint ADDR_NO_RANDOMIZE = 0x0040000;
 
     /// <summary>personality(0xffffffff) only returns the current persona.</summary>

@@ -20,6 +20,14 @@ public class ProcessTests
     }
 
     [Fact]
+    public async Task A_supervised_process_cannot_gain_privileges()
+    {
+        using var process = SupervisedProcess.Start("sleep", "/bin/sleep", ["300"]);
+        Assert.Contains("NoNewPrivs:\t1", File.ReadAllLines($"/proc/{process.Pid}/status"));
+        await process.TerminateAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
+    }
+
+    [Fact]
     public async Task Terminate_sends_sigterm_first()
     {
         using var process = SupervisedProcess.Start("sleep", "/bin/sleep", ["300"]);

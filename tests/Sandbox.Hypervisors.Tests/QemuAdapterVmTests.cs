@@ -109,6 +109,23 @@ public sealed class QemuAdapterVmTests : IDisposable
         AssertNothingLeft(files);
     }
 
+    /// <summary>Issue 11: QEMU runs under its seccomp filter (mode 2) with no_new_privs, read from /proc as the kernel
+    /// enforces it, while the guest runs.</summary>
+    [VmFact]
+    public async Task Qemu_runs_under_a_seccomp_filter_with_no_new_privileges()
+    {
+        await using var vm = new QemuAdapter();
+        await vm.PrepareAsync(await TinyGuestAsync("seccomp", hold: true), CancellationToken.None);
+        await vm.StartAsync(CancellationToken.None).WaitAsync(Guard);
+        await WaitForConsoleLineAsync(vm.ConsoleLogPath, GuestImage.TinyInitHoldingLine, vm);
+
+        var status = File.ReadAllLines($"/proc/{vm.Pid!.Value}/status");
+        Assert.Contains(status, l => l.StartsWith("Seccomp:") && l.EndsWith("\t2"));
+        Assert.Contains(status, l => l.StartsWith("NoNewPrivs:") && l.EndsWith("\t1"));
+
+        await vm.StopAsync(CancellationToken.None).WaitAsync(Guard);
+    }
+
     [VmFact]
     public async Task Stop_of_a_running_vm_leaves_no_process_and_no_socket()
     {

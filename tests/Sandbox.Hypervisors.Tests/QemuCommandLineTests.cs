@@ -40,6 +40,7 @@ public class QemuCommandLineTests
         [
             "-name", "sandbox-pod1",
             "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+            "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
             "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on,memory-backend=mem",
             "-accel", "tcg,tb-size=64", "-cpu", "max",
             "-smp", "1", "-m", "256M",
@@ -79,6 +80,7 @@ public class QemuCommandLineTests
         // Always there.
         foreach (var flag in new[] { "-nodefaults", "-no-user-config", "-nographic", "-no-reboot" })
             Assert.Contains(flag, args);
+        Assert.Equal("on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny", ValueOf(args, "-sandbox"));
         Assert.Equal("file:/run/sb/pod1/console.log", ValueOf(args, "-serial"));
         Assert.Equal("unix:/run/sb/pod1/qmp.sock,server=on,wait=off", ValueOf(args, "-qmp"));
         Assert.Equal("/run/sb/pod1/qemu.pid", ValueOf(args, "-pidfile"));

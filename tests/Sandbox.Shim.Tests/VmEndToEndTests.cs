@@ -400,6 +400,28 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
         await AssertNothingLeftAsync();
     }
 
+    /// <summary>Issue 11: while a pod runs, QEMU has its seccomp filter, and QEMU and vhost-device-vsock cannot gain
+    /// privileges (no_new_privs, set on the thread that starts them), as /proc shows.</summary>
+    [Fact]
+    public async Task Qemu_and_the_vsock_daemon_run_with_no_new_privileges_and_qemu_under_seccomp()
+    {
+        const string id = "vm-confined";
+        await Containerd.CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, _fixture.Image, id, "sleep", "1000");
+        try
+        {
+            var processes = LeftoverVmProcesses.Find(_fixture.StateRoot);
+            var qemu = Assert.Single(processes, p => p.CommandLine.Contains("qemu-system", StringComparison.Ordinal));
+            Assert.Contains("Seccomp:\t2", File.ReadAllLines($"/proc/{qemu.Pid}/status"));
+            foreach (var process in processes)
+                Assert.Contains("NoNewPrivs:\t1", File.ReadAllLines($"/proc/{process.Pid}/status"));
+        }
+        finally
+        {
+            await StopAndRemoveAsync(id);
+        }
+        await AssertNothingLeftAsync();
+    }
+
     /// <summary>Killing vhost-device-vsock under a running container used to leave the sandbox stuck: `ctr task rm -f`
     /// failed and the shim, QEMU, mounts and state stayed (issue 15). The VM now ends as if QEMU had died.</summary>
     [Fact]

@@ -1,11 +1,12 @@
 using System.Diagnostics;
+using Sandbox.Native;
 
 namespace Sandbox.Hypervisors.Processes;
 
 /// <summary>
-/// One long-lived child process (QEMU, vhost-device-vsock) that this process owns: started with a closed stdin, its
-/// stdout and stderr kept as a bounded tail, its exit observable by any number of waiters, and stopped with SIGTERM
-/// then SIGKILL. Its lifetime is not tied to any CancellationToken; only <see cref="TerminateAsync"/>,
+/// One long-lived child process (QEMU, vhost-device-vsock) that this process owns: started with a closed stdin and
+/// no_new_privs, its stdout and stderr kept as a bounded tail, its exit observable by any number of waiters, and
+/// stopped with SIGTERM then SIGKILL. Its lifetime is not tied to any CancellationToken; only <see cref="TerminateAsync"/>,
 /// <see cref="Kill"/> and <see cref="Dispose"/> end it.
 /// </summary>
 public sealed class SupervisedProcess : IDisposable
@@ -50,6 +51,11 @@ public sealed class SupervisedProcess : IDisposable
         var process = new Process { StartInfo = startInfo };
         process.ErrorDataReceived += (_, e) => output.Add(e.Data);
         process.OutputDataReceived += (_, e) => output.Add(e.Data);
+        // no_new_privs belongs to a thread and passes to what the thread starts (Process.Start forks on it): set just
+        // before the fork, it keeps QEMU and its helpers from ever gaining privileges by executing a setuid or
+        // file-capability program. It also stays on this thread, whose later children can only be more of the same.
+        if (LibCSupplement.prctl(LibCSupplement.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+            throw new InvalidOperationException($"cannot start {name}: prctl(PR_SET_NO_NEW_PRIVS) failed: {Errno.DescribeLast()}");
         process.Start();
         // Reading starts before the exit watcher exists: a process that dies at once (a daemon refusing its arguments)
         // must not be disposed by the watcher before its output is read, or the error it printed is lost.

@@ -7,6 +7,8 @@ namespace Sandbox.Hypervisors.Qemu;
 public static class QemuCommandLine
 {
     public const string MicrovmMachine = "microvm,x-option-roms=off,isa-serial=on,rtc=on";
+    /// <summary>The -sandbox option: seccomp on, and every optional group denied.</summary>
+    public const string SeccompSandbox = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
     private const string MemoryBackendId = "mem";
 
     public static IReadOnlyList<string> Build(QemuLaunchSpec spec)
@@ -23,6 +25,9 @@ public static class QemuCommandLine
         {
             "-name", Escape($"sandbox-{spec.SandboxId}"),
             "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+            // QEMU's seccomp filter (what Kata runs with): a guest that breaks device emulation cannot exec, fork a
+            // helper, raise privileges (it also sets no_new_privs), change scheduling or use obsolete system calls.
+            "-sandbox", SeccompSandbox,
         };
 
         var machine = microvm ? MicrovmMachine : "q35";
