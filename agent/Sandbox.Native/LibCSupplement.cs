@@ -31,7 +31,7 @@ public static unsafe partial class LibCSupplement
     /// <summary>personality(0xffffffff) only returns the current persona.</summary>
     public const uint PERSONALITY_QUERY = 0xffffffff;
 
-    /// <summary>Not in Tmds.LibC. Used for PR_SET_CHILD_SUBREAPER.</summary>
+    /// <summary>Not in Tmds.LibC. Used for PR_SET_CHILD_SUBREAPER and PR_SET_NO_NEW_PRIVS.</summary>
     [LibraryImport("libc", EntryPoint = "prctl", SetLastError = true)]
     public static partial int prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);
 
