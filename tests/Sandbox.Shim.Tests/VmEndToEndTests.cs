@@ -386,18 +386,7 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
     [Fact]
     public async Task When_qemu_dies_the_task_exits_with_137_and_the_vm_is_cleaned_up()
     {
-        const string id = "vm-qemukill";
-        await Containerd.CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, _fixture.Image, id, "sleep", "1000");
-        var qemu = Assert.Single(LeftoverVmProcesses.Find(_fixture.StateRoot), p => p.CommandLine.Contains("qemu-system", StringComparison.Ordinal));
-
-        System.Diagnostics.Process.GetProcessById(qemu.Pid).Kill();
-
-        await CtrSteps.WaitUntilAsync(async () => (await Containerd.CtrOkAsync("task", "ls")).Stdout.Split('\n').Any(l => l.StartsWith(id) && l.Contains("STOPPED")));
-        await CtrSteps.WaitUntilAsync(() => Task.FromResult(LeftoverVmProcesses.Find(_fixture.StateRoot).Count == 0)); // vhost-device-vsock too
-        var delete = await Containerd.CtrOkAsync("task", "rm", id);
-        Assert.Contains("exit code 137", delete.Stderr);
-        await Containerd.CtrOkAsync("container", "rm", id);
-        await AssertNothingLeftAsync();
+        await KillingAVmProcessEndsTheTaskWith137Async("vm-qemukill", "qemu-system");
     }
 
     /// <summary>Issue 11: while a pod runs, QEMU has its seccomp filter, and QEMU and vhost-device-vsock cannot gain
@@ -427,14 +416,20 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
     [Fact]
     public async Task When_the_vsock_daemon_dies_the_task_exits_with_137_and_the_vm_is_cleaned_up()
     {
-        const string id = "vm-vsockdkill";
-        await Containerd.CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, _fixture.Image, id, "sleep", "1000");
-        var daemon = Assert.Single(LeftoverVmProcesses.Find(_fixture.StateRoot), p => p.CommandLine.Contains("vhost-device-vsock", StringComparison.Ordinal));
+        await KillingAVmProcessEndsTheTaskWith137Async("vm-vsockdkill", "vhost-device-vsock");
+    }
 
-        System.Diagnostics.Process.GetProcessById(daemon.Pid).Kill();
+    /// <summary>`ctr run -d`, kill -9 of the VM process whose command line contains <paramref name="processName"/>:
+    /// the task stops, every VM process goes, `task rm` reports exit code 137, and nothing is left.</summary>
+    private async Task KillingAVmProcessEndsTheTaskWith137Async(string id, string processName)
+    {
+        await Containerd.CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, _fixture.Image, id, "sleep", "1000");
+        var victim = Assert.Single(LeftoverVmProcesses.Find(_fixture.StateRoot), p => p.CommandLine.Contains(processName, StringComparison.Ordinal));
+
+        System.Diagnostics.Process.GetProcessById(victim.Pid).Kill();
 
         await CtrSteps.WaitUntilAsync(async () => (await Containerd.CtrOkAsync("task", "ls")).Stdout.Split('\n').Any(l => l.StartsWith(id) && l.Contains("STOPPED")));
-        await CtrSteps.WaitUntilAsync(() => Task.FromResult(LeftoverVmProcesses.Find(_fixture.StateRoot).Count == 0)); // QEMU too
+        await CtrSteps.WaitUntilAsync(() => Task.FromResult(LeftoverVmProcesses.Find(_fixture.StateRoot).Count == 0)); // the other VM process too
         var delete = await Containerd.CtrOkAsync("task", "rm", id);
         Assert.Contains("exit code 137", delete.Stderr);
         await Containerd.CtrOkAsync("container", "rm", id);
