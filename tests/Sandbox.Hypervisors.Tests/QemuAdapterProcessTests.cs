@@ -136,10 +136,7 @@ public sealed class QemuAdapterProcessTests
     public async Task A_vsock_daemon_that_fails_is_reported_with_its_output_and_qemu_is_not_started()
     {
         using var fake = new FakeQemu("normal");
-        var daemon = Path.Combine(fake.Directory, "vhost-device-vsock");
-        File.WriteAllText(daemon, "#!/bin/sh\necho \"error: unexpected argument '--guest-cid'\" >&2\nexit 2\n");
-        File.SetUnixFileMode(daemon, UnixFileMode.UserRead | UnixFileMode.UserExecute);
-        var hybrid = new VsockProbeResult(VsockMode.Hybrid, "no device", daemon, "fake hybrid");
+        var hybrid = FakeVsockDaemon(fake, "#!/bin/sh\necho \"error: unexpected argument '--guest-cid'\" >&2\nexit 2\n");
         await using var vm = Adapter(fake, hybrid);
         await vm.PrepareAsync(Config(fake), CancellationToken.None);
 
@@ -157,10 +154,7 @@ public sealed class QemuAdapterProcessTests
     public async Task A_vsock_daemon_that_never_creates_its_socket_times_out_and_is_killed()
     {
         using var fake = new FakeQemu("normal");
-        var daemon = Path.Combine(fake.Directory, "vhost-device-vsock");
-        File.WriteAllText(daemon, "#!/bin/sh\nexec sleep 300\n");
-        File.SetUnixFileMode(daemon, UnixFileMode.UserRead | UnixFileMode.UserExecute);
-        var hybrid = new VsockProbeResult(VsockMode.Hybrid, "no device", daemon, "fake hybrid");
+        var hybrid = FakeVsockDaemon(fake, "#!/bin/sh\nexec sleep 300\n");
         await using var vm = Adapter(fake, hybrid, FastOptions with { DaemonSocketTimeout = TimeSpan.FromMilliseconds(300) });
         await vm.PrepareAsync(Config(fake), CancellationToken.None);
 
@@ -173,11 +167,8 @@ public sealed class QemuAdapterProcessTests
     public async Task A_vsock_daemon_that_dies_under_a_running_vm_stops_qemu_and_is_named_as_the_cause()
     {
         using var fake = new FakeQemu("normal");
-        var daemon = Path.Combine(fake.Directory, "vhost-device-vsock");
         // creates its vhost-user socket (what the adapter waits for), then dies while the VM runs
-        File.WriteAllText(daemon, "#!/bin/sh\ntouch \"$4\"\necho 'vring worker stopped' >&2\nsleep 1\nexit 1\n");
-        File.SetUnixFileMode(daemon, UnixFileMode.UserRead | UnixFileMode.UserExecute);
-        var hybrid = new VsockProbeResult(VsockMode.Hybrid, "no device", daemon, "fake hybrid");
+        var hybrid = FakeVsockDaemon(fake, "#!/bin/sh\ntouch \"$4\"\necho 'vring worker stopped' >&2\nsleep 1\nexit 1\n");
         await using var vm = Adapter(fake, hybrid);
         await vm.PrepareAsync(Config(fake), CancellationToken.None);
         await vm.StartAsync(CancellationToken.None).WaitAsync(Guard);
@@ -190,6 +181,15 @@ public sealed class QemuAdapterProcessTests
         Assert.Contains("exited with code 1 while the VM ran", exit.Diagnostics);
         Assert.Contains("vring worker stopped", exit.Diagnostics);
         Assert.False(Alive(qemuPid));
+    }
+
+    /// <summary>A shell script standing in for vhost-device-vsock (its socket path is $4), as a hybrid vsock probe result.</summary>
+    private static VsockProbeResult FakeVsockDaemon(FakeQemu fake, string script)
+    {
+        var daemon = Path.Combine(fake.Directory, "vhost-device-vsock");
+        File.WriteAllText(daemon, script);
+        File.SetUnixFileMode(daemon, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+        return new VsockProbeResult(VsockMode.Hybrid, "no device", daemon, "fake hybrid");
     }
 
     private static async Task WaitUntilAsync(Func<bool> condition)
