@@ -43,6 +43,9 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
     /// <summary>runc gives a container /dev/core only when the kernel has /proc/kcore: the agent keeps crun's link only then.</summary>
     private static readonly bool HostHasKcore = File.Exists("/proc/kcore");
     private static readonly TimeSpan OutputDrainLimit = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long an agent call that found the agent unreachable waits to learn whether the VM is going.</summary>
+    private static readonly TimeSpan VmLossSettleTime = TimeSpan.FromSeconds(3);
     /// <summary>WaitProcess blocks until the exit: it is re-issued after this long, so no call waits forever on a dead connection.</summary>
     private static readonly TimeSpan WaitCallSlice = TimeSpan.FromMinutes(10);
     private const int WaitReconnectAttempts = 5;
@@ -194,8 +197,26 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
         }
         catch (RpcException e)
         {
+            if (await VmLostMeanwhileAsync(e).ConfigureAwait(false))
+                throw new SandboxBackendException(TtrpcStatusCode.NotFound, "process already finished: its VM has exited", e);
             throw AgentCallFailure.Describe(e, $"kill {process.Describe()} with signal {signal}", vm, _configuration);
         }
+    }
+
+    /// <summary>
+    /// A call that found the agent unreachable because the VM is going away (its vsock daemon or QEMU has just died)
+    /// races <see cref="WatchVmAsync"/>, which declares the VM lost up to <see cref="VmLossSettleTime"/> later (the vsock
+    /// daemon's grace for QEMU, then QEMU's kill). Answering with the call's own error then fails a `ctr task rm` that
+    /// would have succeeded a moment later, and containerd does not retry it: the sandbox stayed behind (issue 15's soak).
+    /// True when the VM turned out lost.
+    /// </summary>
+    private async Task<bool> VmLostMeanwhileAsync(RpcException e)
+    {
+        if (_vmLost.Task.IsCompleted)
+            return true;
+        if (e.StatusCode != StatusCode.Unavailable)
+            return false;
+        return await Task.WhenAny(_vmLost.Task, Task.Delay(VmLossSettleTime)).ConfigureAwait(false) == _vmLost.Task;
     }
 
     public Task PauseAsync(string containerId, CancellationToken cancellationToken)
@@ -298,9 +319,10 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
             {
                 // already gone in the guest
             }
-            catch (RpcException e) when (!_vmLost.Task.IsCompleted)
+            catch (RpcException e)
             {
-                throw AgentCallFailure.Describe(e, $"delete container {containerId}", vm, _configuration);
+                if (!await VmLostMeanwhileAsync(e).ConfigureAwait(false))
+                    throw AgentCallFailure.Describe(e, $"delete container {containerId}", vm, _configuration);
             }
         }
         foreach (var process in container.AllProcesses())
