@@ -9,14 +9,18 @@ namespace Sandbox.Shim.Events;
 /// <summary>
 /// Publishes events with ttrpc <c>containerd.services.events.ttrpc.v1.Events/Forward</c> on containerd's ttrpc
 /// socket ($TTRPC_ADDRESS), as containerd's own shims do: one long-lived connection, one event at a time in queue
-/// order, each with the namespace metadata and a 5 s timeout, retried with a fresh connection when it fails.
-/// Every Forward carries a complete envelope (an empty Forward crashes containerd 1.6.20).
+/// order, each with the namespace metadata and a 5 s timeout, retried with a fresh connection when it fails, for as long
+/// as a containerd restart takes (<see cref="RetryBudget"/>): an exit published while containerd restarts must reach the
+/// new one (issue 15's soak lost one to a 1.5 s budget). Every Forward carries a complete envelope (an empty Forward
+/// crashes containerd 1.6.20).
 /// </summary>
 public sealed class TtrpcEventPublisher : IEventPublisher, IAsyncDisposable
 {
     public const string ServiceName = "containerd.services.events.ttrpc.v1.Events";
-    public const int MaxAttempts = 5;
+    /// <summary>How long one event is retried before it is dropped: longer than containerd takes to restart.</summary>
+    public static readonly TimeSpan RetryBudget = TimeSpan.FromSeconds(60);
     private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan LongestRetryDelay = TimeSpan.FromSeconds(2);
 
     private readonly string _address;
     private readonly string _namespace;
@@ -90,7 +94,8 @@ public sealed class TtrpcEventPublisher : IEventPublisher, IAsyncDisposable
     private async Task ForwardWithRetriesAsync(ForwardRequest request)
     {
         var metadata = new[] { new KeyValuePair<string, string>("containerd-namespace-ttrpc", _namespace) };
-        for (int attempt = 1; attempt <= MaxAttempts; attempt++)
+        var giveUpAt = DateTime.UtcNow + RetryBudget;
+        for (int attempt = 1; ; attempt++)
         {
             try
             {
@@ -104,6 +109,8 @@ public sealed class TtrpcEventPublisher : IEventPublisher, IAsyncDisposable
                     _client = await TtrpcClient.ConnectAsync(_address, connectTimeout.Token).ConfigureAwait(false);
                 }
                 await _client.CallAsync(ServiceName, "Forward", request.ToByteArray(), CallTimeout, metadata, _stop.Token).ConfigureAwait(false);
+                if (attempt > 1)
+                    _log($"event {request.Envelope.Topic} published at attempt {attempt}");
                 return;
             }
             catch (TtrpcException e) when (e.Code is not (TtrpcStatusCode.Unavailable or TtrpcStatusCode.DeadlineExceeded))
@@ -114,16 +121,19 @@ public sealed class TtrpcEventPublisher : IEventPublisher, IAsyncDisposable
             }
             catch (Exception e) when (e is not OperationCanceledException || !_stop.IsCancellationRequested)
             {
-                _log($"publishing event {request.Envelope.Topic} to {_address} failed (attempt {attempt} of {MaxAttempts}): {e.Message}");
+                if (attempt == 1)
+                    _log($"publishing event {request.Envelope.Topic} to {_address} failed ({e.Message}); retrying for up to {RetryBudget.TotalSeconds:0} s");
                 if (_client is not null)
                 {
                     await _client.DisposeAsync().ConfigureAwait(false);
                     _client = null;
                 }
-                if (attempt < MaxAttempts)
-                    await Task.Delay(TimeSpan.FromMilliseconds(100 * attempt), _stop.Token).ConfigureAwait(false);
+                if (DateTime.UtcNow >= giveUpAt)
+                    break;
+                var delay = TimeSpan.FromMilliseconds(Math.Min(100.0 * attempt, LongestRetryDelay.TotalMilliseconds));
+                await Task.Delay(delay, _stop.Token).ConfigureAwait(false);
             }
         }
-        _log($"event {request.Envelope.Topic} dropped after {MaxAttempts} attempts: is containerd running and is TTRPC_ADDRESS ({_address}) its ttrpc socket?");
+        _log($"event {request.Envelope.Topic} dropped after {RetryBudget.TotalSeconds:0} s of attempts: is containerd running and is TTRPC_ADDRESS ({_address}) its ttrpc socket?");
     }
 }
