@@ -66,7 +66,7 @@ public sealed class TaskService
     public void RegisterOn(TtrpcServiceRegistry registry, string serviceName = ServiceName)
     {
         registry.Register<StateRequest, StateResponse>(serviceName, "State", StateRequest.Parser, (r, c) => StateAsync(r, c.CancellationToken));
-        registry.Register<CreateTaskRequest, CreateTaskResponse>(serviceName, "Create", CreateTaskRequest.Parser, (r, c) => CreateAsync(r, c.CancellationToken));
+        registry.Register<CreateTaskRequest, CreateTaskResponse>(serviceName, "Create", CreateTaskRequest.Parser, CreateOutlivingTheConnectionAsync);
         registry.Register<StartRequest, StartResponse>(serviceName, "Start", StartRequest.Parser, (r, c) => StartAsync(r, c.CancellationToken));
         registry.Register<DeleteRequest, DeleteResponse>(serviceName, "Delete", DeleteRequest.Parser, (r, c) => DeleteAsync(r, c.CancellationToken));
         registry.Register<PidsRequest, PidsResponse>(serviceName, "Pids", PidsRequest.Parser, (r, c) => PidsAsync(r, c.CancellationToken));
@@ -86,6 +86,36 @@ public sealed class TaskService
 
     // ---------------------------------------------------------------------------------------------------------
     // Create / Start / Exec
+
+    /// <summary>
+    /// Create runs to its end when containerd's connection closes meanwhile (containerd restarting during a VM boot):
+    /// only the call's deadline stops it. Cancelled with the connection, the create was undone and the shim went on
+    /// serving no task; containerd, once back, loaded the shim from its bundle and nothing ever removed either (issue 15's
+    /// soak). Completed, the task is there as CREATED for the new containerd, which can kill and delete it. Failed with
+    /// nobody to hear it, and no container left, the shim asks itself to shut down, as containerd does after a failed
+    /// create: containerd then finds it gone and cleans up the bundle.
+    /// </summary>
+    private async Task<CreateTaskResponse> CreateOutlivingTheConnectionAsync(CreateTaskRequest request, TtrpcCallContext call)
+    {
+        using var deadline = new CancellationTokenSource();
+        if (call.Timeout is { } timeout)
+            deadline.CancelAfter(timeout);
+        using var logClose = call.CancellationToken.Register(() =>
+        {
+            if (!deadline.IsCancellationRequested)
+                _log($"container {request.Id}: containerd's connection closed during its create; the create goes on, so that the task is there when containerd reconnects");
+        });
+        try
+        {
+            return await CreateAsync(request, deadline.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (call.CancellationToken.IsCancellationRequested)
+        {
+            _log($"container {request.Id}: its create failed after containerd's connection closed, so nobody hears the error: {e.Message}");
+            await ShutdownAsync(new ShutdownRequest { Id = request.Id }).ConfigureAwait(false);
+            throw;
+        }
+    }
 
     public async Task<CreateTaskResponse> CreateAsync(CreateTaskRequest request, CancellationToken cancellationToken)
     {
