@@ -20,6 +20,11 @@ public interface IHypervisor : IAsyncDisposable
     /// <summary>Stops the VMM and its helper daemons, and removes sockets and temporary files. Idempotent.</summary>
     Task StopAsync(CancellationToken cancellationToken);
 
+    /// <summary>Ends a VM the runtime has given up on (its guest stopped answering): kills the VMM at once. Unlike
+    /// StopAsync, its exit is reported as unexpected, with <paramref name="reason"/> as the cause in
+    /// <see cref="VmExit.Diagnostics"/>. Does nothing once the VMM has exited or a stop was asked for.</summary>
+    void Abandon(string reason);
+
     /// <summary>Once the guest has booted: takes the VMM's copies of the kernel and initrd out of its resident memory.
     /// QEMU keeps both files mapped only to load them again on a guest reset, which a sandbox never does (and a reset
     /// would read them back from the files). Best effort: returns one line saying what was released or why nothing was.</summary>

@@ -109,12 +109,21 @@ public sealed class SandboxConfigurationTests : IDisposable
         Assert.Equal(SandboxConfiguration.Default.Qemu.DefaultMemoryMiB, c.Qemu.DefaultMemoryMiB);
     }
 
+    [Fact]
+    public void Liveness_timeout_is_60_seconds_by_default_and_0_turns_the_check_off()
+    {
+        Assert.Equal(TimeSpan.FromSeconds(60), SandboxConfigurationParser.Parse("", "/c.toml").Agent.LivenessTimeout);
+        Assert.Equal(TimeSpan.Zero, SandboxConfigurationParser.Parse("[agent]\nliveness_timeout = 0\n", "/c.toml").Agent.LivenessTimeout);
+        Assert.Equal(TimeSpan.FromSeconds(20), SandboxConfigurationParser.Parse("[agent]\nliveness_timeout = 20\n", "/c.toml").Agent.LivenessTimeout);
+    }
+
     [Theory]
     [InlineData("[hypervisor.qemu]\naccel = \"fast\"", "/etc/sandbox/c.toml:2", "hypervisor.qemu.accel", "\"auto\", \"kvm\" or \"tcg\"")]
     [InlineData("[hypervisor.qemu]\n\ndefault_vcpus = 0", "/etc/sandbox/c.toml:3", "hypervisor.qemu.default_vcpus", "from 1 to 255")]
     [InlineData("[hypervisor.qemu]\ndefault_memory = \"1G\"", "/etc/sandbox/c.toml:2", "hypervisor.qemu.default_memory", "found a string")]
     [InlineData("[hypervisor.qemu]\nkernel = \"vmlinux\"", "/etc/sandbox/c.toml:2", "hypervisor.qemu.kernel", "not an absolute path")]
     [InlineData("[agent]\nrpc_timeout = -1", "/etc/sandbox/c.toml:2", "agent.rpc_timeout", "greater than 0")]
+    [InlineData("[agent]\nliveness_timeout = -1", "/etc/sandbox/c.toml:2", "agent.liveness_timeout", "from 0 (never) to 3600")]
     [InlineData("[runtime]\ndebug = \"yes\"", "/etc/sandbox/c.toml:2", "runtime.debug", "true or false")]
     [InlineData("[hypervisor.qemu]\nvsock = \"vhost\"", "/etc/sandbox/c.toml:2", "hypervisor.qemu.vsock", "\"auto\", \"kernel\" or \"hybrid\"")]
     [InlineData("[hypervisor.qemu]\ntcg_translation_cache = 4", "/etc/sandbox/c.toml:2", "hypervisor.qemu.tcg_translation_cache", "from 8 to 2048")]

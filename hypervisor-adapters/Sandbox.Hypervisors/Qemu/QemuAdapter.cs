@@ -50,8 +50,9 @@ public sealed class QemuAdapter : IHypervisor
     /// <summary>How long a vhost-device-vsock exit waits for QEMU's own exit before it counts as the cause.</summary>
     private static readonly TimeSpan VsockDaemonLossGrace = TimeSpan.FromMilliseconds(500);
 
-    /// <summary>Set when QEMU was stopped because vhost-device-vsock died under it: the cause its exit reports.</summary>
-    private volatile string? _vsockDaemonLoss;
+    /// <summary>Set when the host killed QEMU on purpose (vhost-device-vsock died under it, or the runtime abandoned a
+    /// guest that stopped answering): the cause its exit reports.</summary>
+    private volatile string? _exitCause;
     private bool _startCalled;
     private volatile bool _stopRequested;
 
@@ -347,7 +348,7 @@ public sealed class QemuAdapter : IHypervisor
         var exit = new VmExit(exitCode, qemu.ExitedAt ?? DateTimeOffset.UtcNow)
         {
             StoppedByHost = byHost,
-            Diagnostics = byHost ? "" : _vsockDaemonLoss ?? DescribeExit(qemu, exitCode),
+            Diagnostics = byHost ? "" : _exitCause ?? DescribeExit(qemu, exitCode),
         };
         if (_exit.TrySetResult(exit))
         {
@@ -377,11 +378,21 @@ public sealed class QemuAdapter : IHypervisor
             return;
         var how = exitCode > 128 ? $"was killed by signal {exitCode - 128}" : $"exited with code {exitCode}";
         var output = daemon.OutputTail;
-        _vsockDaemonLoss =
+        _exitCause =
             $"vhost-device-vsock (pid {daemon.Pid}) {how} while the VM ran, which cut the host off from the agent; QEMU (pid {qemu.Pid}) " +
             $"was stopped so that the sandbox ends like a VM that died. vhost-device-vsock said:\n{(output.Length == 0 ? "  (nothing)" : Indent(output))}\n" +
             $"Command line: {Files.VsockDaemonCommandLine}";
-        _logger.LogError("sandbox {SandboxId}: {Loss}", SandboxId, _vsockDaemonLoss);
+        _logger.LogError("sandbox {SandboxId}: {Loss}", SandboxId, _exitCause);
+        qemu.Kill();
+    }
+
+    public void Abandon(string reason)
+    {
+        if (_stopRequested || _qemu is not { HasExited: false } qemu)
+            return;
+        _exitCause = $"{reason}; QEMU (pid {qemu.Pid}) was killed so that the sandbox ends like a VM that died.\n" +
+                     $"Last console lines ({Files.ConsoleLog}):\n{Indent(ConsoleLogTail.Read(Files.ConsoleLog))}";
+        _logger.LogError("sandbox {SandboxId}: {Cause}", SandboxId, _exitCause);
         qemu.Kill();
     }
 

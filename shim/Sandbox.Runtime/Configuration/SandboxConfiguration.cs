@@ -84,6 +84,9 @@ public sealed record AgentSettings
     public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromSeconds(60);
     /// <summary>Deadline of every agent request that is not meant to block (create, start, signal, ...).</summary>
     public TimeSpan RpcTimeout { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>A running VM whose agent has answered no Health call for this long is taken for hung (a frozen vCPU, a
+    /// wedged guest kernel) and stopped; its processes exit 137. Zero = never.</summary>
+    public TimeSpan LivenessTimeout { get; init; } = TimeSpan.FromSeconds(60);
 }
 
 /// <summary>[runtime]</summary>

@@ -32,6 +32,7 @@ public static class SandboxConfigurationParser
         [$"{Qemu}.host_memory_overhead"] = "an integer number of MiB from 0 to 65536",
         ["agent.ready_timeout"] = "a number of seconds greater than 0 and at most 3600",
         ["agent.rpc_timeout"] = "a number of seconds greater than 0 and at most 3600",
+        ["agent.liveness_timeout"] = "a number of seconds from 0 (never) to 3600",
         ["runtime.state_root"] = "an absolute directory path, or \"\" for $SANDBOX_STATE_ROOT or /run/sandbox/sandboxes",
         ["runtime.debug"] = "true or false",
         ["runtime.sandbox_cgroup"] = "true or false",
@@ -97,6 +98,7 @@ public static class SandboxConfigurationParser
             {
                 ReadyTimeout = reader.Seconds("agent.ready_timeout") ?? defaults.Agent.ReadyTimeout,
                 RpcTimeout = reader.Seconds("agent.rpc_timeout") ?? defaults.Agent.RpcTimeout,
+                LivenessTimeout = reader.Seconds("agent.liveness_timeout", zeroAllowed: true) ?? defaults.Agent.LivenessTimeout,
             },
             Runtime = new RuntimeSettings
             {
@@ -184,7 +186,7 @@ public static class SandboxConfigurationParser
             return (int)integer.Value;
         }
 
-        public TimeSpan? Seconds(string key)
+        public TimeSpan? Seconds(string key, bool zeroAllowed = false)
         {
             if (!values.TryGetValue(key, out var entry))
                 return null;
@@ -194,7 +196,7 @@ public static class SandboxConfigurationParser
                 FloatValueSyntax number => number.Value,
                 _ => throw Invalid(key, entry),
             };
-            if (!(seconds > 0 && seconds <= 3600))
+            if (!((seconds > 0 || (zeroAllowed && seconds == 0)) && seconds <= 3600))
                 throw Invalid(key, entry, $"{seconds.ToString(CultureInfo.InvariantCulture)} is out of range");
             return TimeSpan.FromSeconds(seconds);
         }

@@ -58,6 +58,7 @@ public static class SandboxConfigurationWriter
         text.Append("\n[agent]\n");
         Line(text, "ready_timeout", Seconds(configuration.Agent.ReadyTimeout));
         Line(text, "rpc_timeout", Seconds(configuration.Agent.RpcTimeout));
+        Line(text, "liveness_timeout", Seconds(configuration.Agent.LivenessTimeout));
         text.Append("\n[runtime]\n");
         Line(text, "state_root", Quote(configuration.ResolveStateRoot()));
         Line(text, "debug", configuration.Runtime.Debug ? "true" : "false");

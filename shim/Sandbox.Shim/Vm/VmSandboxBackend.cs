@@ -534,6 +534,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
             _log($"sandbox {sandboxId}: writing its state files failed: {e.Message}");
         }
         _ = WatchVmAsync(vm);
+        _ = WatchAgentLivenessAsync(vm);
         _log($"sandbox {sandboxId}: VM running (QEMU pid {vm.Hypervisor.Pid}, {vm.Hypervisor.Capabilities.Acceleration}, " +
              $"{vm.Hypervisor.Capabilities.VsockMode} vsock), agent ready after {clock.Elapsed.TotalSeconds:0.00} s; console: {vm.Hypervisor.ConsoleLogPath}");
         _ = LogBootImagesReleasedAsync(vm);
@@ -578,6 +579,53 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
         catch (Exception e)
         {
             _log($"sandbox {vm.SandboxId}: cleaning up after its VM failed: {e.Message}");
+        }
+    }
+
+    /// <summary>
+    /// A guest that stops answering (a frozen vCPU, a wedged kernel, an agent stuck) left every call on the pod to time
+    /// out and `ctr task rm -f` waiting forever for an exit that never came (issue 15's soak, QMP `stop`). As Kata's
+    /// agent check does, the shim calls Health every quarter of agent.liveness_timeout; once no call has succeeded for
+    /// that long, it gives the VM up: QEMU is killed and the sandbox ends like a VM that died (every process exits 137,
+    /// the cause in the log and the VM's exit).
+    /// </summary>
+    private async Task WatchAgentLivenessAsync(SandboxVm vm)
+    {
+        var timeout = _configuration.Agent.LivenessTimeout;
+        if (timeout <= TimeSpan.Zero)
+            return;
+        var interval = timeout / 4;
+        long lastAnswer = Stopwatch.GetTimestamp();
+        string lastError = "";
+        while (!_shuttingDown)
+        {
+            try
+            {
+                await Task.Delay(interval, _vmGone.Token).ConfigureAwait(false);
+                await vm.Agent.Client.HealthAsync(new HealthRequest(), deadline: DateTime.UtcNow + interval, cancellationToken: _vmGone.Token)
+                    .ConfigureAwait(false);
+                lastAnswer = Stopwatch.GetTimestamp();
+            }
+            catch (OperationCanceledException)
+            {
+                return; // the VM is gone or going
+            }
+            catch (RpcException e) when (!_vmGone.IsCancellationRequested)
+            {
+                lastError = e.Status.Detail.Length > 0 ? e.Status.Detail : e.StatusCode.ToString();
+            }
+            catch (RpcException)
+            {
+                return;
+            }
+            var silent = Stopwatch.GetElapsedTime(lastAnswer);
+            if (silent >= timeout && !_shuttingDown)
+            {
+                vm.Hypervisor.Abandon($"the agent of sandbox {vm.SandboxId} answered no Health check for {silent.TotalSeconds:0} s " +
+                    $"(agent.liveness_timeout = {timeout.TotalSeconds:0.###} s in {_configuration.Source}; last error: {lastError}): " +
+                    "the guest is taken for hung (a frozen or overloaded vCPU, a wedged kernel)");
+                return;
+            }
         }
     }
 
