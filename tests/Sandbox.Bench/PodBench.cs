@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Sandbox.Cri.Tests.Fixture;
 using Sandbox.Hypervisors.Processes;
+using Sandbox.Shim.Tests.Containerd;
 
 namespace Sandbox.Bench;
 

@@ -1,4 +1,5 @@
 using Sandbox.Bench;
+using Sandbox.Shim.Tests.Containerd;
 
 // Round-robin runs (one of each measurement, then the next round) so that background load on a shared machine falls
 // on every measurement alike; medians; ratios against the floor measured in this same run.

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Sandbox.Cri.Tests.Api;
 using Sandbox.Cri.Tests.Fixture;
+using Sandbox.Shim.Tests.Containerd;
 
 namespace Sandbox.Bench;
 

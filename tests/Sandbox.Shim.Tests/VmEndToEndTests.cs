@@ -30,12 +30,15 @@ public sealed class VmBackedContainerdFixture : IAsyncLifetime
     /// <summary>runtime.state_root of the shim: where every sandbox's state directory goes.</summary>
     public string StateRoot { get; private set; } = "";
 
+    /// <summary>The shim's configuration.toml after [runtime] state_root (which the fixture sets).</summary>
+    public string Configuration { get; init; } = "[agent]\nready_timeout = 120\nrpc_timeout = 60\n";
+
     public async Task InitializeAsync()
     {
         _directory = Directory.CreateTempSubdirectory("sbe2e-").FullName;
         StateRoot = Path.Combine(_directory, "sb");
         string configuration = Path.Combine(_directory, "configuration.toml");
-        await File.WriteAllTextAsync(configuration, $"[runtime]\nstate_root = \"{StateRoot}\"\n\n[agent]\nready_timeout = 120\nrpc_timeout = 60\n");
+        await File.WriteAllTextAsync(configuration, $"[runtime]\nstate_root = \"{StateRoot}\"\n\n{Configuration}");
 
         var options = new PrivateContainerdOptions();
         options.Shims[ShimBinary.FileName] = ShimBinary.Locate();

@@ -34,15 +34,15 @@ public sealed class PrivateContainerdOptions
 /// </summary>
 public sealed class PrivateContainerd : IAsyncDisposable
 {
-    private readonly Process _process;
-    private readonly StringBuilder _log;
+    private readonly StringBuilder _log = new();
+    private readonly IReadOnlyDictionary<string, string> _environment;
+    private Process? _process;
 
-    private PrivateContainerd(string directory, ContainerdRelease release, Process process, StringBuilder log)
+    private PrivateContainerd(string directory, ContainerdRelease release, IReadOnlyDictionary<string, string> environment)
     {
         Directory = directory;
         Release = release;
-        _process = process;
-        _log = log;
+        _environment = environment;
     }
 
     /// <summary>The containerd release running (the one on PATH).</summary>
@@ -117,32 +117,10 @@ public sealed class PrivateContainerd : IAsyncDisposable
             """;
         await File.WriteAllTextAsync(Path.Combine(directory, "config.toml"), config);
 
-        var startInfo = new ProcessStartInfo("containerd")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            // containerd looks for a shim binary in its working directory before PATH: keep it away from the test
-            // assembly's directory (which holds the shim's apphost), so that the shim installed in <opt>/bin is used
-            WorkingDirectory = directory,
-        };
-        startInfo.ArgumentList.Add("-c");
-        startInfo.ArgumentList.Add(Path.Combine(directory, "config.toml"));
-        startInfo.Environment["SANDBOX_SHIM_SOCKET_DIR"] = Path.Combine(directory, "s");
-        startInfo.Environment["SANDBOX_RUNC_ROOT"] = Path.Combine(directory, "runc");
-        foreach (var (key, value) in options.Environment)
-            startInfo.Environment[key] = value;
-
-        var log = new StringBuilder();
-        var process = Process.Start(startInfo) ?? throw new InvalidOperationException("cannot start containerd");
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.AppendLine(e.Data); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.AppendLine(e.Data); };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-
-        var instance = new PrivateContainerd(directory, release, process, log);
+        var instance = new PrivateContainerd(directory, release, new Dictionary<string, string>(options.Environment, StringComparer.Ordinal));
         try
         {
+            instance.Launch();
             await instance.WaitUntilServingAsync(options.StartTimeout);
         }
         catch
@@ -151,6 +129,58 @@ public sealed class PrivateContainerd : IAsyncDisposable
             throw;
         }
         return instance;
+    }
+
+    /// <summary>
+    /// Stops containerd (SIGTERM, as systemd does; SIGKILL after 30 s) and starts it again on the same root, state and
+    /// sockets, as after an upgrade or a crash: the shims keep running and the new containerd must reconnect to them.
+    /// </summary>
+    public async Task RestartAsync(TimeSpan startTimeout)
+    {
+        if (_process is { HasExited: false })
+        {
+            await ExternalCommand.RunAsync("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)], TimeSpan.FromSeconds(10));
+            using var stopped = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            try
+            {
+                await _process.WaitForExitAsync(stopped.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                _process.Kill();
+                await _process.WaitForExitAsync();
+            }
+        }
+        _process?.Dispose();
+        lock (_log) _log.AppendLine("==== containerd restarted by the test ====");
+        Launch();
+        await WaitUntilServingAsync(startTimeout);
+    }
+
+    private void Launch()
+    {
+        var startInfo = new ProcessStartInfo("containerd")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            // containerd looks for a shim binary in its working directory before PATH: keep it away from the test
+            // assembly's directory (which holds the shim's apphost), so that the shim installed in <opt>/bin is used
+            WorkingDirectory = Directory,
+        };
+        startInfo.ArgumentList.Add("-c");
+        startInfo.ArgumentList.Add(ConfigPath);
+        startInfo.Environment["SANDBOX_SHIM_SOCKET_DIR"] = ShimSocketDirectory;
+        startInfo.Environment["SANDBOX_RUNC_ROOT"] = RuncRoot;
+        foreach (var (key, value) in _environment)
+            startInfo.Environment[key] = value;
+
+        var process = Process.Start(startInfo) ?? throw new InvalidOperationException("cannot start containerd");
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_log) _log.AppendLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_log) _log.AppendLine(e.Data); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        _process = process;
     }
 
     /// <summary>Runs <c>ctr -a &lt;grpc socket&gt; ARGS</c>.</summary>
@@ -214,12 +244,12 @@ public sealed class PrivateContainerd : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        if (!_process.HasExited)
+        if (_process is { HasExited: false })
         {
             _process.Kill(entireProcessTree: false); // SIGKILL: containerd's own cleanup is not what is tested here
             await _process.WaitForExitAsync();
         }
-        _process.Dispose();
+        _process?.Dispose();
         if (Environment.GetEnvironmentVariable(KeepLogVariable) is { Length: > 0 } keepDir)
         {
             System.IO.Directory.CreateDirectory(keepDir);
@@ -257,7 +287,7 @@ public sealed class PrivateContainerd : IAsyncDisposable
         CommandResult? last = null;
         while (DateTime.UtcNow < deadline)
         {
-            if (_process.HasExited)
+            if (_process!.HasExited)
                 throw new InvalidOperationException($"containerd exited with {_process.ExitCode}:\n{Log}");
             if (File.Exists(GrpcAddress))
             {

@@ -1,9 +1,9 @@
-namespace Sandbox.Bench;
+namespace Sandbox.Shim.Tests.Containerd;
 
 /// <summary>
 /// The containerd releases of the test matrix (images/setup-host.sh: /var/cache/sandbox/containerd/manifest.txt, one
 /// "LABEL RELEASE PACKAGE VERSION ..." line each, binaries in &lt;label&gt;/bin). <see cref="Use"/> puts one release's
-/// containerd, ctr and runc shim first on PATH for what the bench starts next, as tests/run-tests.sh does for the tests.
+/// containerd, ctr and runc shim first on PATH for what the bench or the soak starts next, as tests/run-tests.sh does for the tests.
 /// SANDBOX_CONTAINERD_MATRIX ("1.6 2") runs only those labels.
 /// </summary>
 public sealed record ContainerdMatrix(string Label, string PackageVersion, string BinDirectory)
