@@ -56,4 +56,67 @@ public sealed class VmLifecycleTests
             Directory.Delete(stateRoot, recursive: true);
         }
     }
+
+    /// <summary>Issue 15's soak: a shim killed 0.3 s into `ctr run` left the pod's host cgroup behind, because the
+    /// state directory named it only once QEMU ran, and `delete` finds it only there. It is named before it exists now.
+    /// </summary>
+    [Fact]
+    public async Task The_state_directory_names_the_host_cgroup_before_the_vmm_is_prepared()
+    {
+        var stateRoot = TestVm.NewStateRoot();
+        string cgroupPath = $"/sandbox-tests/pending-{Guid.NewGuid():N}";
+        try
+        {
+            var options = new Sandbox.Runtime.Sandboxes.SandboxVmOptions
+            {
+                SandboxId = "pendingcg",
+                Assets = new Sandbox.Runtime.Sandboxes.GuestAssets("/nonexistent/vmlinux", "/nonexistent/initramfs.cpio"),
+                StateRoot = stateRoot,
+                HostCgroupPath = cgroupPath,
+            };
+            string metadataFile = new Sandbox.Runtime.Sandboxes.SandboxStateDirectory(stateRoot, "pendingcg").MetadataFile;
+            string? namedAtPrepare = null;
+            var hypervisor = new PrepareProbe(new Sandbox.Hypervisors.Qemu.QemuAdapter(),
+                () => namedAtPrepare = Sandbox.Runtime.Sandboxes.SandboxMetadata.TryRead(metadataFile)?.HostCgroup);
+
+            await Assert.ThrowsAnyAsync<Exception>(() => Sandbox.Runtime.Sandboxes.SandboxVm.BootAsync(options, hypervisor, CancellationToken.None));
+
+            Assert.Equal(cgroupPath, namedAtPrepare);
+            Assert.Empty(Directory.EnumerateFileSystemEntries(stateRoot));
+            Assert.DoesNotContain(Sandbox.Runtime.Cgroups.HostCgroupMounts.Read(), h => Directory.Exists(h.MountPoint + cgroupPath));
+        }
+        finally
+        {
+            Directory.Delete(stateRoot, recursive: true);
+            foreach (var hierarchy in Sandbox.Runtime.Cgroups.HostCgroupMounts.Read())
+            {
+                foreach (string directory in new[] { hierarchy.MountPoint + cgroupPath, hierarchy.MountPoint + "/sandbox-tests" })
+                {
+                    try { Directory.Delete(directory); } catch (IOException) { }
+                }
+            }
+        }
+    }
+
+    /// <summary>A hypervisor that runs a probe when it is prepared, then does what the real one does.</summary>
+    private sealed class PrepareProbe(Sandbox.Hypervisors.IHypervisor inner, Action probe) : Sandbox.Hypervisors.IHypervisor
+    {
+        public Sandbox.Hypervisors.HypervisorCapabilities Capabilities => inner.Capabilities;
+        public int? Pid => inner.Pid;
+        public Sandbox.Hypervisors.AgentEndpoint AgentEndpoint => inner.AgentEndpoint;
+        public string ConsoleLogPath => inner.ConsoleLogPath;
+
+        public Task PrepareAsync(Sandbox.Hypervisors.VmConfig config, CancellationToken cancellationToken)
+        {
+            probe();
+            return inner.PrepareAsync(config, cancellationToken);
+        }
+
+        public Task StartAsync(CancellationToken cancellationToken) => inner.StartAsync(cancellationToken);
+        public Task StopAsync(CancellationToken cancellationToken) => inner.StopAsync(cancellationToken);
+        public void Abandon(string reason) => inner.Abandon(reason);
+        public Task<string> ReleaseBootImagesAsync(CancellationToken cancellationToken) => inner.ReleaseBootImagesAsync(cancellationToken);
+        public Task<Sandbox.Hypervisors.VmExit> WaitForExitAsync(CancellationToken cancellationToken) => inner.WaitForExitAsync(cancellationToken);
+        public ValueTask DisposeAsync() => inner.DisposeAsync();
+    }
 }

@@ -97,6 +97,8 @@ public sealed class SandboxVm : IAsyncDisposable
         {
             if (options.HostCgroupPath is { } cgroupPath)
             {
+                // recorded before it exists: a shim killed from here on leaves a cgroup that `delete` must find
+                WritePendingMetadata(state, options);
                 hostCgroup = PodHostCgroup.Create(options.SandboxId, cgroupPath, HostCgroupMounts.Read());
                 if (options.HostCgroupMemoryLimit is { } limit)
                     hostCgroup.SetMemoryLimit(limit);
@@ -197,6 +199,30 @@ public sealed class SandboxVm : IAsyncDisposable
         KernelVsockEndpoint kernel => new KernelVsockDialer(kernel.Cid, kernel.Port),
         _ => throw new NotSupportedException($"agent endpoint {endpoint} has no dialer"),
     };
+
+    /// <summary>What is known before the VMM is prepared, so that the state directory names the host cgroup from the
+    /// moment it is created (issue 15's soak: a shim killed 0.3 s into `ctr run` left the cgroup behind, since `delete`
+    /// finds it only through this record). <see cref="WriteMetadata"/> replaces it once the VMM runs.</summary>
+    private static void WritePendingMetadata(SandboxStateDirectory state, SandboxVmOptions options)
+    {
+        const string pending = "pending";
+        new SandboxMetadata
+        {
+            SandboxId = options.SandboxId,
+            CreatedAt = DateTimeOffset.UtcNow,
+            Hypervisor = pending,
+            Acceleration = pending,
+            VsockMode = pending,
+            AgentEndpoint = pending,
+            ConsoleLog = pending,
+            KernelPath = options.Assets.KernelPath,
+            InitrdPath = options.Assets.InitrdPath,
+            Vcpus = options.Vcpus,
+            MemoryMiB = options.MemoryMiB,
+            HostCgroup = options.HostCgroupPath,
+            HostCgroupMemoryLimit = options.HostCgroupMemoryLimit,
+        }.Write(state.MetadataFile);
+    }
 
     private static void WriteMetadata(SandboxStateDirectory state, IHypervisor hypervisor, SandboxVmOptions options, PodHostCgroup? hostCgroup)
     {
