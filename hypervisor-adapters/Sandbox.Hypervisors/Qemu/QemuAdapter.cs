@@ -378,20 +378,19 @@ public sealed class QemuAdapter : IHypervisor
             return;
         var how = exitCode > 128 ? $"was killed by signal {exitCode - 128}" : $"exited with code {exitCode}";
         var output = daemon.OutputTail;
-        _exitCause =
-            $"vhost-device-vsock (pid {daemon.Pid}) {how} while the VM ran, which cut the host off from the agent; QEMU (pid {qemu.Pid}) " +
-            $"was stopped so that the sandbox ends like a VM that died. vhost-device-vsock said:\n{(output.Length == 0 ? "  (nothing)" : Indent(output))}\n" +
-            $"Command line: {Files.VsockDaemonCommandLine}";
-        _logger.LogError("sandbox {SandboxId}: {Loss}", SandboxId, _exitCause);
-        qemu.Kill();
+        KillQemuFor($"vhost-device-vsock (pid {daemon.Pid}) {how} while the VM ran, which cut the host off from the agent",
+            $"vhost-device-vsock said:\n{(output.Length == 0 ? "  (nothing)" : Indent(output))}\nCommand line: {Files.VsockDaemonCommandLine}");
     }
 
-    public void Abandon(string reason)
+    public void Abandon(string reason) =>
+        KillQemuFor(reason, $"Last console lines ({Files.ConsoleLog}):\n{Indent(ConsoleLogTail.Read(Files.ConsoleLog))}");
+
+    /// <summary>Kills a running QEMU on purpose; its exit then reports <paramref name="cause"/> and the details.</summary>
+    private void KillQemuFor(string cause, string details)
     {
         if (_stopRequested || _qemu is not { HasExited: false } qemu)
             return;
-        _exitCause = $"{reason}; QEMU (pid {qemu.Pid}) was killed so that the sandbox ends like a VM that died.\n" +
-                     $"Last console lines ({Files.ConsoleLog}):\n{Indent(ConsoleLogTail.Read(Files.ConsoleLog))}";
+        _exitCause = $"{cause}; QEMU (pid {qemu.Pid}) was killed so that the sandbox ends like a VM that died. {details}";
         _logger.LogError("sandbox {SandboxId}: {Cause}", SandboxId, _exitCause);
         qemu.Kill();
     }

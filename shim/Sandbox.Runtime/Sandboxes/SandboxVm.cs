@@ -97,8 +97,7 @@ public sealed class SandboxVm : IAsyncDisposable
         {
             if (options.HostCgroupPath is { } cgroupPath)
             {
-                // recorded before it exists: a shim killed from here on leaves a cgroup that `delete` must find
-                WritePendingMetadata(state, options);
+                WriteMetadata(state, options, hypervisor: null); // names the cgroup before it exists
                 hostCgroup = PodHostCgroup.Create(options.SandboxId, cgroupPath, HostCgroupMounts.Read());
                 if (options.HostCgroupMemoryLimit is { } limit)
                     hostCgroup.SetMemoryLimit(limit);
@@ -127,7 +126,7 @@ public sealed class SandboxVm : IAsyncDisposable
             await hypervisor.PrepareAsync(config, cancellationToken);
             await hypervisor.StartAsync(cancellationToken);
             agent = new AgentConnection(DialerFor(hypervisor.AgentEndpoint), options.SandboxId);
-            WriteMetadata(state, hypervisor, options, hostCgroup);
+            WriteMetadata(state, options, hypervisor);
 
             await AgentReadiness.WaitAsync(hypervisor, agent, options.SandboxId, options.AgentReadyTimeout, cancellationToken);
             // The guest has long copied both images into its memory; this runs beside the sandbox set-up below.
@@ -200,48 +199,31 @@ public sealed class SandboxVm : IAsyncDisposable
         _ => throw new NotSupportedException($"agent endpoint {endpoint} has no dialer"),
     };
 
-    /// <summary>What is known before the VMM is prepared, so that the state directory names the host cgroup from the
-    /// moment it is created (issue 15's soak: a shim killed 0.3 s into `ctr run` left the cgroup behind, since `delete`
-    /// finds it only through this record). <see cref="WriteMetadata"/> replaces it once the VMM runs.</summary>
-    private static void WritePendingMetadata(SandboxStateDirectory state, SandboxVmOptions options)
+    /// <summary>
+    /// The sandbox's record in its state directory (sandbox.json, which `sandboxctl list` and `delete` read). Written
+    /// twice: before the host cgroup is created, with the VMM's fields "pending" (<paramref name="hypervisor"/> null),
+    /// so that a shim killed from then on leaves a cgroup that `delete` can find (issue 15's soak: killed 0.3 s into
+    /// `ctr run`, it left the cgroup in every hierarchy); then once the VMM runs.
+    /// </summary>
+    private static void WriteMetadata(SandboxStateDirectory state, SandboxVmOptions options, IHypervisor? hypervisor)
     {
         const string pending = "pending";
+        var caps = hypervisor?.Capabilities;
         new SandboxMetadata
         {
             SandboxId = options.SandboxId,
             CreatedAt = DateTimeOffset.UtcNow,
-            Hypervisor = pending,
-            Acceleration = pending,
-            VsockMode = pending,
-            AgentEndpoint = pending,
-            ConsoleLog = pending,
+            VmmPid = hypervisor?.Pid,
+            Hypervisor = caps?.Name ?? pending,
+            Acceleration = caps?.Acceleration.ToString().ToLowerInvariant() ?? pending,
+            VsockMode = caps?.VsockMode.ToString().ToLowerInvariant() ?? pending,
+            AgentEndpoint = hypervisor is null ? pending : DialerFor(hypervisor.AgentEndpoint).Description,
+            ConsoleLog = hypervisor?.ConsoleLogPath ?? pending,
             KernelPath = options.Assets.KernelPath,
             InitrdPath = options.Assets.InitrdPath,
             Vcpus = options.Vcpus,
             MemoryMiB = options.MemoryMiB,
             HostCgroup = options.HostCgroupPath,
-            HostCgroupMemoryLimit = options.HostCgroupMemoryLimit,
-        }.Write(state.MetadataFile);
-    }
-
-    private static void WriteMetadata(SandboxStateDirectory state, IHypervisor hypervisor, SandboxVmOptions options, PodHostCgroup? hostCgroup)
-    {
-        var caps = hypervisor.Capabilities;
-        new SandboxMetadata
-        {
-            SandboxId = options.SandboxId,
-            CreatedAt = DateTimeOffset.UtcNow,
-            VmmPid = hypervisor.Pid,
-            Hypervisor = caps.Name,
-            Acceleration = caps.Acceleration.ToString().ToLowerInvariant(),
-            VsockMode = caps.VsockMode.ToString().ToLowerInvariant(),
-            AgentEndpoint = DialerFor(hypervisor.AgentEndpoint).Description,
-            ConsoleLog = hypervisor.ConsoleLogPath,
-            KernelPath = options.Assets.KernelPath,
-            InitrdPath = options.Assets.InitrdPath,
-            Vcpus = options.Vcpus,
-            MemoryMiB = options.MemoryMiB,
-            HostCgroup = hostCgroup?.Path,
             HostCgroupMemoryLimit = options.HostCgroupMemoryLimit,
         }.Write(state.MetadataFile);
     }
