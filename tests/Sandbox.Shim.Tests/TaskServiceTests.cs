@@ -69,6 +69,43 @@ public sealed class TaskServiceTests
         Assert.Equal("/fifo/c1-stdout", create.Io.Stdout);
     }
 
+    [Theory]
+    [InlineData("../../etc", "letters and digits")]
+    [InlineData("a/b", "letters and digits")]
+    [InlineData("with\nnewline", "letters and digits")]
+    [InlineData("", "empty")]
+    [InlineData("-leading-dash", "letters and digits")]
+    public async Task Create_refuses_a_container_id_that_containerd_would_not_send_and_creates_nothing(string id, string reason)
+    {
+        var e = await FailsWith(TtrpcStatusCode.InvalidArgument, () => CreateAsync(id));
+
+        Assert.Contains("container id", e.Message);
+        Assert.Contains(reason, e.Message);
+        Assert.DoesNotContain("\n", e.Message.Replace("\\n", ""));
+        Assert.Empty(_backend.Calls);
+        Assert.Empty(_rootfs.Mounted);
+    }
+
+    [Fact]
+    public async Task Create_refuses_a_relative_bundle_path()
+    {
+        var e = await FailsWith(TtrpcStatusCode.InvalidArgument,
+            () => _service.CreateAsync(new CreateTaskRequest { Id = "c1", Bundle = "../bundle" }, None));
+
+        Assert.Contains("\"../bundle\" is not an absolute path", e.Message);
+        Assert.Empty(_backend.Calls);
+    }
+
+    [Theory]
+    [InlineData("c1", true)]
+    [InlineData("k8s_pause.abc-123", true)]
+    [InlineData("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", true)]
+    [InlineData("a..b", false)]
+    [InlineData("..", false)]
+    [InlineData("a_", false)]
+    public void Container_ids_follow_containerds_identifier_rule(string id, bool valid) =>
+        Assert.Equal(valid, ContainerdIdentifier.Problem(id) is null);
+
     [Fact]
     public async Task An_init_killed_for_its_memory_limit_publishes_the_oom_event_before_the_exit()
     {

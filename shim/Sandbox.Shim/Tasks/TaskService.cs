@@ -119,10 +119,10 @@ public sealed class TaskService
 
     public async Task<CreateTaskResponse> CreateAsync(CreateTaskRequest request, CancellationToken cancellationToken)
     {
-        if (request.Id.Length == 0)
-            throw Fail(TtrpcStatusCode.InvalidArgument, "create: the container id is empty");
-        if (request.Bundle.Length == 0)
-            throw Fail(TtrpcStatusCode.InvalidArgument, $"create container {request.Id}: the bundle path is empty");
+        if (ContainerdIdentifier.Problem(request.Id) is { } idProblem)
+            throw Fail(TtrpcStatusCode.InvalidArgument, $"create: the container id {UntrustedText.Quote(request.Id)} is not valid: {idProblem}");
+        if (!Path.IsPathFullyQualified(request.Bundle))
+            throw Fail(TtrpcStatusCode.InvalidArgument, $"create container {request.Id}: the bundle path {UntrustedText.Quote(request.Bundle)} is not an absolute path");
         if (request.Checkpoint.Length > 0 || request.ParentCheckpoint.Length > 0)
             throw Fail(TtrpcStatusCode.Unimplemented, $"create container {request.Id}: restoring from a checkpoint is not supported by the sandbox shim");
 
