@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net.Sockets;
 using System.Text.Json;
 using Sandbox.Native;
+using Sandbox.Runtime.Configuration;
 using Sandbox.Shim.Backend;
 using Sandbox.Shim.Native;
 using Sandbox.Ttrpc;
@@ -364,6 +365,8 @@ public sealed class HostRuncBackendFactory : ISandboxBackendFactory
         if (RuncCli.FindRunc() is null)
             throw new InvalidOperationException("SANDBOX_SHIM_BACKEND=runc but no runc binary was found on PATH (or at SANDBOX_RUNC_BINARY)");
     }
+
+    public TimeSpan IdleExit(ShimContext context) => SandboxConfiguration.Default.Runtime.IdleExit;
 
     public ISandboxBackend Create(ShimContext context) => new HostRuncBackend(MakeCli(context), context.Namespace, context.Log);
 

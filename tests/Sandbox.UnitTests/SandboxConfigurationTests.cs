@@ -117,6 +117,14 @@ public sealed class SandboxConfigurationTests : IDisposable
         Assert.Equal(TimeSpan.FromSeconds(20), SandboxConfigurationParser.Parse("[agent]\nliveness_timeout = 20\n", "/c.toml").Agent.LivenessTimeout);
     }
 
+    [Fact]
+    public void Idle_exit_is_60_seconds_by_default_and_0_means_never()
+    {
+        Assert.Equal(TimeSpan.FromSeconds(60), SandboxConfigurationParser.Parse("", "/c.toml").Runtime.IdleExit);
+        Assert.Equal(TimeSpan.Zero, SandboxConfigurationParser.Parse("[runtime]\nidle_exit = 0\n", "/c.toml").Runtime.IdleExit);
+        Assert.Equal(TimeSpan.FromSeconds(5), SandboxConfigurationParser.Parse("[runtime]\nidle_exit = 5\n", "/c.toml").Runtime.IdleExit);
+    }
+
     [Theory]
     [InlineData("[hypervisor.qemu]\naccel = \"fast\"", "/etc/sandbox/c.toml:2", "hypervisor.qemu.accel", "\"auto\", \"kvm\" or \"tcg\"")]
     [InlineData("[hypervisor.qemu]\n\ndefault_vcpus = 0", "/etc/sandbox/c.toml:3", "hypervisor.qemu.default_vcpus", "from 1 to 255")]

@@ -99,4 +99,7 @@ public sealed record RuntimeSettings
     /// <summary>QEMU and its helpers run in the sandbox's host cgroup (its cgroupsPath), as Kata's sandbox_cgroup_only:
     /// the kubelet sees and limits what the VM costs. false = they stay in the shim's cgroup.</summary>
     public bool SandboxCgroup { get; init; } = true;
+    /// <summary>A shim daemon with no container and no sandbox for this long exits: containerd has lost it (it restarted
+    /// while the shim was starting, or stopped between a delete and the shutdown). Zero = never.</summary>
+    public TimeSpan IdleExit { get; init; } = TimeSpan.FromSeconds(60);
 }

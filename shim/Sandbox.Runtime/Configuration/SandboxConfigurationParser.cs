@@ -36,6 +36,7 @@ public static class SandboxConfigurationParser
         ["runtime.state_root"] = "an absolute directory path, or \"\" for $SANDBOX_STATE_ROOT or /run/sandbox/sandboxes",
         ["runtime.debug"] = "true or false",
         ["runtime.sandbox_cgroup"] = "true or false",
+        ["runtime.idle_exit"] = "a number of seconds from 0 (never) to 3600",
     };
 
     private static readonly string[] KnownTables = { "hypervisor", Qemu, "agent", "runtime" };
@@ -105,6 +106,7 @@ public static class SandboxConfigurationParser
                 StateRoot = reader.Path("runtime.state_root"),
                 Debug = reader.Boolean("runtime.debug") ?? defaults.Runtime.Debug,
                 SandboxCgroup = reader.Boolean("runtime.sandbox_cgroup") ?? defaults.Runtime.SandboxCgroup,
+                IdleExit = reader.Seconds("runtime.idle_exit", zeroAllowed: true) ?? defaults.Runtime.IdleExit,
             },
         };
 

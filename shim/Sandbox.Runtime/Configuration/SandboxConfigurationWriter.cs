@@ -63,6 +63,7 @@ public static class SandboxConfigurationWriter
         Line(text, "state_root", Quote(configuration.ResolveStateRoot()));
         Line(text, "debug", configuration.Runtime.Debug ? "true" : "false");
         Line(text, "sandbox_cgroup", configuration.Runtime.SandboxCgroup ? "true" : "false");
+        Line(text, "idle_exit", Seconds(configuration.Runtime.IdleExit));
         return text.ToString();
     }
 

@@ -23,6 +23,10 @@ public interface ISandboxBackendFactory
     /// </summary>
     void EnsureUsable(ShimContext context);
 
+    /// <summary>How long the daemon may hold no container and no sandbox before it exits (zero = never); see
+    /// <see cref="Daemon.IdleShimWatch"/>.</summary>
+    TimeSpan IdleExit(ShimContext context);
+
     /// <summary>Called once in the daemon, before it serves containerd.</summary>
     ISandboxBackend Create(ShimContext context);
 

@@ -45,6 +45,8 @@ public sealed class VmBackendFactory : ISandboxBackendFactory
         }
     }
 
+    public TimeSpan IdleExit(ShimContext context) => LoadConfiguration(context).Runtime.IdleExit;
+
     public ISandboxBackend Create(ShimContext context)
     {
         var configuration = LoadConfiguration(context);

@@ -64,9 +64,18 @@ public static class ShimDaemon
             server.Start(listener);
             log.Info($"serving {TaskService.ServiceName}, {TaskService.ServiceNameV3} and {SandboxApiService.ServiceName} on {socketPath} with the {factory.Name} backend");
             using var trimmer = new IdleMemoryTrimmer(log.Debug);
+            var idleExit = factory.IdleExit(context);
+            var runningServer = server;
+            using var stopWatching = new CancellationTokenSource();
+            var lost = new IdleShimWatch(() => service.ContainerCount == 0 && !sandboxes.HoldsSandbox && runningServer.ActiveRequests == 0, idleExit)
+                .WaitAsync(stopWatching.Token);
 
-            var finished = await Task.WhenAny(service.ShutdownRequested, sandboxes.ShutdownRequested, terminate.Task).ConfigureAwait(false);
-            if (finished == terminate.Task)
+            var finished = await Task.WhenAny(service.ShutdownRequested, sandboxes.ShutdownRequested, terminate.Task, lost).ConfigureAwait(false);
+            stopWatching.Cancel();
+            if (finished == lost)
+                log.Warn($"no container, no sandbox and no request for {idleExit.TotalSeconds:0.###} s ([runtime] idle_exit): containerd has lost this shim " +
+                         "(it restarted while the shim was starting, or stopped between a delete and the shutdown); exiting");
+            else if (finished == terminate.Task)
                 log.Info($"{terminate.Task.Result} received: stopping {service.ContainerCount} container(s) and exiting");
             else if (finished == sandboxes.ShutdownRequested)
                 log.Info($"containerd shut the sandbox down (ShutdownSandbox): stopping {service.ContainerCount} container(s) and exiting");

@@ -60,8 +60,10 @@ public sealed class SoakRunner
     private PrivateContainerd Containerd => _fixture.Containerd;
 
     /// <summary>The shim configuration a soak runs with: readiness and RPC timeouts short enough that a frozen guest
-    /// is given up within 20 s and costs a cycle well under a minute, not ten, and long enough for a TCG boot on a loaded 2-core machine.</summary>
-    public const string Configuration = "[agent]\nready_timeout = 60\nrpc_timeout = 20\nliveness_timeout = 20\n";
+    /// is given up within 20 s and costs a cycle well under a minute, not ten, and long enough for a TCG boot on a loaded 2-core machine.
+    /// A shim that containerd lost exits after 5 s (idle_exit lands in the [runtime] table the fixture writes first),
+    /// within the cycle's 15 s of settling.</summary>
+    public const string Configuration = "idle_exit = 5\n[agent]\nready_timeout = 60\nrpc_timeout = 20\nliveness_timeout = 20\n";
 
     /// <summary>The faults and moments of cycle <paramref name="cycle"/>: cycles 0..5 take each fault once, in a
     /// seeded random moment; later ones draw both.</summary>
