@@ -10,7 +10,9 @@ public static class BundleConfig
 
     /// <summary>
     /// The group a container belongs to: the CRI sandbox id when there is one (all containers of a pod share one
-    /// shim daemon), else the container itself.
+    /// shim daemon), else the container itself. The group id names the daemon's socket and the sandbox's state
+    /// directory, so an annotation that is not a containerd identifier is refused (FormatException); JSON that does not
+    /// parse throws JsonException.
     /// </summary>
     public static string GroupIdOf(string configJson, string containerId)
     {
@@ -22,6 +24,8 @@ public static class BundleConfig
             && sandboxId.ValueKind == JsonValueKind.String
             && sandboxId.GetString() is { Length: > 0 } id)
         {
+            if (Tasks.ContainerdIdentifier.Problem(id) is { } problem)
+                throw new FormatException($"the annotation {SandboxIdAnnotation} = {Tasks.UntrustedText.Quote(id)} is not a valid sandbox id: {problem}");
             return id;
         }
         return containerId;

@@ -57,6 +57,10 @@ public static class StartCommand
             {
                 throw new InvalidOperationException($"start container {flags.Id}: {configFile} is not valid JSON: {e.Message}");
             }
+            catch (FormatException e)
+            {
+                throw new InvalidOperationException($"start container {flags.Id}: {configFile}: {e.Message}");
+            }
         }
 
         string ttrpcAddress = Environment.GetEnvironmentVariable("TTRPC_ADDRESS") is { Length: > 0 } fromEnv ? fromEnv : options.TtrpcAddress ?? "";

@@ -59,16 +59,7 @@ internal static class ContainerMountShare
     /// </summary>
     public static string Share(string specJson, string containerDirectory, Func<string, string> guestPathOf, string owner)
     {
-        JsonObject spec;
-        try
-        {
-            spec = JsonNode.Parse(specJson) as JsonObject
-                   ?? throw new SandboxBackendException(TtrpcStatusCode.InvalidArgument, $"{owner}: config.json is not a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new SandboxBackendException(TtrpcStatusCode.InvalidArgument, $"{owner}: config.json is not valid JSON: {e.Message}");
-        }
+        var spec = ParseSpec(specJson, owner);
         if (spec["mounts"] is not JsonArray mounts)
             return specJson;
 
@@ -111,6 +102,23 @@ internal static class ContainerMountShare
             throw;
         }
         return changed ? Serialize(spec) : specJson;
+    }
+
+    /// <summary>
+    /// config.json as a mutable tree. A duplicate property is refused here: JsonNode checks for it only when the object
+    /// is first read, where it threw a bare ArgumentException (issue 15's config.json fuzz).
+    /// </summary>
+    public static JsonObject ParseSpec(string specJson, string owner)
+    {
+        try
+        {
+            return JsonNode.Parse(specJson, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) as JsonObject
+                   ?? throw new SandboxBackendException(TtrpcStatusCode.InvalidArgument, $"{owner}: config.json is not a JSON object");
+        }
+        catch (JsonException e)
+        {
+            throw new SandboxBackendException(TtrpcStatusCode.InvalidArgument, $"{owner}: config.json is not valid JSON: {e.Message}");
+        }
     }
 
     /// <summary>Detaches every bind below &lt;container directory&gt;/mounts. Idempotent.</summary>

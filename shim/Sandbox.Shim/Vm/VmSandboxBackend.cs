@@ -776,6 +776,10 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
         {
             throw new SandboxBackendException(TtrpcStatusCode.InvalidArgument, $"{owner}: config.json is not valid JSON: {e.Message}");
         }
+        catch (FormatException e)
+        {
+            throw new SandboxBackendException(TtrpcStatusCode.InvalidArgument, $"{owner}: config.json: {e.Message}");
+        }
     }
 
     private VmContainer Find(string containerId) =>

@@ -115,7 +115,7 @@ internal static class VmSandboxCleanup
         {
             return BundleConfig.GroupIdOf(File.ReadAllText(Path.Combine(bundle, "config.json")), containerId);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Text.Json.JsonException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Text.Json.JsonException or FormatException)
         {
             return containerId;
         }
