@@ -89,6 +89,11 @@ public static class ShimDaemon
         }
         finally
         {
+            // The socket goes first: a daemon killed while it stops its VM (which takes a while) left the socket file
+            // behind, and containerd had already removed the bundle whose address file would have let `delete` find it
+            // (issue 15's soak: kill -9 of the shim 0.24 s into `task rm`). Connections already open keep working.
+            if (socketPath.Length > 0)
+                File.Delete(socketPath);
             if (service is not null)
             {
                 using var stopTimeout = new CancellationTokenSource(StopTimeout);
@@ -99,8 +104,6 @@ public static class ShimDaemon
                 await server.ShutdownAsync(ResponseGrace).ConfigureAwait(false);
             else
                 listener.Dispose();
-            if (socketPath.Length > 0)
-                File.Delete(socketPath);
         }
         return 0;
     }
