@@ -11,7 +11,9 @@ namespace Sandbox.Agent.Tests;
 /// <paramref name="ownNetworkNamespace"/> it runs under `unshare --net`, in a network namespace of its own whose
 /// interfaces the test may change freely.
 /// </summary>
-public sealed class AgentProcess(bool ownNetworkNamespace = false) : IAsyncLifetime
+/// With <paramref name="ownMountAndUtsNamespaces"/> it also gets its own mount, UTS and IPC namespaces (with
+/// <paramref name="ownNetworkNamespace"/>), so that whatever a hostile request makes it mount or name stays there.
+public sealed class AgentProcess(bool ownNetworkNamespace = false, bool ownMountAndUtsNamespaces = false) : IAsyncLifetime
 {
     private readonly string _directory = Path.Combine(Path.GetTempPath(), "sandbox-agent-test-" + Guid.NewGuid().ToString("N")[..8]);
     private Process? _process;
@@ -38,10 +40,16 @@ public sealed class AgentProcess(bool ownNetworkNamespace = false) : IAsyncLifet
     {
         Directory.CreateDirectory(_directory);
         string agentDll = Path.Combine(AppContext.BaseDirectory, "sandbox-agent.dll");
-        var start = new ProcessStartInfo(ownNetworkNamespace ? "unshare" : "dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        if (ownNetworkNamespace)
+        bool unshare = ownNetworkNamespace || ownMountAndUtsNamespaces;
+        var start = new ProcessStartInfo(unshare ? "unshare" : "dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        if (unshare)
         {
             start.ArgumentList.Add("--net");
+            if (ownMountAndUtsNamespaces)
+            {
+                foreach (var flag in new[] { "--mount", "--propagation", "private", "--uts", "--ipc" })
+                    start.ArgumentList.Add(flag);
+            }
             start.ArgumentList.Add("dotnet");
         }
         start.ArgumentList.Add(agentDll);
