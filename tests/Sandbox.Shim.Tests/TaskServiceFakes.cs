@@ -20,6 +20,9 @@ internal sealed class FakeBackend : ISandboxBackend
 
     public Exception? CreateFailure { get; set; }
 
+    /// <summary>Runs inside CreateContainerAsync, before it returns (a VM that is still booting).</summary>
+    public Func<Task>? DuringCreate { get; set; }
+
     /// <summary>SIGKILL/SIGTERM make the process exit 128+signal, as a real one would.</summary>
     public bool SignalsTerminate { get; set; } = true;
 
@@ -31,13 +34,15 @@ internal sealed class FakeBackend : ISandboxBackend
     public void FailWait(string containerId, string execId) =>
         ExitOf(containerId, execId).TrySetException(new IOException("agent connection lost"));
 
-    public Task<uint> CreateContainerAsync(ContainerCreateRequest request, CancellationToken cancellationToken)
+    public async Task<uint> CreateContainerAsync(ContainerCreateRequest request, CancellationToken cancellationToken)
     {
         Record($"create {request.ContainerId}");
+        if (DuringCreate is not null)
+            await DuringCreate();
         if (CreateFailure is not null)
             throw CreateFailure;
         ExitOf(request.ContainerId, "");
-        return Task.FromResult((uint)Interlocked.Increment(ref _nextPid));
+        return (uint)Interlocked.Increment(ref _nextPid);
     }
 
     public async Task<uint> StartContainerAsync(string containerId, CancellationToken cancellationToken)

@@ -69,6 +69,36 @@ public sealed class TaskServiceTests
         Assert.Equal("/fifo/c1-stdout", create.Io.Stdout);
     }
 
+    [Fact]
+    public async Task Pids_during_a_create_waits_for_it_as_containerd_2_loading_the_shim_after_a_restart_needs()
+    {
+        var vmBooting = new TaskCompletionSource();
+        _backend.DuringCreate = () => vmBooting.Task;
+        var create = CreateAsync();
+        var pids = _service.PidsAsync(new PidsRequest { Id = "c1" }, None);
+        await Task.Delay(200);
+        Assert.False(pids.IsCompleted); // an answer now would be empty or NotFound: containerd 2.x would drop the shim
+
+        vmBooting.SetResult();
+        await create.WaitAsync(Patience);
+        Assert.Equal(4242u, Assert.Single((await pids.WaitAsync(Patience)).Processes).Pid);
+    }
+
+    [Fact]
+    public async Task Pids_during_a_create_that_fails_answers_NotFound()
+    {
+        var vmBooting = new TaskCompletionSource();
+        _backend.DuringCreate = () => vmBooting.Task;
+        _backend.CreateFailure = new SandboxBackendException(TtrpcStatusCode.Unavailable, "the VM did not boot");
+        var create = CreateAsync();
+        var pids = _service.PidsAsync(new PidsRequest { Id = "c1" }, None);
+
+        vmBooting.SetResult();
+        await Assert.ThrowsAsync<TtrpcException>(() => create.WaitAsync(Patience));
+        var e = await Assert.ThrowsAsync<TtrpcException>(() => pids.WaitAsync(Patience));
+        Assert.Equal(TtrpcStatusCode.NotFound, e.Code);
+    }
+
     [Theory]
     [InlineData("../../etc", "letters and digits")]
     [InlineData("a/b", "letters and digits")]

@@ -86,4 +86,7 @@ internal sealed class ContainerRecord
     public ProcessRecord Init { get; }
 
     public Dictionary<string, ProcessRecord> Execs { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Completes when the Create that made this record has ended, created or failed.</summary>
+    public TaskCompletionSource CreateEnded { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 }

@@ -171,6 +171,7 @@ public sealed class TaskService
                 _events.Publish(ContainerdEvent.Of(created));
             }
             _ = MonitorExitAsync(init);
+            container.CreateEnded.TrySetResult();
             return new CreateTaskResponse { Pid = pid };
         }
         catch
@@ -181,6 +182,7 @@ public sealed class TaskService
             {
                 _containers.Remove(request.Id);
             }
+            container.CreateEnded.TrySetResult();
             throw;
         }
     }
@@ -478,11 +480,27 @@ public sealed class TaskService
     // ---------------------------------------------------------------------------------------------------------
     // Pids / Pause / Resume / ResizePty / CloseIO / Connect / Shutdown / unsupported
 
+    /// <summary>
+    /// The container's processes. During its Create, Pids waits for the create to end, as the runc shim's does (its
+    /// calls are serialized): containerd 2.x, restarted while a shim creates a container, loads the shim and calls Pids;
+    /// an empty or NotFound answer makes it "clean a leaked shim" with a Delete that a creating container refuses, and
+    /// then forget the shim with its VM running (issue 15's soak, containerd 2.1, restart 3.4 s into `ctr run`).
+    /// </summary>
     public async Task<PidsResponse> PidsAsync(PidsRequest request, CancellationToken cancellationToken)
     {
+        ContainerRecord? creating;
         lock (_gate)
         {
-            FindContainer(request.Id);
+            var container = FindContainer(request.Id);
+            creating = container.Init.Phase == ProcessPhase.Creating ? container : null;
+        }
+        if (creating is not null)
+        {
+            await creating.CreateEnded.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+            lock (_gate)
+            {
+                FindContainer(request.Id);
+            }
         }
         var pids = await CallBackendAsync($"list the processes of container {request.Id}",
             () => _backend.ListPidsAsync(request.Id, cancellationToken)).ConfigureAwait(false);
