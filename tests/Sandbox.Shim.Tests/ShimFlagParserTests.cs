@@ -4,6 +4,17 @@ namespace Sandbox.Shim.Tests;
 
 public class ShimFlagParserTests
 {
+    [Theory]
+    [InlineData("-id", "../../etc")]
+    [InlineData("-id", "a/b")]
+    [InlineData("-namespace", "..")]
+    [InlineData("-namespace", "k8s.io/x")]
+    public void An_id_or_namespace_that_could_name_a_path_is_refused(string flag, string value)
+    {
+        var e = Assert.Throws<ShimUsageException>(() => ShimFlagParser.Parse([flag, value, "delete"]));
+        Assert.Contains($"{flag} \"{value}\" is not valid", e.Message);
+    }
+
     [Fact]
     public void Parses_the_start_command_line_of_containerd_1_6()
     {
@@ -59,8 +70,8 @@ public class ShimFlagParserTests
     [Fact]
     public void A_value_may_start_with_a_dash()
     {
-        var flags = ShimFlagParser.Parse(new[] { "-id", "-weird", "delete" });
-        Assert.Equal("-weird", flags.Id);
+        var flags = ShimFlagParser.Parse(new[] { "-bundle", "-weird", "delete" });
+        Assert.Equal("-weird", flags.Bundle);
         Assert.Equal("delete", flags.Action);
     }
 

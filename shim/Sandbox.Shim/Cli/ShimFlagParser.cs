@@ -77,7 +77,13 @@ public static class ShimFlagParser
 
         string action = i < args.Count ? args[i] : "";
         if (action is not ("" or "start" or "delete"))
-            throw new ShimUsageException($"unknown action '{action}': expected start, delete or none (the daemon)\n{Usage}");
+            throw new ShimUsageException($"unknown action {Tasks.UntrustedText.Quote(action)}: expected start, delete or none (the daemon)\n{Usage}");
+        // both name directories (the socket, the sandbox's state, its cgroup): containerd's identifier rule, as containerd checks them
+        foreach (string name in new[] { "id", "namespace" })
+        {
+            if (values.TryGetValue(name, out string? value) && Tasks.ContainerdIdentifier.Problem(value) is { } problem)
+                throw new ShimUsageException($"-{name} {Tasks.UntrustedText.Quote(value)} is not valid: {problem}\n{Usage}");
+        }
 
         return new ShimFlags
         {
