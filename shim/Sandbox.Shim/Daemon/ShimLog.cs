@@ -53,5 +53,28 @@ public sealed class ShimLog
         }
     }
 
-    private static string Escape(string message) => message.Replace("\\", "\\\\").Replace("\"", "\\\"").Replace("\n", "\\n");
+    /// <summary>The message as one logfmt value: quotes, backslashes and every control character escaped, so that text
+    /// from a guest or a request (an agent's error message) cannot end the line or forge another.</summary>
+    internal static string Escape(string message)
+    {
+        var escaped = new System.Text.StringBuilder(message.Length + 8);
+        foreach (char c in message)
+        {
+            switch (c)
+            {
+                case '\\': escaped.Append("\\\\"); break;
+                case '"': escaped.Append("\\\""); break;
+                case '\n': escaped.Append("\\n"); break;
+                case '\r': escaped.Append("\\r"); break;
+                case '\t': escaped.Append("\\t"); break;
+                default:
+                    if (char.IsControl(c))
+                        escaped.Append($"\\u{(int)c:x4}");
+                    else
+                        escaped.Append(c);
+                    break;
+            }
+        }
+        return escaped.ToString();
+    }
 }
