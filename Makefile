@@ -18,7 +18,7 @@ CONTAINERD ?=
 WITH_CONTAINERD = $(if $(CONTAINERD),PATH=/var/cache/sandbox/containerd/$(CONTAINERD)/bin:$$PATH)
 SOURCES_OF = $(shell find $(1) \( -name '*.cs' -o -name '*.csproj' -o -name '*.proto' \) -not -path '*/obj/*' -not -path '*/bin/*')
 
-.PHONY: all setup agent shim ctl image build test conformance bench soak demo install clean
+.PHONY: all setup agent shim ctl image build test conformance bench soak load demo install clean
 
 all: image build shim ctl
 
@@ -74,6 +74,16 @@ bench: image build shim
 ## 1.6 and 2.x; prints "soak: cycles N leaks 0 lost_exits 0 hung 0". SOAK_CYCLES (default 100), SOAK_SEED (default: clock)
 soak: image build shim
 	SANDBOX_SHIM_BINARY=$(abspath $(SHIM)) $(DOTNET) run --project tests/Sandbox.Soak -c $(CONFIGURATION) --no-build -- $(or $(SOAK_CYCLES),100) $(SOAK_SEED)
+
+## load: 200 sequential container lives (ctr run -d, kill, rm) through runc, then ours, per containerd release of the matrix; the slope per
+## run of containerd's and the shim's memory, descriptors and threads as bench: lines. LOAD_RUNS (default 200). Then
+## 20 CRI pods at once (Category=Load of the CRI tests) on containerd $(CONTAINERD) (default 2), its bench: lines too.
+load: image build shim
+	SANDBOX_SHIM_BINARY=$(abspath $(SHIM)) $(DOTNET) run --project tests/Sandbox.Soak -c $(CONFIGURATION) --no-build -- load-seq $(or $(LOAD_RUNS),200)
+	set -o pipefail; SANDBOX_SHIM_BINARY=$(abspath $(SHIM)) PATH=/var/cache/sandbox/containerd/$(or $(CONTAINERD),2)/bin:$$PATH \
+	  $(DOTNET) test tests/Sandbox.Cri.Tests -c $(CONFIGURATION) --no-build -nologo --filter Category=Load --logger "console;verbosity=detailed" \
+	  | tee $(BUILD)/load-pods.log | sed -n 's/^ *\(bench: \)/\1/p; s/^ *\(Passed\|Failed\) /\1 /p' \
+	  || { echo "the 20-pod load test failed; its whole output: $(BUILD)/load-pods.log"; exit 1; }
 
 ## demo: a private containerd runs `uname -a` in a VM through the shim, next to the host's, then stops everything
 demo: image build shim

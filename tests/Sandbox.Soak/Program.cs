@@ -1,5 +1,6 @@
 using Sandbox.Shim.Tests;
 using Sandbox.Shim.Tests.Containerd;
+using Sandbox.Shim.Tests.Load;
 using Sandbox.Shim.Tests.Soak;
 
 // `make soak`: SoakRunner's cycles (a fault at a random moment of a container's life, then nothing left, no exit lost,
@@ -9,6 +10,8 @@ using Sandbox.Shim.Tests.Soak;
 // Usage: Sandbox.Soak [cycles] [seed] [first cycle]   (default: 100 cycles from 0, a seed from the clock, printed so
 // that a run replays; `Sandbox.Soak 1 42 13` replays cycle 13 of seed 42 alone; `Sandbox.Soak plan 30 42` lists the
 // fault and moment of each cycle without running any)
+if (args is ["load-seq", var runsText])
+    return await SequentialLoadAsync(int.Parse(runsText));
 if (args is ["plan", var planCycles, var planSeed])
 {
     for (int cycle = 0; cycle < int.Parse(planCycles); cycle++)
@@ -51,6 +54,42 @@ foreach (var release in ContainerdMatrix.Load())
 }
 lines.ForEach(Console.WriteLine);
 return clean ? 0 : 1;
+
+// `make load`: SequentialRunLoad (runc, then ours) on each release of the matrix; its bench: lines, and whether anything
+// was left.
+static async Task<int> SequentialLoadAsync(int runs)
+{
+    if (Environment.GetEnvironmentVariable("SANDBOX_CONTAINERD_MATRIX") is null)
+        Environment.SetEnvironmentVariable("SANDBOX_CONTAINERD_MATRIX", "1.6 2");
+    var lines = new List<string>();
+    bool clean = true;
+    foreach (var release in ContainerdMatrix.Load())
+    {
+        using var onPath = release.Use();
+        Console.WriteLine($"containerd {release.Label}: {release.PackageVersion}, {runs} sequential runs");
+        var fixture = new VmBackedContainerdFixture();
+        await fixture.InitializeAsync();
+        try
+        {
+            // runc first (the yardstick: what this containerd grows by with any runtime), then ours, on the same containerd
+            foreach (var runtime in new[] { VmBackedContainerdFixture.RuncRuntime, VmBackedContainerdFixture.Runtime })
+            {
+                var samples = await new SequentialRunLoad(fixture, Console.Out).RunAsync(runs, runtime, CancellationToken.None);
+                lines.AddRange(SequentialRunLoad.Figures(samples, runtime, release.Suffix));
+            }
+            var left = fixture.Containerd.LeftoverShimProcesses().Select(p => $"shim process {p}")
+                .Concat(fixture.Containerd.LeftoverMounts().Select(m => $"mount {m}")).ToList();
+            lines.Add($"load: containerd {release.Label}: {runs} runs, left behind: {(left.Count == 0 ? "nothing" : string.Join(", ", left))}");
+            clean &= left.Count == 0;
+        }
+        finally
+        {
+            await fixture.DisposeAsync();
+        }
+    }
+    lines.ForEach(Console.WriteLine);
+    return clean ? 0 : 1;
+}
 
 static double Median(IEnumerable<double> values)
 {

@@ -45,6 +45,9 @@ public sealed class PrivateContainerd : IAsyncDisposable
         _environment = environment;
     }
 
+    /// <summary>The containerd daemon's pid (for its memory, descriptor and thread figures).</summary>
+    public int Pid => _process?.Id ?? throw new InvalidOperationException("containerd is not running");
+
     /// <summary>The containerd release running (the one on PATH).</summary>
     public ContainerdRelease Release { get; }
 
@@ -199,6 +202,22 @@ public sealed class PrivateContainerd : IAsyncDisposable
         var result = await CtrAsync(new[] { "-n", containerdNamespace, "images", "import", tarPath });
         if (result.ExitCode != 0)
             throw new InvalidOperationException($"importing {tarPath} failed: {result}\n--- containerd log ---\n{Log}");
+    }
+
+    /// <summary>The status `ctr task ls` shows for <paramref name="id"/> (RUNNING, STOPPED...), or null when it lists no such task.</summary>
+    public async Task<string?> TaskStatusAsync(string id)
+    {
+        var list = await CtrAsync(["task", "ls"], TimeSpan.FromSeconds(60));
+        return list.Stdout.Split('\n').Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .FirstOrDefault(f => f.Length >= 3 && f[0] == id)?[2];
+    }
+
+    /// <summary>Polls until the task is STOPPED or gone, or <paramref name="timeout"/> has passed.</summary>
+    public async Task WaitUntilTaskStoppedOrGoneAsync(string id, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline && await TaskStatusAsync(id) is { } status && status != "STOPPED")
+            await Task.Delay(200);
     }
 
     /// <summary>Shim processes (any containerd-shim-*) whose working directory is inside this instance's state.</summary>

@@ -207,19 +207,9 @@ public sealed class SoakRunner
     }
 
     /// <summary>The task's status in `ctr task ls` (RUNNING, STOPPED, ...), null when it is not listed.</summary>
-    private async Task<string?> TaskStatusAsync(string id)
-    {
-        var list = await Containerd.CtrAsync(["task", "ls"], TimeSpan.FromSeconds(60));
-        return list.Stdout.Split('\n').Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
-            .FirstOrDefault(f => f.Length >= 3 && f[0] == id)?[2];
-    }
+    private Task<string?> TaskStatusAsync(string id) => Containerd.TaskStatusAsync(id);
 
-    private async Task WaitUntilStoppedOrGoneAsync(string id, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (DateTime.UtcNow < deadline && await TaskStatusAsync(id) is { } status && status != "STOPPED")
-            await Task.Delay(200);
-    }
+    private Task WaitUntilStoppedOrGoneAsync(string id, TimeSpan timeout) => Containerd.WaitUntilTaskStoppedOrGoneAsync(id, timeout);
 
     /// <summary>Waits for <paramref name="moment"/>, then <paramref name="fraction"/> of that phase's usual length, and
     /// strikes. The phase may end sooner: the fault then strikes at the start of whatever comes next.</summary>
