@@ -5,7 +5,8 @@
 # What depends on containerd runs once per release of the matrix (images/setup-host.sh extracts them into
 # /var/cache/sandbox/containerd/<label>/bin, listed in its manifest.txt): the tests of Category=EndToEnd in
 # Sandbox.Shim.Tests (ctr) and Sandbox.Cri.Tests (CRI), each with that release's containerd, ctr and runc shim first on
-# PATH; Category=SandboxApi (pods through containerd's Sandbox API) only on 2.x. Everything else runs once.
+# PATH; Category=SandboxApi (pods through containerd's Sandbox API) only on 2.x. Category=Load (20 pods at once,
+# minutes under TCG) runs on the last release of the matrix only. Everything else runs once.
 #
 # Environment:
 #   SANDBOX_CONTAINERD_MATRIX  the labels to run, e.g. "1.6 2" (default: every release in the manifest)
@@ -69,14 +70,22 @@ else
         echo "== containerd $label: $version ($("$bin/containerd" --version))"
         # containerd's Sandbox API (the CRI suite's sandbox-api handler) exists from 2.0 on
         case $label in
-            1.*) filter="Category=EndToEnd&Category!=SandboxApi" ;;
-            *) filter="Category=EndToEnd" ;;
+            1.*) filter="Category=EndToEnd&Category!=SandboxApi&Category!=Load" ;;
+            *) filter="Category=EndToEnd&Category!=Load" ;;
         esac
         for project in tests/*/*.csproj; do
             is_test_project "$project" && depends_on_containerd "$project" || continue
             PATH=$bin:$PATH run_project "$project" "containerd $label ($version)" --filter "$filter"
         done
+        last_label=$label last_bin=$bin last_version=$version
     done
+    # 3. The load tests, once, on the last release that was there
+    if [ -n "${last_label:-}" ]; then
+        for project in tests/*/*.csproj; do
+            is_test_project "$project" && depends_on_containerd "$project" || continue
+            PATH=$last_bin:$PATH run_project "$project" "load, containerd $last_label ($last_version)" --filter "Category=Load"
+        done
+    fi
 fi
 
 echo
