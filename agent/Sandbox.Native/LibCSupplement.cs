@@ -23,6 +23,17 @@ public static unsafe partial class LibCSupplement
     [LibraryImport("libc", EntryPoint = "waitid", SetLastError = true)]
     public static partial int waitid(int idType, uint id, siginfo_t* info, int options);
 
+    // flock(2): not in Tmds.LibC.
+    public const int LOCK_EX = 2;
+    public const int LOCK_NB = 4;
+
+    /// <summary>Not in Tmds.LibC. An advisory lock on an open file; closing the descriptor (or the process dying) releases it.</summary>
+    [LibraryImport("libc", EntryPoint = "flock", SetLastError = true)]
+    public static partial int flock(int fd, int operation);
+
+    /// <summary>fcntl(2)'s command that resizes a pipe's buffer: not in Tmds.LibC.</summary>
+    public const int F_SETPIPE_SZ = 1031;
+
     // prctl(2) and personality(2): not in Tmds.LibC.
     public const int PR_SET_CHILD_SUBREAPER = 36;
     public const int PR_SET_NO_NEW_PRIVS = 38;

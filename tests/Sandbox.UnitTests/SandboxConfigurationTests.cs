@@ -125,6 +125,18 @@ public sealed class SandboxConfigurationTests : IDisposable
         Assert.Equal(TimeSpan.FromSeconds(5), SandboxConfigurationParser.Parse("[runtime]\nidle_exit = 5\n", "/c.toml").Runtime.IdleExit);
     }
 
+    [Fact]
+    public void Boot_concurrency_is_the_host_cpu_count_by_default_and_0_means_no_limit()
+    {
+        var defaults = SandboxConfigurationParser.Parse("", "/c.toml");
+        Assert.Equal(System.Environment.ProcessorCount, defaults.Runtime.BootConcurrency);
+        Assert.Equal(System.Environment.ProcessorCount, defaults.ToVmOptions("p", null).BootSlots?.Count);
+        Assert.Null(SandboxConfigurationParser.Parse("[runtime]\nboot_concurrency = 0\n", "/c.toml").ToVmOptions("p", null).BootSlots);
+        Assert.Equal(3, SandboxConfigurationParser.Parse("[runtime]\nboot_concurrency = 3\n", "/c.toml").Runtime.BootConcurrency);
+        var refused = Assert.Throws<SandboxConfigurationException>(() => SandboxConfigurationParser.Parse("[runtime]\nboot_concurrency = -1\n", "/c.toml"));
+        Assert.Contains("runtime.boot_concurrency", refused.Message);
+    }
+
     [Theory]
     [InlineData("[hypervisor.qemu]\naccel = \"fast\"", "/etc/sandbox/c.toml:2", "hypervisor.qemu.accel", "\"auto\", \"kvm\" or \"tcg\"")]
     [InlineData("[hypervisor.qemu]\n\ndefault_vcpus = 0", "/etc/sandbox/c.toml:3", "hypervisor.qemu.default_vcpus", "from 1 to 255")]

@@ -51,6 +51,7 @@ public sealed record SandboxConfiguration
         VhostDeviceVsockPath = Qemu.VhostDeviceVsockPath,
         AgentReadyTimeout = Agent.ReadyTimeout,
         Debug = Runtime.Debug,
+        BootSlots = Runtime.BootConcurrency > 0 ? new BootSlots(BootSlots.DefaultDirectory, Runtime.BootConcurrency) : null,
     };
 }
 
@@ -102,4 +103,7 @@ public sealed record RuntimeSettings
     /// <summary>A shim daemon with no container and no sandbox for this long exits: containerd has lost it (it restarted
     /// while the shim was starting, or stopped between a delete and the shutdown). Zero = never.</summary>
     public TimeSpan IdleExit { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>How many sandbox VMs may boot at once on this host, across every shim (<see cref="BootSlots"/>); the
+    /// others wait their turn before QEMU starts. Default: the host's CPU count. Zero = no limit.</summary>
+    public int BootConcurrency { get; init; } = Environment.ProcessorCount;
 }

@@ -37,6 +37,7 @@ public static class SandboxConfigurationParser
         ["runtime.debug"] = "true or false",
         ["runtime.sandbox_cgroup"] = "true or false",
         ["runtime.idle_exit"] = "a number of seconds from 0 (never) to 3600",
+        ["runtime.boot_concurrency"] = "an integer from 0 (no limit) to 1024",
     };
 
     private static readonly string[] KnownTables = { "hypervisor", Qemu, "agent", "runtime" };
@@ -107,6 +108,7 @@ public static class SandboxConfigurationParser
                 Debug = reader.Boolean("runtime.debug") ?? defaults.Runtime.Debug,
                 SandboxCgroup = reader.Boolean("runtime.sandbox_cgroup") ?? defaults.Runtime.SandboxCgroup,
                 IdleExit = reader.Seconds("runtime.idle_exit", zeroAllowed: true) ?? defaults.Runtime.IdleExit,
+                BootConcurrency = reader.Integer("runtime.boot_concurrency", 0, 1024) ?? defaults.Runtime.BootConcurrency,
             },
         };
 

@@ -64,6 +64,7 @@ public static class SandboxConfigurationWriter
         Line(text, "debug", configuration.Runtime.Debug ? "true" : "false");
         Line(text, "sandbox_cgroup", configuration.Runtime.SandboxCgroup ? "true" : "false");
         Line(text, "idle_exit", Seconds(configuration.Runtime.IdleExit));
+        Line(text, "boot_concurrency", configuration.Runtime.BootConcurrency.ToString(CultureInfo.InvariantCulture));
         return text.ToString();
     }
 

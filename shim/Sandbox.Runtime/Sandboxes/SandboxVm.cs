@@ -35,6 +35,11 @@ public sealed record SandboxVmOptions
     /// <summary>Memory limit of <see cref="HostCgroupPath"/> in bytes (the VM's memory plus the VMM's overhead), or
     /// null for none.</summary>
     public long? HostCgroupMemoryLimit { get; init; }
+    /// <summary>The host-wide limit on VMs booting at once: a slot is held from QEMU's start until the agent answers.
+    /// null = no limit.</summary>
+    public BootSlots? BootSlots { get; init; }
+    /// <summary>Where BootAsync says what it waits for (the shim's log); null = nowhere.</summary>
+    public Action<string>? Log { get; init; }
 }
 
 /// <summary>
@@ -124,11 +129,13 @@ public sealed class SandboxVm : IAsyncDisposable
                 CgroupProcsFiles = hostCgroup?.ProcsFiles ?? [],
             };
             await hypervisor.PrepareAsync(config, cancellationToken);
-            await hypervisor.StartAsync(cancellationToken);
-            agent = new AgentConnection(DialerFor(hypervisor.AgentEndpoint), options.SandboxId);
-            WriteMetadata(state, options, hypervisor);
-
-            await AgentReadiness.WaitAsync(hypervisor, agent, options.SandboxId, options.AgentReadyTimeout, cancellationToken);
+            using (await TakeBootSlotAsync(options, cancellationToken))
+            {
+                await hypervisor.StartAsync(cancellationToken);
+                agent = new AgentConnection(DialerFor(hypervisor.AgentEndpoint), options.SandboxId);
+                WriteMetadata(state, options, hypervisor);
+                await AgentReadiness.WaitAsync(hypervisor, agent, options.SandboxId, options.AgentReadyTimeout, cancellationToken);
+            }
             // The guest has long copied both images into its memory; this runs beside the sandbox set-up below.
             bootImagesReleased = ReleaseBootImagesAsync(hypervisor);
             await agent.Client.CreateSandboxAsync(new CreateSandboxRequest
@@ -158,6 +165,24 @@ public sealed class SandboxVm : IAsyncDisposable
                 await RemoveHostCgroupAsync(hostCgroup);
             throw;
         }
+    }
+
+    /// <summary>A boot slot (<see cref="SandboxVmOptions.BootSlots"/>), or nothing to hold when there is no limit.</summary>
+    private static async Task<IDisposable?> TakeBootSlotAsync(SandboxVmOptions options, CancellationToken cancellationToken)
+    {
+        if (options.BootSlots is not { } slots)
+            return null;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        bool waited = false;
+        var slot = await slots.AcquireAsync(() =>
+        {
+            waited = true;
+            options.Log?.Invoke($"sandbox {options.SandboxId}: {slots.Count} VM(s) are booting on this host already (runtime.boot_concurrency = {slots.Count}); " +
+                                "waiting for one to finish before starting QEMU");
+        }, cancellationToken);
+        if (waited)
+            options.Log?.Invoke($"sandbox {options.SandboxId}: boot slot {slot.Number} free after {clock.Elapsed.TotalSeconds:0.0} s; starting QEMU");
+        return slot;
     }
 
     /// <summary>

@@ -491,6 +491,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
                 Network = netns.Length == 0 ? null : new PodNetwork(sandboxId, netns),
                 HostCgroupPath = cgroup.Path,
                 HostCgroupMemoryLimit = cgroup.MemoryLimit,
+                Log = _log,
             };
             _log($"sandbox {sandboxId}: {size.Vcpus} vCPU(s), {size.MemoryMiB} MiB: {size.Reason}; network: {(netns.Length > 0 ? netns : "none (loopback only)")}; " +
                  $"host cgroup: {cgroup.Reason}");
