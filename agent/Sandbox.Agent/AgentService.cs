@@ -11,7 +11,8 @@ namespace Sandbox.Agent;
 /// <summary>The RPCs of agent.proto. Nothing here runs before the agent listens.</summary>
 public sealed class AgentService : Protocol.Agent.AgentBase
 {
-    private const int OutputChunkSize = 32 * 1024;
+    /// <summary>At most this much output per gRPC message: as much as the output pipe holds (see ProcessStdio).</summary>
+    private const int OutputChunkSize = ProcessStdio.OutputPipeCapacity;
     private readonly ContainerRunner _containers;
     private readonly GuestNetwork _network;
     private readonly SandboxSetup _sandbox;

@@ -6,7 +6,8 @@ using Sandbox.Shim.Tests.Containerd;
 // The ctr and pod benches run once per containerd release of the test matrix (ContainerdMatrix), their figures named
 // with its suffix (ctr_run_over_floor_c16, pod_start_over_floor_c2, ...); each boots the floor in its own rounds too,
 // and its ratios are against that floor.
-// Usage: Sandbox.Bench [rounds] [vm|ctr|pod|stats ...]   (default: 5 rounds, every bench)
+// The stdout bench (1 GiB per round) runs at most 3 rounds.
+// Usage: Sandbox.Bench [rounds] [vm|ctr|pod|stats|stdout ...]   (default: 5 rounds, every bench)
 int rounds = args.Length > 0 && int.TryParse(args[0], out var r) ? r : 5;
 var only = args.Skip(1).ToHashSet();
 bool Selected(string name) => only.Count == 0 || only.Contains(name);
@@ -23,5 +24,7 @@ foreach (var release in ContainerdMatrix.Load())
         await new PodBench(rounds, release).RunAsync(report, CancellationToken.None);
     if (Selected("stats"))
         await new StatsBench(rounds, release).RunAsync(report, CancellationToken.None);
+    if (Selected("stdout"))
+        await new StdoutBench(Math.Min(rounds, 3), release).RunAsync(report, CancellationToken.None);
 }
 report.Print();

@@ -1,3 +1,4 @@
+using System.Buffers;
 using Sandbox.Agent.Native;
 using Sandbox.Native;
 using static Tmds.Linux.LibC;
@@ -52,22 +53,22 @@ public sealed class OutputStream : IDisposable
     {
         byte[]? pending = Interlocked.Exchange(ref _undelivered, null);
         if (pending != null) return pending;
-        var buffer = new byte[maxBytes];
         while (true)
         {
             int fd, n, errno;
+            byte[]? chunk;
             lock (_lock)
             {
                 if (_eof || _fd < 0) return null;
                 fd = _fd;
                 // The fd is non-blocking, so read() never waits; doing it under the lock means Dispose cannot close the
                 // fd in between and let its number be reused by another pipe, whose data this read would then take.
-                n = ReadOnce(fd, buffer, out errno);
+                n = ReadOnce(fd, maxBytes, out errno, out chunk);
             }
             if (n > 0)
             {
                 Interlocked.Add(ref _bytesRead, n);
-                return buffer.AsSpan(0, n).ToArray();
+                return chunk;
             }
             if (n == 0 || errno == EIO)
             {
@@ -88,13 +89,23 @@ public sealed class OutputStream : IDisposable
         }
     }
 
-    private static unsafe int ReadOnce(int fd, byte[] buffer, out int errno)
+    /// <summary>One read(2) of up to <paramref name="maxBytes"/> into a pooled buffer (held only for the call, so a
+    /// large chunk size costs no memory per stream); <paramref name="chunk"/> is a copy of what it returned.</summary>
+    private static unsafe int ReadOnce(int fd, int maxBytes, out int errno, out byte[]? chunk)
     {
-        fixed (byte* p = buffer)
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(maxBytes);
+        try
         {
-            long n = read(fd, p, buffer.Length);
+            long n;
+            fixed (byte* p = buffer)
+                n = read(fd, p, maxBytes);
             errno = n < 0 ? Errno.Last : 0;
+            chunk = n > 0 ? buffer.AsSpan(0, (int)n).ToArray() : null;
             return (int)n;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 

@@ -25,6 +25,9 @@ public sealed class AgentConnection : IDisposable
             PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
             KeepAlivePingDelay = TimeSpan.FromSeconds(30),
             KeepAlivePingTimeout = TimeSpan.FromSeconds(20),
+            // a stream's window of 64 KiB would stop the agent every 64 KiB of output until a WINDOW_UPDATE came back
+            // through the guest; 4 MiB keeps a fast writer's output flowing (the agent sends up to 1 MiB per message)
+            InitialHttp2StreamWindowSize = 4 * 1024 * 1024,
         };
         _channel = GrpcChannel.ForAddress("http://agent", new GrpcChannelOptions
         {
