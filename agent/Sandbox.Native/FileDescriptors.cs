@@ -21,12 +21,12 @@ public static unsafe class FileDescriptors
         return fd;
     }
 
-    /// <summary>Sets or clears O_NONBLOCK. Best effort: a failure leaves the descriptor as it was.</summary>
     /// <summary>Asks for a pipe buffer of <paramref name="bytes"/> (the kernel rounds up to pages, and caps it at
     /// /proc/sys/fs/pipe-max-size for an unprivileged caller). Returns the size granted, or -1 when it refused: the
     /// pipe then keeps its 64 KiB, which is slower, not wrong.</summary>
     public static int TrySetPipeCapacity(int fd, int bytes) => fcntl(fd, LibCSupplement.F_SETPIPE_SZ, bytes);
 
+    /// <summary>Sets or clears O_NONBLOCK. Best effort: a failure leaves the descriptor as it was.</summary>
     public static void SetNonBlocking(int fd, bool nonBlocking = true)
     {
         int flags = fcntl(fd, F_GETFL);

@@ -14,12 +14,7 @@ public sealed class CtrRunBench(int rounds, ContainerdMatrix release)
 
     public async Task RunAsync(BenchReport report, CancellationToken cancellationToken)
     {
-        var options = new PrivateContainerdOptions();
-        options.Shims["containerd-shim-sandbox-v2"] = ShimBinary.Locate();
-        await using var containerd = await PrivateContainerd.StartAsync(options);
-        var image = Path.Combine(containerd.Directory, "busybox.tar");
-        BusyboxOciImage.Build(image);
-        await containerd.ImportImageAsync(image);
+        await using var containerd = await BenchContainerd.StartAsync();
 
         var runc = new List<double>();
         var ours = new List<double>();
