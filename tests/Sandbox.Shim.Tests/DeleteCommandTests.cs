@@ -17,7 +17,7 @@ public sealed class DeleteCommandTests : IDisposable
     public void Dispose()
     {
         if (IsRootfsMounted())
-            Sandbox.Shim.Rootfs.LinuxRootfsMounter.UnmountAll(Path.Combine(_bundle, "rootfs"));
+            Sandbox.Runtime.Sandboxes.MountTable.DetachAll(Path.Combine(_bundle, "rootfs"));
         Directory.Delete(_bundle, recursive: true);
     }
 

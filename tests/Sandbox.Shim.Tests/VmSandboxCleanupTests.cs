@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Sandbox.Runtime.Configuration;
+using Sandbox.Runtime.Sandboxes;
 using Sandbox.Shim.Tests.Containerd;
 using Sandbox.Shim.Vm;
 
@@ -97,8 +98,8 @@ public sealed class VmSandboxCleanupTests : IAsyncLifetime
     public async Task A_daemon_that_still_runs_is_sent_SIGTERM_and_once_gone_its_sandbox_is_cleaned_up()
     {
         using var owner = Process.Start(new ProcessStartInfo("sleep", "60") { UseShellExecute = false })!;
-        await File.WriteAllTextAsync(Path.Combine(SandboxDir, ShimOwnerFile.FileName), $"{owner.Id} {StartTimeOf(owner.Id)}\n");
-        Assert.Equal(owner.Id, ShimOwnerFile.LiveOwner(SandboxDir));
+        await File.WriteAllTextAsync(Path.Combine(SandboxDir, SandboxOwnerFile.FileName), $"{owner.Id} {StartTimeOf(owner.Id)}\n");
+        Assert.Equal(owner.Id, SandboxOwnerFile.LiveOwner(SandboxDir));
 
         await CleanupAsync(Bundle("pod1", sandboxId: "pod1"), "pod1", ownerExitWait: TimeSpan.FromMilliseconds(500));
 
@@ -113,7 +114,7 @@ public sealed class VmSandboxCleanupTests : IAsyncLifetime
         using var owner = Process.Start(new ProcessStartInfo("sh", ["-c", "trap '' TERM; sleep 60 & wait; sleep 60"]) { UseShellExecute = false })!;
         try
         {
-            await File.WriteAllTextAsync(Path.Combine(SandboxDir, ShimOwnerFile.FileName), $"{owner.Id} {StartTimeOf(owner.Id)}\n");
+            await File.WriteAllTextAsync(Path.Combine(SandboxDir, SandboxOwnerFile.FileName), $"{owner.Id} {StartTimeOf(owner.Id)}\n");
             await CleanupAsync(Bundle("pod1", sandboxId: "pod1"), "pod1", ownerExitWait: TimeSpan.FromMilliseconds(300));
 
             Assert.True(Directory.Exists(SandboxDir));
@@ -124,7 +125,7 @@ public sealed class VmSandboxCleanupTests : IAsyncLifetime
             owner.Kill(entireProcessTree: true);
             await owner.WaitForExitAsync();
         }
-        Assert.Null(ShimOwnerFile.LiveOwner(SandboxDir)); // gone: the next delete cleans up
+        Assert.Null(SandboxOwnerFile.LiveOwner(SandboxDir)); // gone: the next delete cleans up
         await CleanupAsync(Bundle("pod1", sandboxId: "pod1"), "pod1");
         Assert.False(Directory.Exists(SandboxDir));
     }
@@ -132,10 +133,10 @@ public sealed class VmSandboxCleanupTests : IAsyncLifetime
     [Fact]
     public async Task An_owner_file_naming_a_recycled_pid_is_not_a_live_owner()
     {
-        await File.WriteAllTextAsync(Path.Combine(SandboxDir, ShimOwnerFile.FileName), $"1 999999999\n");
-        Assert.Null(ShimOwnerFile.LiveOwner(SandboxDir));
-        File.Delete(Path.Combine(SandboxDir, ShimOwnerFile.FileName));
-        Assert.Null(ShimOwnerFile.LiveOwner(SandboxDir));
+        await File.WriteAllTextAsync(Path.Combine(SandboxDir, SandboxOwnerFile.FileName), $"1 999999999\n");
+        Assert.Null(SandboxOwnerFile.LiveOwner(SandboxDir));
+        File.Delete(Path.Combine(SandboxDir, SandboxOwnerFile.FileName));
+        Assert.Null(SandboxOwnerFile.LiveOwner(SandboxDir));
     }
 
     private Task CleanupAsync(string bundle, string containerId, TimeSpan? ownerExitWait = null) =>

@@ -1,8 +1,26 @@
+using Sandbox.Native;
+using static Tmds.Linux.LibC;
+
 namespace Sandbox.Runtime.Sandboxes;
 
-/// <summary>Reads /proc/self/mountinfo.</summary>
+/// <summary>Reads /proc/self/mountinfo, and detaches mounts.</summary>
 public static class MountTable
 {
+    /// <summary>Detaches (MNT_DETACH) every mount stacked at <paramref name="target"/>. Not mounted or missing: nothing
+    /// to do.</summary>
+    public static void DetachAll(string target)
+    {
+        for (int i = 0; i < 64; i++)
+        {
+            if (LibCStrings.umount2(target, MNT_DETACH) == 0)
+                continue;
+            int errno = Errno.Last;
+            if (errno == EINVAL || errno == ENOENT)
+                return;
+            throw new IOException($"cannot unmount {target}: {Errno.Describe(errno)}");
+        }
+    }
+
     /// <summary>Mount points at or below <paramref name="directory"/>.</summary>
     public static IReadOnlyList<string> MountPointsBelow(string directory)
     {

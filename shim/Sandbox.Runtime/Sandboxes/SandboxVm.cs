@@ -100,6 +100,9 @@ public sealed class SandboxVm : IAsyncDisposable
         Task<string> bootImagesReleased = Task.FromResult("not started");
         try
         {
+            // Before anything that can outlive this process (cgroup, QEMU): from here on `sandboxctl gc` and the shim's
+            // `delete` can tell a sandbox whose owner died from a live one.
+            SandboxOwnerFile.WriteSelf(state.Path);
             if (options.HostCgroupPath is { } cgroupPath)
             {
                 WriteMetadata(state, options, hypervisor: null); // names the cgroup before it exists

@@ -2,6 +2,7 @@ using System.Globalization;
 using Containerd.Task.V2;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
+using Sandbox.Runtime.Sandboxes;
 using Sandbox.Shim.Backend;
 using Sandbox.Shim.Cli;
 using Sandbox.Shim.Daemon;
@@ -46,7 +47,7 @@ public static class DeleteCommand
             {
                 log.Warn($"delete {flags.Id}: cleaning up the container's leftovers failed: {e.Message}");
             }
-            LinuxRootfsMounter.UnmountAll(Path.Combine(bundle, "rootfs"));
+            MountTable.DetachAll(Path.Combine(bundle, "rootfs"));
         }
 
         var response = new DeleteResponse

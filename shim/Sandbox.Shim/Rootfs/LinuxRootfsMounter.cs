@@ -1,5 +1,6 @@
 using Containerd.Types;
 using Sandbox.Native;
+using Sandbox.Runtime.Sandboxes;
 using static Tmds.Linux.LibC;
 
 namespace Sandbox.Shim.Rootfs;
@@ -46,21 +47,7 @@ public sealed class LinuxRootfsMounter : IRootfsMounter
         }
     }
 
-    public void Unmount(string target) => UnmountAll(target);
-
-    /// <summary>Detaches every mount stacked at <paramref name="target"/>. Not mounted or missing: nothing to do.</summary>
-    public static void UnmountAll(string target)
-    {
-        for (int i = 0; i < 64; i++)
-        {
-            if (LibCStrings.umount2(target, MNT_DETACH) == 0)
-                continue;
-            int errno = Errno.Last;
-            if (errno == EINVAL || errno == ENOENT)
-                return;
-            throw new IOException($"cannot unmount {target}: {Errno.Describe(errno)}");
-        }
-    }
+    public void Unmount(string target) => MountTable.DetachAll(target);
 
     /// <summary>Splits mount options into mount(2) flags and the data string.</summary>
     public static (ulong Flags, string Data) ParseOptions(IEnumerable<string> options)

@@ -128,7 +128,7 @@ internal static class ContainerMountShare
         if (!Directory.Exists(mountsDirectory))
             return;
         foreach (var mountPoint in MountTable.MountPointsBelow(mountsDirectory).OrderByDescending(m => m.Length))
-            LinuxRootfsMounter.UnmountAll(mountPoint);
+            MountTable.DetachAll(mountPoint);
     }
 
     /// <summary>What <see cref="Share"/> does with one entry of spec.mounts.</summary>
@@ -213,7 +213,7 @@ internal static class ContainerMountShare
         if (readOnly && LibCStrings.mount("", target, null, MS_REMOUNT | MS_BIND | MS_RDONLY | KeptFlagsOf(target), null) != 0)
         {
             int errno = Errno.Last;
-            LinuxRootfsMounter.UnmountAll(target);
+            MountTable.DetachAll(target);
             throw new SandboxBackendException(TtrpcStatusCode.Unknown,
                 $"{what}: cannot make its bind of {source} at {target} read-only: {Errno.Describe(errno)}");
         }

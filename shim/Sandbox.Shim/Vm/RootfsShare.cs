@@ -43,7 +43,7 @@ internal static class RootfsShare
     public static void Remove(string containerDirectory)
     {
         ContainerMountShare.Unshare(containerDirectory);
-        LinuxRootfsMounter.UnmountAll(RootfsPath(containerDirectory));
+        MountTable.DetachAll(RootfsPath(containerDirectory));
         if (!Directory.Exists(containerDirectory))
             return;
         var stillMounted = MountTable.MountPointsBelow(containerDirectory);

@@ -21,7 +21,7 @@ namespace Sandbox.Shim.Vm;
 /// container) run in one QEMU VM, driven through its in-guest agent (agent.proto), as Kata does.
 /// - The VM boots at the first CreateContainer (for CRI, the pause container); its sandbox id is the group id
 ///   (annotation io.kubernetes.cri.sandbox-id, else the container id). A copy of the configuration in effect and the
-///   owning daemon (<see cref="ShimOwnerFile"/>) go into its state directory.
+///   owning daemon (<see cref="SandboxOwnerFile"/>, written by SandboxVm) go into its state directory.
 /// - The VM's size comes from the pod's resources (<see cref="PodVmSize"/>), its network from the first container's
 ///   network namespace (CRI's pod namespace: <see cref="PodNetwork"/>; QEMU runs in it, the guest gets its addresses).
 /// - A container's rootfs is bind-mounted into the VM's shared directory (<see cref="RootfsShare"/>), so are its bind
@@ -360,7 +360,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
             _vm = null; // a second shutdown (StopSandbox, then the daemon's exit) finds nothing left to stop
             await vm.DisposeAsync().ConfigureAwait(false); // DestroySandbox, QEMU and its helpers stopped, state directory removed
             if (Directory.Exists(vm.State.Path))
-                await VmSandboxCleanup.RemoveStateDirectoryAsync(vm.State, _log, cancellationToken).ConfigureAwait(false);
+                await SandboxStateRemoval.RemoveAsync(vm.State, _log, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -526,7 +526,6 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
 
         try
         {
-            ShimOwnerFile.WriteSelf(vm.State.Path);
             File.WriteAllText(Path.Combine(vm.State.Path, SandboxConfigurationWriter.FileName), SandboxConfigurationWriter.ToToml(_configuration,
                 $"configuration in effect for sandbox {sandboxId} (containerd-shim-sandbox-v2 pid {Environment.ProcessId})"));
         }

@@ -16,7 +16,7 @@ namespace Sandbox.Shim.Vm;
 ///    the configured state root; without that directory there is nothing to do;
 /// 2. the container's rootfs bind in the sandbox share is detached and its directory removed;
 /// 3. when the container is the sandbox itself, or no other container is left in the share, the sandbox goes too:
-///    if its owning daemon still runs (<see cref="ShimOwnerFile"/>), it may be stopping the VM itself, so wait a little
+///    if its owning daemon still runs (<see cref="SandboxOwnerFile"/>), it may be stopping the VM itself, so wait a little
 ///    for it, then send it SIGTERM (containerd no longer talks to it) and wait again; once it is gone, kill what is
 ///    left of the VM (QEMU, vhost-device-vsock), detach every mount below the state
 ///    directory and remove it.
@@ -59,7 +59,7 @@ internal static class VmSandboxCleanup
         if (containerId != sandboxId && othersLeft)
             return; // the sandbox still holds other containers: it goes with the last of them
 
-        if (ShimOwnerFile.LiveOwner(state.Path) is { } owner)
+        if (SandboxOwnerFile.LiveOwner(state.Path) is { } owner)
         {
             var wait = ownerExitWait ?? DefaultOwnerExitWait;
             if (!await OwnerExitsWithinAsync(state, wait, cancellationToken).ConfigureAwait(false))
@@ -81,32 +81,15 @@ internal static class VmSandboxCleanup
             return; // the daemon removed it on its way out
 
         log($"sandbox {sandboxId}: its shim daemon is gone; cleaning up {state.Path}");
-        await RemoveStateDirectoryAsync(state, log, cancellationToken).ConfigureAwait(false);
-    }
-
-    /// <summary>Kills the VM's leftover processes, detaches every mount below the state directory and removes it.</summary>
-    public static async Task RemoveStateDirectoryAsync(SandboxStateDirectory state, Action<string> log, CancellationToken cancellationToken)
-    {
-        var metadata = SandboxMetadata.TryRead(state.MetadataFile);
-        foreach (var process in await LeftoverVmProcesses.KillAsync(state.Path, cancellationToken).ConfigureAwait(false))
-            log($"sandbox {state.SandboxId}: killed leftover process {process.Pid}: {process.CommandLine}");
-        if (metadata?.HostCgroup is { } cgroupPath)
-        {
-            var cgroup = PodHostCgroup.Existing(state.SandboxId, cgroupPath, HostCgroupMounts.Read());
-            foreach (string left in await cgroup.RemoveAsync(TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false))
-                log($"sandbox {state.SandboxId}: its host cgroup could not be removed: {left}");
-        }
-        foreach (var mountPoint in MountTable.MountPointsBelow(state.Path).OrderByDescending(m => m.Length))
-            LinuxRootfsMounter.UnmountAll(mountPoint);
-        state.Delete();
+        await SandboxStateRemoval.RemoveAsync(state, log, cancellationToken).ConfigureAwait(false);
     }
 
     private static async Task<bool> OwnerExitsWithinAsync(SandboxStateDirectory state, TimeSpan wait, CancellationToken cancellationToken)
     {
         var deadline = DateTime.UtcNow + wait;
-        while (ShimOwnerFile.LiveOwner(state.Path) is not null && DateTime.UtcNow < deadline)
+        while (SandboxOwnerFile.LiveOwner(state.Path) is not null && DateTime.UtcNow < deadline)
             await Task.Delay(50, cancellationToken).ConfigureAwait(false);
-        return ShimOwnerFile.LiveOwner(state.Path) is null;
+        return SandboxOwnerFile.LiveOwner(state.Path) is null;
     }
 
     private static string SandboxIdOf(string bundle, string containerId)
