@@ -5,8 +5,10 @@ using Sandbox.Runtime.Sandboxes;
 
 namespace Sandbox.Ctl;
 
-/// <summary>One row of `sandboxctl list`: a state directory and what its sandbox.json says.</summary>
-public sealed record SandboxListing(string SandboxId, string StateDirectory, int? VmmPid, bool VmmRunning,
+/// <summary>One row of `sandboxctl list`: a state directory, whether its owner lives, and what its sandbox.json says.
+/// <see cref="State"/> is "live", "starting" or "dead" (<see cref="SandboxOwnership"/>): `gc` removes exactly the dead
+/// ones.</summary>
+public sealed record SandboxListing(string SandboxId, string StateDirectory, string State, int? ShimPid, int? VmmPid, bool VmmRunning,
     string? Acceleration, string? VsockMode, string? ConsoleLog, DateTimeOffset? CreatedAt, string? Problem);
 
 /// <summary>`sandboxctl list`: every sandbox on this host, from the state directories alone (no daemon is asked).</summary>
@@ -15,10 +17,7 @@ public static class ListCommand
     public static Command Create()
     {
         var json = new Option<bool>("--json") { Description = "Print the list as JSON for tools" };
-        var root = new Option<string?>("--state-root")
-        {
-            Description = $"Parent of the state directories (default: $SANDBOX_STATE_ROOT, else {SandboxStateDirectory.DefaultRoot})",
-        };
+        var root = StateRootOption.Create();
         var command = new Command("list", "List the sandboxes on this host from their state directories") { json, root };
         command.SetAction(parse =>
         {
@@ -32,20 +31,33 @@ public static class ListCommand
         return command;
     }
 
-    public static IReadOnlyList<SandboxListing> Read(string stateRoot) =>
-        SandboxStateDirectory.List(stateRoot).Select(Describe).ToList();
-
-    private static SandboxListing Describe(SandboxStateDirectory state)
+    public static IReadOnlyList<SandboxListing> Read(string stateRoot)
     {
+        var now = DateTime.UtcNow;
+        return SandboxStateDirectory.List(stateRoot).Select(state => Describe(state, now)).ToList();
+    }
+
+    private static SandboxListing Describe(SandboxStateDirectory state, DateTime now)
+    {
+        var liveness = SandboxOwnership.Of(state, now);
+        var owner = SandboxOwnerFile.Recorded(state.Path);
         var metadata = SandboxMetadata.TryRead(state.MetadataFile);
-        if (metadata is null)
-            return new SandboxListing(state.SandboxId, state.Path, null, false, null, null, null, null,
-                $"no readable {state.MetadataFile}: the sandbox never finished booting, or its owner died early");
-        bool running = metadata.VmmPid is { } pid && File.Exists($"/proc/{pid}/cmdline") &&
+        bool running = metadata?.VmmPid is { } pid && File.Exists($"/proc/{pid}/cmdline") &&
                        File.ReadAllText($"/proc/{pid}/cmdline").Contains(state.Path, StringComparison.Ordinal);
-        return new SandboxListing(metadata.SandboxId, state.Path, metadata.VmmPid, running, metadata.Acceleration,
-            metadata.VsockMode, metadata.ConsoleLog, metadata.CreatedAt,
-            running ? null : "the VMM is not running: a leftover state directory (containerd's `delete` normally removes it)");
+        string? problem = liveness switch
+        {
+            SandboxLiveness.Dead when owner is not null =>
+                $"its shim (pid {owner.Pid}) is gone: these are leftovers; `sandboxctl gc` removes them",
+            SandboxLiveness.Dead =>
+                $"no shim ever recorded itself in {SandboxOwnerFile.FileName} and the directory is older than " +
+                $"{SandboxOwnership.StartGrace.TotalSeconds:0} s: leftovers; `sandboxctl gc` removes them",
+            SandboxLiveness.Live when metadata is not null && !running =>
+                "its shim runs but its VMM does not: the VM died; the shim reports the exit and stops it",
+            _ => null,
+        };
+        return new SandboxListing(metadata?.SandboxId ?? state.SandboxId, state.Path, SandboxOwnership.Describe(liveness),
+            owner?.Pid, metadata?.VmmPid, running, metadata?.Acceleration, metadata?.VsockMode, metadata?.ConsoleLog,
+            metadata?.CreatedAt, problem);
     }
 
     private static void PrintText(IReadOnlyList<SandboxListing> listings)
@@ -55,12 +67,12 @@ public static class ListCommand
             Console.WriteLine("no sandboxes");
             return;
         }
-        Console.WriteLine($"{"SANDBOX",-24} {"VMM PID",8} {"STATE",-8} {"ACCEL",-5} {"VSOCK",-7} CONSOLE");
+        Console.WriteLine($"{"SANDBOX",-24} {"STATE",-8} {"SHIM PID",8} {"VMM PID",8} {"VMM",-7} {"ACCEL",-5} {"VSOCK",-7} CONSOLE");
         foreach (var l in listings)
         {
             var id = l.SandboxId.Length > 24 ? l.SandboxId[..21] + "..." : l.SandboxId;
-            Console.WriteLine($"{id,-24} {l.VmmPid?.ToString() ?? "-",8} {(l.VmmRunning ? "running" : "stale"),-8} " +
-                              $"{l.Acceleration ?? "-",-5} {l.VsockMode ?? "-",-7} {l.ConsoleLog ?? "-"}");
+            Console.WriteLine($"{id,-24} {l.State,-8} {l.ShimPid?.ToString() ?? "-",8} {l.VmmPid?.ToString() ?? "-",8} " +
+                              $"{(l.VmmRunning ? "running" : "-"),-7} {l.Acceleration ?? "-",-5} {l.VsockMode ?? "-",-7} {l.ConsoleLog ?? "-"}");
             if (l.Problem is not null)
                 Console.WriteLine($"{"",-24} {l.Problem}");
         }

@@ -4,4 +4,5 @@ using Sandbox.Ctl;
 var root = new RootCommand("sandboxctl: inspect and troubleshoot Sandbox VMs on this host");
 root.Subcommands.Add(CheckCommand.Create());
 root.Subcommands.Add(ListCommand.Create());
+root.Subcommands.Add(GcCommand.Create());
 return await root.Parse(args).InvokeAsync();
