@@ -48,6 +48,7 @@ foreach (var release in ContainerdMatrix.Load())
     lines.Add($"bench: soak_lost_exits{release.Suffix} {summary.LostExits} count");
     lines.Add($"bench: soak_hung{release.Suffix} {summary.Hung} count");
     lines.Add($"bench: soak_failed{release.Suffix} {summary.Failed} count");
+    lines.Add($"bench: soak_sandboxctl_disagreements{release.Suffix} {summary.SandboxctlDisagreements} count");
     lines.Add($"bench: soak_cycle_median{release.Suffix} {Median(results.Select(r => r.Duration.TotalSeconds)):0.0} s");
     foreach (var fault in Enum.GetValues<SoakFault>())
         lines.Add($"  {fault,-18} {results.Count(r => r.Fault == fault && r.Injected),4} cycles");

@@ -1,7 +1,9 @@
 using System.Diagnostics;
+using Sandbox.Ctl;
 using Sandbox.Hypervisors.Processes;
 using Sandbox.Hypervisors.Qemu;
 using Sandbox.Runtime.Cgroups;
+using Sandbox.Runtime.Sandboxes;
 using Sandbox.Shim.Tests.Containerd;
 
 namespace Sandbox.Shim.Tests.Soak;
@@ -13,25 +15,28 @@ public sealed record SoakPlan(string ContainerId, int Cycle, (SoakFault Fault, S
 /// <summary>What one soak cycle did and found.</summary>
 public sealed record SoakCycleResult(int Cycle, SoakFault Fault, SoakMoment Moment, TimeSpan FaultAfter, bool Injected,
     IReadOnlyList<string> Leaks, IReadOnlyList<string> LostExits, IReadOnlyList<string> Hangs, IReadOnlyList<string> Failures,
-    TimeSpan Duration)
+    IReadOnlyList<string> SandboxctlDisagreements, TimeSpan Duration)
 {
-    public bool Clean => Leaks.Count == 0 && LostExits.Count == 0 && Hangs.Count == 0 && Failures.Count == 0;
+    public bool Clean => Leaks.Count == 0 && LostExits.Count == 0 && Hangs.Count == 0 && Failures.Count == 0 &&
+                         SandboxctlDisagreements.Count == 0;
 
     public override string ToString() =>
         $"cycle {Cycle}: {Fault} during {Moment} at +{FaultAfter.TotalSeconds:0.00} s{(Injected ? "" : " (not injected: no target)")}, " +
         $"{Duration.TotalSeconds:0.0} s: " +
         (Clean ? "clean" : string.Join("; ", Leaks.Select(l => "leak: " + l).Concat(LostExits.Select(l => "lost exit: " + l))
-            .Concat(Hangs.Select(h => "hung: " + h)).Concat(Failures.Select(f => "failed: " + f))));
+            .Concat(Hangs.Select(h => "hung: " + h)).Concat(Failures.Select(f => "failed: " + f))
+            .Concat(SandboxctlDisagreements.Select(d => "sandboxctl: " + d))));
 }
 
 /// <summary>The figures a soak prints: `soak: cycles N leaks 0 lost_exits 0 hung 0`.</summary>
-public sealed record SoakSummary(int Cycles, int Leaks, int LostExits, int Hung, int Failed, int NotInjected)
+public sealed record SoakSummary(int Cycles, int Leaks, int LostExits, int Hung, int Failed, int SandboxctlDisagreements, int NotInjected)
 {
     public static SoakSummary Of(IReadOnlyCollection<SoakCycleResult> results) => new(results.Count,
         results.Sum(r => r.Leaks.Count), results.Sum(r => r.LostExits.Count), results.Sum(r => r.Hangs.Count),
-        results.Sum(r => r.Failures.Count), results.Count(r => !r.Injected));
+        results.Sum(r => r.Failures.Count), results.Sum(r => r.SandboxctlDisagreements.Count), results.Count(r => !r.Injected));
 
-    public override string ToString() => $"soak: cycles {Cycles} leaks {Leaks} lost_exits {LostExits} hung {Hung} failed {Failed}";
+    public override string ToString() =>
+        $"soak: cycles {Cycles} leaks {Leaks} lost_exits {LostExits} hung {Hung} failed {Failed} sandboxctl_disagreements {SandboxctlDisagreements}";
 }
 
 /// <summary>
@@ -39,7 +44,8 @@ public sealed record SoakSummary(int Cycles, int Leaks, int LostExits, int Hung,
 /// on a private containerd, each with one fault at a random moment (<see cref="SoakFault"/>, <see cref="SoakMoment"/>).
 /// Whatever the fault broke, the cycle then removes the task and the container the way an operator would (kill, `task
 /// rm -f`, `container rm`) and checks: nothing left (process, mount, socket, state, cgroup, containerd task
-/// directory), an exit event for every task that started, containerd answering. Every ctr call is bounded; one that
+/// directory), an exit event for every task that started, containerd answering, and `sandboxctl list` and `gc` agreeing
+/// on what is left (<see cref="SandboxctlDisagreementsAsync"/>). Every ctr call is bounded; one that
 /// does not finish in time is a hang. Cycle N of seed S always picks the same fault, moment and delay.
 /// </summary>
 public sealed class SoakRunner
@@ -105,6 +111,12 @@ public sealed class SoakRunner
     private async Task ClearAsync(string id)
     {
         KillAll(Containerd.LeftoverShimProcesses());
+        // With its shims dead, the sandbox's leftovers are gc's to remove; what gc misses, the lines below remove by force.
+        var gc = await GcCommand.RunAsync(_fixture.StateRoot, dryRun: false, CancellationToken.None);
+        foreach (var sandbox in gc.Sandboxes)
+            _log.WriteLine($"  sandboxctl gc: sandbox {sandbox.SandboxId}: {(sandbox.Removed ? "removed" : "FAILED: " + sandbox.Error)}");
+        foreach (var orphan in gc.Orphans)
+            _log.WriteLine($"  sandboxctl gc: orphan process {orphan.Pid}: {(orphan.Killed ? "killed" : "FAILED: " + orphan.Error)}");
         using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
             await LeftoverVmProcesses.KillAsync(_fixture.StateRoot, timeout.Token);
         await Containerd.CtrAsync(["task", "rm", "-f", id], TimeSpan.FromSeconds(60));
@@ -144,10 +156,11 @@ public sealed class SoakRunner
         var (injected, faultAfter) = await injection;
         await RemoveAsync(id, hangs);
         var leaks = await LeaksAfterSettlingAsync(id);
+        var disagreements = await SandboxctlDisagreementsAsync();
         var lostExits = LostExits(id, events.For(id), phases.EndedBeforeContainerdServedAgain);
         if ((await Containerd.CtrAsync(["version"], TimeSpan.FromSeconds(30))).ExitCode != 0)
             hangs.Add("containerd does not answer `ctr version`");
-        return new SoakCycleResult(cycle, fault, moment, faultAfter, injected, leaks, lostExits, hangs, failures, clock.Elapsed);
+        return new SoakCycleResult(cycle, fault, moment, faultAfter, injected, leaks, lostExits, hangs, failures, disagreements, clock.Elapsed);
     }
 
     /// <summary>The container's life, one phase after another; each phase's start is signalled to the fault. A call
@@ -344,6 +357,31 @@ public sealed class SoakRunner
         foreach (var exit in exits.Where(e => e.ExitStatus is not (137 or 255)))
             lost.Add($"task {id} exited with status {exit.ExitStatus}, not 137 (SIGKILL) nor 255 (its shim died)");
         return lost;
+    }
+
+    /// <summary>
+    /// Whether `sandboxctl list` and `gc --dry-run` agree on what the cycle left: the sandboxes list calls dead are
+    /// exactly those gc would remove, and every VM process left belongs to a sandbox list calls live or starting, or is
+    /// one gc would kill. After a clean cycle both see nothing.
+    /// </summary>
+    private async Task<List<string>> SandboxctlDisagreementsAsync()
+    {
+        var problems = new List<string>();
+        var listed = ListCommand.Read(_fixture.StateRoot);
+        var plan = await GcCommand.RunAsync(_fixture.StateRoot, dryRun: true, CancellationToken.None);
+        var listedDead = listed.Where(l => l.State == "dead").Select(l => l.StateDirectory).Order().ToList();
+        var gcWouldRemove = plan.Sandboxes.Select(s => s.StateDirectory).Order().ToList();
+        if (!listedDead.SequenceEqual(gcWouldRemove))
+            problems.Add($"list calls [{string.Join(", ", listedDead)}] dead, gc would remove [{string.Join(", ", gcWouldRemove)}]");
+        foreach (var process in LeftoverVmProcesses.Find(_fixture.StateRoot))
+        {
+            string? directory = LeftoverScan.StateDirectoryNamedBy(process.CommandLine, _fixture.StateRoot);
+            bool ofLiveSandbox = listed.Any(l => l.StateDirectory == directory && l.State != "dead");
+            bool gcFindsIt = plan.Sandboxes.Any(s => s.Processes.Any(p => p.Pid == process.Pid)) || plan.Orphans.Any(o => o.Pid == process.Pid);
+            if (!ofLiveSandbox && !gcFindsIt)
+                problems.Add($"VM process {process.Pid} belongs to no live sandbox and gc would not remove it: {process.CommandLine}");
+        }
+        return problems;
     }
 
     /// <summary>What is left of the cycle once things had up to 15 s to go away.</summary>
