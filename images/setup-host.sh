@@ -41,9 +41,10 @@ make_download_dir() {
 # --- 1. Host packages -------------------------------------------------------------------------------------------
 packages=(qemu-system-x86 busybox-static crun containerd runc gcc zlib1g-dev cpio kmod xz-utils
           containernetworking-plugins iproute2 util-linux python3 binutils debian-archive-keyring
-          iptables docker-registry skopeo)
+          iptables docker-registry skopeo python3-prometheus-client)
 # iptables: port-forward into a pod's VM (a REDIRECT in the pod's network namespace); docker-registry and skopeo:
-# `make conformance`'s private registry for critest's images
+# `make conformance`'s private registry for critest's images; python3-prometheus-client: its text-format parser checks
+# `sandboxctl metrics` in the tests
 missing=()
 for p in "${packages[@]}"; do
     is_installed "$p" || missing+=("$p")

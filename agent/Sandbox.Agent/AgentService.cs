@@ -79,11 +79,18 @@ public sealed class AgentService : Protocol.Agent.AgentBase
             UptimeSeconds = GuestFacts.UptimeSeconds(),
             AgentReadyUptimeSeconds = _readyUptime,
             AgentVersion = AgentVersion.Text,
+            MemTotalBytes = GuestFacts.MemInfoBytes("MemTotal"),
+            MemAvailableBytes = GuestFacts.MemInfoBytes("MemAvailable"),
         });
+
+    public override Task DebugConsole(IAsyncStreamReader<DebugConsoleInput> requestStream, IServerStreamWriter<DebugConsoleOutput> responseStream,
+        ServerCallContext context) =>
+        new DebugConsoleSession(_sandbox).RunAsync(requestStream, responseStream, context.CancellationToken);
 
     public override async Task<CreateSandboxResponse> CreateSandbox(CreateSandboxRequest request, ServerCallContext context)
     {
-        await TimedAsync("CreateSandbox", () => _sandbox.CreateAsync(request.SandboxId, request.Hostname, request.ShareMountTag, request.SharedMountPoint, context.CancellationToken));
+        await TimedAsync("CreateSandbox", () => _sandbox.CreateAsync(request.SandboxId, request.Hostname, request.ShareMountTag, request.SharedMountPoint,
+            request.DebugConsole, context.CancellationToken));
         return new CreateSandboxResponse();
     }
 

@@ -2,7 +2,7 @@ using System.Globalization;
 
 namespace Sandbox.Agent;
 
-/// <summary>Facts read from /proc: uptime, boot id, kernel release, the agent's RSS.</summary>
+/// <summary>Facts read from /proc: uptime, boot id, kernel release, the agent's RSS, the guest's memory.</summary>
 public static class GuestFacts
 {
     public static double UptimeSeconds()
@@ -23,6 +23,20 @@ public static class GuestFacts
             if (!line.StartsWith("VmRSS:", StringComparison.Ordinal)) continue;
             string[] parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
             return ulong.Parse(parts[1], CultureInfo.InvariantCulture) * 1024;
+        }
+        return 0;
+    }
+
+    /// <summary>A field of /proc/meminfo in bytes ("MemTotal", "MemAvailable", ...), 0 when absent.</summary>
+    public static ulong MemInfoBytes(string field) => MemInfoBytes(File.ReadLines("/proc/meminfo"), field);
+
+    public static ulong MemInfoBytes(IEnumerable<string> meminfoLines, string field)
+    {
+        foreach (string line in meminfoLines)
+        {
+            if (!line.StartsWith(field + ":", StringComparison.Ordinal)) continue;
+            string[] parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            return parts.Length > 1 && ulong.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out ulong kib) ? kib * 1024 : 0;
         }
         return 0;
     }

@@ -15,7 +15,11 @@ public sealed class SandboxSetup(AgentRuntime runtime, KernelModules modules, Gu
 
     public string? SandboxId => _sandboxId;
 
-    public async Task CreateAsync(string sandboxId, string hostname, string shareTag, string mountPoint, CancellationToken cancellationToken)
+    /// <summary>Whether CreateSandbox asked for the debug console (`sandboxctl exec`).</summary>
+    public bool DebugConsoleEnabled { get; private set; }
+
+    public async Task CreateAsync(string sandboxId, string hostname, string shareTag, string mountPoint, bool debugConsole,
+        CancellationToken cancellationToken)
     {
         await _lock.WaitAsync(cancellationToken);
         try
@@ -40,6 +44,7 @@ public sealed class SandboxSetup(AgentRuntime runtime, KernelModules modules, Gu
                 _mountPoint = mountPoint;
             }
             _sandboxId = sandboxId.Length > 0 ? sandboxId : "(unnamed)";
+            DebugConsoleEnabled = debugConsole;
         }
         finally
         {

@@ -23,6 +23,23 @@ public static unsafe partial class LibCSupplement
     [LibraryImport("libc", EntryPoint = "waitid", SetLastError = true)]
     public static partial int waitid(int idType, uint id, siginfo_t* info, int options);
 
+    // Terminal modes (termios(3)): Tmds.LibC 0.5.0 has tcgetattr but neither tcsetattr nor cfmakeraw. The struct is
+    // handled as an opaque buffer: 60 bytes in glibc on x86-64 and arm64; TermiosSize leaves room.
+    public const int TermiosSize = 64;
+    public const int TCSANOW = 0;
+
+    /// <summary>Not in Tmds.LibC in this form. Reads the modes of the terminal on <paramref name="fd"/> into a TermiosSize buffer.</summary>
+    [LibraryImport("libc", EntryPoint = "tcgetattr", SetLastError = true)]
+    public static partial int tcgetattr_raw(int fd, byte* termios);
+
+    /// <summary>Not in Tmds.LibC. Sets the modes of the terminal on <paramref name="fd"/>.</summary>
+    [LibraryImport("libc", EntryPoint = "tcsetattr", SetLastError = true)]
+    public static partial int tcsetattr_raw(int fd, int optionalActions, byte* termios);
+
+    /// <summary>Not in Tmds.LibC. Turns a termios buffer into raw mode (no echo, no line editing, no signals).</summary>
+    [LibraryImport("libc", EntryPoint = "cfmakeraw")]
+    public static partial void cfmakeraw_raw(byte* termios);
+
     // flock(2): not in Tmds.LibC.
     public const int LOCK_EX = 2;
     public const int LOCK_NB = 4;

@@ -51,7 +51,7 @@ public static class ListCommand
             SandboxLiveness.Dead =>
                 $"no shim ever recorded itself in {SandboxOwnerFile.FileName} and the directory is older than " +
                 $"{SandboxOwnership.StartGrace.TotalSeconds:0} s: leftovers; `sandboxctl gc` removes them",
-            SandboxLiveness.Live when metadata is not null && !running =>
+            SandboxLiveness.Live when metadata?.VmmPid is not null && !running =>
                 "its shim runs but its VMM does not: the VM died; the shim reports the exit and stops it",
             _ => null,
         };

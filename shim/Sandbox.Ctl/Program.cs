@@ -5,4 +5,6 @@ var root = new RootCommand("sandboxctl: inspect and troubleshoot Sandbox VMs on 
 root.Subcommands.Add(CheckCommand.Create());
 root.Subcommands.Add(ListCommand.Create());
 root.Subcommands.Add(GcCommand.Create());
+root.Subcommands.Add(MetricsCommand.Create());
+root.Subcommands.Add(ExecCommand.Create());
 return await root.Parse(args).InvokeAsync();

@@ -90,6 +90,47 @@ public sealed class ProcessStdio : IDisposable
         }
     }
 
+    /// <summary>TIOCGPTPEER: opens the pty's other end from the master fd (Linux 4.13), so no /dev/pts path is looked up.</summary>
+    private const int TIOCGPTPEER = 0x5441;
+    private const int TIOCSPTLCK = 0x40045431;
+
+    /// <summary>
+    /// A pty of the agent's own, for a process the agent starts itself (`sandboxctl exec`'s debug console): the child
+    /// gets the terminal end as stdin, stdout and stderr (it must make it its controlling terminal itself:
+    /// `setsid -c`); the agent reads and writes the master.
+    /// </summary>
+    public static unsafe ProcessStdio CreateOwnTerminal(uint rows, uint columns)
+    {
+        var stdio = new ProcessStdio { Terminal = true };
+        int master = LibCStrings.open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (master < 0) master = LibCStrings.open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (master < 0) throw new IOException($"opening /dev/pts/ptmx failed: {Errno.DescribeLast()} (is devpts mounted on /dev/pts?)");
+        stdio._ptyMaster = master;
+        try
+        {
+            int unlock = 0;
+            if (ioctl(master, TIOCSPTLCK, &unlock) != 0) throw new IOException($"unlocking the pty failed: {Errno.DescribeLast()}");
+            int terminal = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+            if (terminal < 0) throw new IOException($"opening the pty's terminal end failed: {Errno.DescribeLast()}");
+            stdio._childStdin = terminal;
+            stdio._childStdout = dup(terminal);
+            stdio._childStderr = dup(terminal);
+            if (stdio._childStdout < 0 || stdio._childStderr < 0) throw new IOException($"dup of the pty failed: {Errno.DescribeLast()}");
+            int writeFd = dup(master);
+            if (writeFd < 0) throw new IOException($"dup of the pty master failed: {Errno.DescribeLast()}");
+            stdio.Stdout = new OutputStream(master);
+            stdio.Stderr = new OutputStream(-1);
+            stdio.Stdin = new InputStream(writeFd, closeMeansEof: false);
+            if (rows > 0 && columns > 0) stdio.Resize(rows, columns);
+            return stdio;
+        }
+        catch
+        {
+            stdio.Dispose(); // closes the master too
+            throw;
+        }
+    }
+
     /// <summary>Accepts crun's connection on the console socket and takes the pty master fd it sends.</summary>
     public async Task ReceiveTerminalAsync(CancellationToken cancellationToken)
     {

@@ -46,9 +46,11 @@ public sealed unsafe class ChildProcesses
     /// Starts <paramref name="path"/> with <paramref name="args"/> (args[0] included, replaced by the path) and the given fds as stdin, stdout
     /// and stderr, in a new session, with default signal dispositions and an empty signal mask (and, in the guest, a
     /// fixed address layout: <see cref="HelperAddressLayout"/>). Returns its pid and a task that completes when it has
-    /// been reaped.
+    /// been reaped. With <paramref name="newSession"/> false it stays in the agent's session (for a child that calls
+    /// setsid itself, which a session leader cannot).
     /// </summary>
-    public (int Pid, Task<ChildExit> Exited) Spawn(string path, IReadOnlyList<string> args, int stdin, int stdout, int stderr)
+    public (int Pid, Task<ChildExit> Exited) Spawn(string path, IReadOnlyList<string> args, int stdin, int stdout, int stderr,
+        bool newSession = true, IReadOnlyDictionary<string, string>? environment = null)
     {
         var request = new SpawnRequest
         {
@@ -57,7 +59,8 @@ public sealed unsafe class ChildProcesses
             StdinFd = stdin,
             StdoutFd = stdout,
             StderrFd = stderr,
-            NewSession = true,
+            NewSession = newSession,
+            ExtraEnvironment = environment ?? new Dictionary<string, string>(),
         };
         var exited = new TaskCompletionSource<ChildExit>(TaskCreationOptions.RunContinuationsAsynchronously);
         HelperAddressLayout.ApplyToCallingThread();

@@ -52,6 +52,7 @@ public sealed record SandboxConfiguration
         AgentReadyTimeout = Agent.ReadyTimeout,
         Debug = Runtime.Debug,
         BootSlots = Runtime.BootConcurrency > 0 ? new BootSlots(BootSlots.DefaultDirectory, Runtime.BootConcurrency) : null,
+        DebugConsole = Agent.DebugConsole,
     };
 }
 
@@ -88,6 +89,10 @@ public sealed record AgentSettings
     /// <summary>A running VM whose agent has answered no Health call for this long is taken for hung (a frozen vCPU, a
     /// wedged guest kernel) and stopped; its processes exit 137. Zero = never.</summary>
     public TimeSpan LivenessTimeout { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>The agent serves `sandboxctl exec` (a shell or command in the guest itself, as root, outside every
+    /// container): Kata's debug_console_enabled. Off by default: it is a way into every pod's VM for whoever can reach
+    /// the sandbox's vsock socket on the host.</summary>
+    public bool DebugConsole { get; init; }
 }
 
 /// <summary>[runtime]</summary>

@@ -33,6 +33,7 @@ public static class SandboxConfigurationParser
         ["agent.ready_timeout"] = "a number of seconds greater than 0 and at most 3600",
         ["agent.rpc_timeout"] = "a number of seconds greater than 0 and at most 3600",
         ["agent.liveness_timeout"] = "a number of seconds from 0 (never) to 3600",
+        ["agent.debug_console"] = "true or false",
         ["runtime.state_root"] = "an absolute directory path, or \"\" for $SANDBOX_STATE_ROOT or /run/sandbox/sandboxes",
         ["runtime.debug"] = "true or false",
         ["runtime.sandbox_cgroup"] = "true or false",
@@ -101,6 +102,7 @@ public static class SandboxConfigurationParser
                 ReadyTimeout = reader.Seconds("agent.ready_timeout") ?? defaults.Agent.ReadyTimeout,
                 RpcTimeout = reader.Seconds("agent.rpc_timeout") ?? defaults.Agent.RpcTimeout,
                 LivenessTimeout = reader.Seconds("agent.liveness_timeout", zeroAllowed: true) ?? defaults.Agent.LivenessTimeout,
+                DebugConsole = reader.Boolean("agent.debug_console") ?? defaults.Agent.DebugConsole,
             },
             Runtime = new RuntimeSettings
             {

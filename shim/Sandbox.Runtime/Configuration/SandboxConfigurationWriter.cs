@@ -59,6 +59,7 @@ public static class SandboxConfigurationWriter
         Line(text, "ready_timeout", Seconds(configuration.Agent.ReadyTimeout));
         Line(text, "rpc_timeout", Seconds(configuration.Agent.RpcTimeout));
         Line(text, "liveness_timeout", Seconds(configuration.Agent.LivenessTimeout));
+        Line(text, "debug_console", configuration.Agent.DebugConsole ? "true" : "false");
         text.Append("\n[runtime]\n");
         Line(text, "state_root", Quote(configuration.ResolveStateRoot()));
         Line(text, "debug", configuration.Runtime.Debug ? "true" : "false");

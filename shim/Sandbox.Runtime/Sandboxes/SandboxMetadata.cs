@@ -12,7 +12,14 @@ public sealed record SandboxMetadata
     public required string Hypervisor { get; init; }
     public required string Acceleration { get; init; }
     public required string VsockMode { get; init; }
+    /// <summary>For people: "hybrid vsock PATH port N" or "vsock cid C port N".</summary>
     public required string AgentEndpoint { get; init; }
+    /// <summary>For tools (sandboxctl): the hybrid vsock socket, or null with kernel vsock.</summary>
+    public string? AgentSocketPath { get; init; }
+    /// <summary>For tools: the guest's vsock CID with kernel vsock, or null.</summary>
+    public uint? AgentCid { get; init; }
+    /// <summary>For tools: the agent's vsock port, or null until the VMM runs.</summary>
+    public uint? AgentPort { get; init; }
     public required string ConsoleLog { get; init; }
     public required string KernelPath { get; init; }
     public required string InitrdPath { get; init; }
@@ -22,6 +29,14 @@ public sealed record SandboxMetadata
     public string? HostCgroup { get; init; }
     /// <summary>That cgroup's memory limit in bytes; null = none.</summary>
     public long? HostCgroupMemoryLimit { get; init; }
+
+    /// <summary>A dialer for the sandbox's agent, or null when sandbox.json does not say where it listens (yet).</summary>
+    public Agent.IAgentDialer? AgentDialer() => (AgentSocketPath, AgentCid, AgentPort) switch
+    {
+        ({ } socket, _, { } port) => new Agent.HybridVsockDialer(socket, port),
+        (null, { } cid, { } port) => new Agent.KernelVsockDialer(cid, port),
+        _ => null,
+    };
 
     public void Write(string path)
     {

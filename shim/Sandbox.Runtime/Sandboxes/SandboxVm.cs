@@ -40,6 +40,8 @@ public sealed record SandboxVmOptions
     public BootSlots? BootSlots { get; init; }
     /// <summary>Where BootAsync says what it waits for (the shim's log); null = nowhere.</summary>
     public Action<string>? Log { get; init; }
+    /// <summary>The agent serves `sandboxctl exec` ([agent] debug_console).</summary>
+    public bool DebugConsole { get; init; }
 }
 
 /// <summary>
@@ -147,6 +149,7 @@ public sealed class SandboxVm : IAsyncDisposable
                 Hostname = options.Hostname ?? "",
                 ShareMountTag = config.ShareMountTag,
                 SharedMountPoint = GuestSharedMountPoint,
+                DebugConsole = options.DebugConsole,
             }, deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: cancellationToken);
             PodPortForwarder? portForwarder = null;
             if (options.Network is not null)
@@ -246,6 +249,9 @@ public sealed class SandboxVm : IAsyncDisposable
             Acceleration = caps?.Acceleration.ToString().ToLowerInvariant() ?? pending,
             VsockMode = caps?.VsockMode.ToString().ToLowerInvariant() ?? pending,
             AgentEndpoint = hypervisor is null ? pending : DialerFor(hypervisor.AgentEndpoint).Description,
+            AgentSocketPath = (hypervisor?.AgentEndpoint as HybridVsockEndpoint)?.SocketPath,
+            AgentCid = (hypervisor?.AgentEndpoint as KernelVsockEndpoint)?.Cid,
+            AgentPort = hypervisor?.AgentEndpoint.Port,
             ConsoleLog = hypervisor?.ConsoleLogPath ?? pending,
             KernelPath = options.Assets.KernelPath,
             InitrdPath = options.Assets.InitrdPath,

@@ -15,9 +15,10 @@ public static class TestVm
         return root;
     }
 
-    public static Task<SandboxVm> BootAsync(string stateRoot, string sandboxId, CancellationToken cancellationToken) =>
+    public static Task<SandboxVm> BootAsync(string stateRoot, string sandboxId, CancellationToken cancellationToken, bool debugConsole = false) =>
         SandboxVm.BootAsync(new SandboxVmOptions
         {
+            DebugConsole = debugConsole,
             SandboxId = sandboxId,
             Assets = GuestAssets.Locate(),
             StateRoot = stateRoot,
