@@ -59,8 +59,8 @@ build: $(SETUP_STAMP)
 	$(DOTNET) build Sandbox.sln -c $(CONFIGURATION) -nologo -v quiet
 
 ## test: unit, integration (real VMs) and end-to-end (real containerd) tests
-test: image build shim
-	SANDBOX_SHIM_BINARY=$(abspath $(SHIM)) tests/run-tests.sh $(CONFIGURATION)
+test: image build shim ctl
+	SANDBOX_SHIM_BINARY=$(abspath $(SHIM)) SANDBOXCTL_BINARY=$(abspath $(CTL)) tests/run-tests.sh $(CONFIGURATION)
 
 ## conformance: critest with runc and with the sandbox handler on each containerd release; fails on an undocumented gap
 conformance: image build shim
