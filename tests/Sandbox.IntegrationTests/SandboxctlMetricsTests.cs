@@ -10,7 +10,7 @@ namespace Sandbox.IntegrationTests;
 /// <summary>`sandboxctl metrics` on a real VM, its output read back by the Prometheus project's own text-format parser
 /// (Debian's python3-prometheus-client), printed once and scraped over HTTP.</summary>
 [Collection(SharedVmCollection.Name)]
-public sealed class SandboxctlMetricsTests(SharedVmFixture fixture)
+public sealed class SandboxctlMetricsTests(SharedVmFixture fixture, Xunit.Abstractions.ITestOutputHelper output)
 {
     [Fact]
     public async Task The_running_VM_is_sampled_from_proc_and_its_agent_and_the_text_parses_as_Prometheus()
@@ -23,7 +23,9 @@ public sealed class SandboxctlMetricsTests(SharedVmFixture fixture)
         Assert.Equal(fixture.Vm.Hypervisor.Pid, sample.Vmm?.Pid);
         Assert.InRange(sample.Vmm!.PssBytes, 1L << 20, sample.Vmm.RssBytes);
 
-        var metrics = await ParseAsync(PrometheusExposition.Write(samples));
+        string exposition = PrometheusExposition.Write(samples);
+        output.WriteLine(exposition);
+        var metrics = await ParseAsync(exposition);
 
         string sandbox = $"sandbox={fixture.Vm.SandboxId}";
         Assert.Equal(1, metrics[$"sandbox_up{{{sandbox}}}"]);
