@@ -50,17 +50,29 @@ public sealed class DebugConsoleSession(SandboxSetup sandbox)
         AgentLog.Write($"DebugConsole: started pid {pid}: {string.Join(' ', args)}{(first.Terminal ? " (terminal)" : "")}");
 
         using var callerGone = cancellationToken.Register(() => kill(-pid, SIGKILL));
-        _ = PumpInputAsync(first, input, stdio, cancellationToken); // ends with the call or the process
-        var pumpOut = PumpOutputAsync(stdio.Stdout!, o => new DebugConsoleOutput { Stdout = o }, output, cancellationToken);
-        var pumpErr = stdio.Terminal ? Task.CompletedTask
-            : PumpOutputAsync(stdio.Stderr!, o => new DebugConsoleOutput { Stderr = o }, output, cancellationToken);
-        var exit = await exited.WaitAsync(cancellationToken);
-        // A pty's output ends when its last holder closes it; a background child of the shell may hold it: the
-        // output read so far is flushed and the session is killed.
-        await Task.WhenAny(Task.WhenAll(pumpOut, pumpErr), Task.Delay(TimeSpan.FromSeconds(2), cancellationToken));
-        kill(-pid, SIGKILL);
-        await SendAsync(output, new DebugConsoleOutput { Exited = true, ExitStatus = exit.ExitStatus }, cancellationToken);
-        AgentLog.Write($"DebugConsole: pid {pid} exited with {exit.ExitStatus}");
+        // The input pump must have stopped reading before this call returns: the server pools a call's request body,
+        // and a read still pending on it made the next call on the connection fail with "Reading is already in
+        // progress" (seen once in 4 runs of SandboxctlExecTests).
+        using var stopInput = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var pumpIn = PumpInputAsync(first, input, stdio, stopInput.Token);
+        try
+        {
+            var pumpOut = PumpOutputAsync(stdio.Stdout!, o => new DebugConsoleOutput { Stdout = o }, output, cancellationToken);
+            var pumpErr = stdio.Terminal ? Task.CompletedTask
+                : PumpOutputAsync(stdio.Stderr!, o => new DebugConsoleOutput { Stderr = o }, output, cancellationToken);
+            var exit = await exited.WaitAsync(cancellationToken);
+            // A pty's output ends when its last holder closes it; a background child of the shell may hold it: the
+            // output read so far is flushed and the session is killed.
+            await Task.WhenAny(Task.WhenAll(pumpOut, pumpErr), Task.Delay(TimeSpan.FromSeconds(2), cancellationToken));
+            kill(-pid, SIGKILL);
+            await SendAsync(output, new DebugConsoleOutput { Exited = true, ExitStatus = exit.ExitStatus }, cancellationToken);
+            AgentLog.Write($"DebugConsole: pid {pid} exited with {exit.ExitStatus}");
+        }
+        finally
+        {
+            stopInput.Cancel();
+            await pumpIn;
+        }
     }
 
     private static string ResolveProgram(string program)
