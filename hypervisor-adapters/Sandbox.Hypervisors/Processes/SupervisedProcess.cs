@@ -14,8 +14,11 @@ public sealed class SupervisedProcess : IDisposable
     private readonly Process _process;
     private readonly OutputTail _output;
 
-    private SupervisedProcess(string name, Process process, OutputTail output)
+    private readonly TimestampedLogFile? _outputLog;
+
+    private SupervisedProcess(string name, Process process, OutputTail output, TimestampedLogFile? outputLog)
     {
+        _outputLog = outputLog;
         Name = name;
         _process = process;
         _output = output;
@@ -33,9 +36,10 @@ public sealed class SupervisedProcess : IDisposable
     /// <summary>The last lines of stderr and stdout, interleaved as they arrived.</summary>
     public string OutputTail => _output.ToString();
 
-    /// <summary>Starts <paramref name="path"/>. Throws <see cref="System.ComponentModel.Win32Exception"/> when the
-    /// binary cannot be executed.</summary>
-    public static SupervisedProcess Start(string name, string path, IReadOnlyList<string> args, string? workingDirectory = null)
+    /// <summary>Starts <paramref name="path"/>; every line it writes also goes to <paramref name="outputLog"/> with its
+    /// time, when given. Throws <see cref="System.ComponentModel.Win32Exception"/> when the binary cannot be executed.</summary>
+    public static SupervisedProcess Start(string name, string path, IReadOnlyList<string> args, string? workingDirectory = null,
+        string? outputLog = null)
     {
         var startInfo = new ProcessStartInfo(path)
         {
@@ -48,9 +52,10 @@ public sealed class SupervisedProcess : IDisposable
         foreach (var arg in args)
             startInfo.ArgumentList.Add(arg);
         var output = new OutputTail();
+        var log = outputLog is null ? null : new TimestampedLogFile(outputLog);
         var process = new Process { StartInfo = startInfo };
-        process.ErrorDataReceived += (_, e) => output.Add(e.Data);
-        process.OutputDataReceived += (_, e) => output.Add(e.Data);
+        process.ErrorDataReceived += (_, e) => Record(output, log, e.Data);
+        process.OutputDataReceived += (_, e) => Record(output, log, e.Data);
         // no_new_privs belongs to a thread and passes to what the thread starts (Process.Start forks on it): set just
         // before the fork, it keeps QEMU and its helpers from ever gaining privileges by executing a setuid or
         // file-capability program. It also stays on this thread, whose later children can only be more of the same.
@@ -62,7 +67,14 @@ public sealed class SupervisedProcess : IDisposable
         process.BeginErrorReadLine();
         process.BeginOutputReadLine();
         process.StandardInput.Close();
-        return new SupervisedProcess(name, process, output);
+        return new SupervisedProcess(name, process, output, log);
+    }
+
+    private static void Record(OutputTail output, TimestampedLogFile? log, string? line)
+    {
+        output.Add(line);
+        if (line is not null)
+            log?.Append(line);
     }
 
     private async Task<int> WatchExitAsync()
@@ -70,6 +82,8 @@ public sealed class SupervisedProcess : IDisposable
         await _process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
         ExitedAt = DateTimeOffset.UtcNow;
         var exitCode = _process.ExitCode;
+        _outputLog?.Append(exitCode > 128 ? $"({Name} was killed by signal {exitCode - 128})" : $"({Name} exited with code {exitCode})");
+        _outputLog?.Dispose();
         _process.Dispose();
         return exitCode;
     }

@@ -157,7 +157,7 @@ public sealed class QemuAdapter : IHypervisor
         {
             var launch = QemuLaunchCommand.Build(Plan);
             WriteCommandLines();
-            var qemu = StartProcess("QEMU", launch.Program, launch.Arguments);
+            var qemu = StartProcess("QEMU", launch.Program, launch.Arguments, Files.QemuLog);
             _qemu = qemu;
             _logger.LogInformation("sandbox {SandboxId}: QEMU started, pid {Pid}", SandboxId, qemu.Pid);
             if (await WaitUntilRunningAsync(qemu, cancellationToken).ConfigureAwait(false))
@@ -189,7 +189,7 @@ public sealed class QemuAdapter : IHypervisor
     private async Task StartVsockDaemonAsync(CancellationToken cancellationToken)
     {
         var socket = Files.VhostUserVsockSocket;
-        var daemon = StartProcess("vhost-device-vsock", Plan.VsockDaemonPath!, VsockDaemonCommandLine.Build(Files));
+        var daemon = StartProcess("vhost-device-vsock", Plan.VsockDaemonPath!, VsockDaemonCommandLine.Build(Files), Files.VsockDaemonLog);
         _daemon = daemon;
         _logger.LogInformation("sandbox {SandboxId}: vhost-device-vsock started, pid {Pid}", SandboxId, daemon.Pid);
         var deadline = Stopwatch.StartNew();
@@ -410,12 +410,12 @@ public sealed class QemuAdapter : IHypervisor
         qemuOutput.Contains("unable to set guest cid", StringComparison.OrdinalIgnoreCase) &&
         qemuOutput.Contains("in use", StringComparison.OrdinalIgnoreCase);
 
-    private SupervisedProcess StartProcess(string name, string path, IReadOnlyList<string> args)
+    private SupervisedProcess StartProcess(string name, string path, IReadOnlyList<string> args, string outputLog)
     {
         SupervisedProcess process;
         try
         {
-            process = SupervisedProcess.Start(name, path, args);
+            process = SupervisedProcess.Start(name, path, args, outputLog: outputLog);
         }
         catch (Win32Exception e)
         {

@@ -1,7 +1,7 @@
 namespace Sandbox.Hypervisors.Qemu;
 
 /// <summary>
-/// The files one QEMU sandbox keeps in its state directory. console.log and the *.cmdline files stay after a stop (they
+/// The files one QEMU sandbox keeps in its state directory. console.log, qemu.log, vsockd.log and the *.cmdline files stay after a stop (they
 /// are the sandbox's record; the runtime removes the directory); sockets and the pid file are removed on stop.
 /// </summary>
 public sealed class QemuStateFiles
@@ -18,6 +18,10 @@ public sealed class QemuStateFiles
     public string ConsoleLog => Path.Combine(Directory, "console.log");
     public string QemuCommandLine => Path.Combine(Directory, "qemu.cmdline");
     public string VsockDaemonCommandLine => Path.Combine(Directory, "vsockd.cmdline");
+    /// <summary>What QEMU wrote on stdout and stderr, each line with the host's time.</summary>
+    public string QemuLog => Path.Combine(Directory, "qemu.log");
+    /// <summary>What vhost-device-vsock wrote, each line with the host's time.</summary>
+    public string VsockDaemonLog => Path.Combine(Directory, "vsockd.log");
     public string QemuPidFile => Path.Combine(Directory, "qemu.pid");
     public string QmpSocket => Path.Combine(Directory, "qmp.sock");
     /// <summary>vhost-user control socket between QEMU and vhost-device-vsock (hybrid mode).</summary>
