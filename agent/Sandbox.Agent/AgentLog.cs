@@ -3,10 +3,15 @@ using System.Globalization;
 
 namespace Sandbox.Agent;
 
-/// <summary>One-line messages to stderr (the guest console).</summary>
+/// <summary>One-line messages to stderr (the guest console), stamped as the kernel stamps its own lines (seconds since
+/// the guest booted, CLOCK_MONOTONIC), so that `sandboxctl logs` puts them in time order beside the kernel's.</summary>
 public static class AgentLog
 {
-    public static void Write(string message) => Console.Error.WriteLine("sandbox-agent: " + message);
+    public static void Write(string message)
+    {
+        double uptime = Stopwatch.GetTimestamp() / (double)Stopwatch.Frequency;
+        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"[{uptime,12:F6}] sandbox-agent: {message}"));
+    }
 
     /// <summary>Milliseconds since <paramref name="startTimestamp"/> (a <see cref="Stopwatch.GetTimestamp"/>), as text.</summary>
     public static string Milliseconds(long startTimestamp) =>

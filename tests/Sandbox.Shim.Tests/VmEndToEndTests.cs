@@ -1,4 +1,5 @@
 using Sandbox.Runtime.Cgroups;
+using Sandbox.Runtime.Sandboxes;
 using Sandbox.Hypervisors.Processes;
 using Sandbox.Shim.Tests.Containerd;
 
@@ -469,7 +470,7 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
         Assert.Empty(LeftoverVmProcesses.Find(_fixture.StateRoot));
         Assert.Empty(Containerd.LeftoverMounts());
         Assert.Empty(VmBackedContainerdFixture.MountPointsBelow(_fixture.StateRoot));
-        Assert.Empty(Directory.Exists(_fixture.StateRoot) ? Directory.GetFileSystemEntries(_fixture.StateRoot) : Array.Empty<string>());
+        Assert.Empty(SandboxStateDirectory.List(_fixture.StateRoot)); // (its post-mortem records stay, bounded)
         Assert.Empty(LeftoverHostCgroups());
     }
 
@@ -527,7 +528,7 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
     private bool NothingLeft() =>
         Containerd.LeftoverShimProcesses().Count == 0 && Containerd.LeftoverShimSockets().Count == 0
         && LeftoverVmProcesses.Find(_fixture.StateRoot).Count == 0
-        && (!Directory.Exists(_fixture.StateRoot) || Directory.GetFileSystemEntries(_fixture.StateRoot).Length == 0)
+        && !SandboxStateDirectory.List(_fixture.StateRoot).Any()
         && LeftoverHostCgroups().Count == 0;
 
     /// <summary>Where <paramref name="actual"/> leaves <paramref name="expected"/>: the sizes, the first differing offset,

@@ -53,6 +53,7 @@ public sealed record SandboxConfiguration
         Debug = Runtime.Debug,
         BootSlots = Runtime.BootConcurrency > 0 ? new BootSlots(BootSlots.DefaultDirectory, Runtime.BootConcurrency) : null,
         DebugConsole = Agent.DebugConsole,
+        ExtraKernelParameters = Qemu.KernelParams,
     };
 }
 
@@ -77,6 +78,8 @@ public sealed record QemuSettings
     /// <summary>What QEMU and its helpers use on the host beyond the guest's memory (TCG's translation cache, device
     /// emulation, the vsock daemon), MiB. A pod with a memory limit gets a host cgroup limit of the VM's memory plus this.</summary>
     public int HostMemoryOverheadMiB { get; init; } = 160;
+    /// <summary>Appended to the guest kernel's command line (Kata's kernel_params): for debugging a guest.</summary>
+    public string KernelParams { get; init; } = "";
 }
 
 /// <summary>[agent]</summary>
@@ -111,4 +114,7 @@ public sealed record RuntimeSettings
     /// <summary>How many sandbox VMs may boot at once on this host, across every shim (<see cref="BootSlots"/>); the
     /// others wait their turn before QEMU starts. Default: the host's CPU count. Zero = no limit.</summary>
     public int BootConcurrency { get; init; } = Environment.ProcessorCount;
+    /// <summary>How many post-mortem records (one per ended sandbox, for `sandboxctl doctor`) the state root keeps; the
+    /// oldest go first. Zero = none are written.</summary>
+    public int PostMortemRecords { get; init; } = PostMortem.PostMortemStore.DefaultMaxRecords;
 }

@@ -30,6 +30,7 @@ public static class SandboxConfigurationParser
         [$"{Qemu}.tcg_translation_cache"] = "an integer number of MiB from 8 to 2048",
         [$"{Qemu}.vhost_device_vsock_path"] = "an absolute path to vhost-device-vsock, or \"\" to search PATH",
         [$"{Qemu}.host_memory_overhead"] = "an integer number of MiB from 0 to 65536",
+        [$"{Qemu}.kernel_params"] = "a string of kernel parameters, appended to the guest kernel's command line",
         ["agent.ready_timeout"] = "a number of seconds greater than 0 and at most 3600",
         ["agent.rpc_timeout"] = "a number of seconds greater than 0 and at most 3600",
         ["agent.liveness_timeout"] = "a number of seconds from 0 (never) to 3600",
@@ -39,6 +40,7 @@ public static class SandboxConfigurationParser
         ["runtime.sandbox_cgroup"] = "true or false",
         ["runtime.idle_exit"] = "a number of seconds from 0 (never) to 3600",
         ["runtime.boot_concurrency"] = "an integer from 0 (no limit) to 1024",
+        ["runtime.post_mortem_records"] = "an integer from 0 (none) to 100000",
     };
 
     private static readonly string[] KnownTables = { "hypervisor", Qemu, "agent", "runtime" };
@@ -96,6 +98,7 @@ public static class SandboxConfigurationParser
                 TcgTranslationCacheMiB = reader.Integer($"{Qemu}.tcg_translation_cache", 8, 2048) ?? defaults.Qemu.TcgTranslationCacheMiB,
                 VhostDeviceVsockPath = reader.Path($"{Qemu}.vhost_device_vsock_path"),
                 HostMemoryOverheadMiB = reader.Integer($"{Qemu}.host_memory_overhead", 0, 65536) ?? defaults.Qemu.HostMemoryOverheadMiB,
+                KernelParams = reader.Text($"{Qemu}.kernel_params") ?? defaults.Qemu.KernelParams,
             },
             Agent = new AgentSettings
             {
@@ -111,6 +114,7 @@ public static class SandboxConfigurationParser
                 SandboxCgroup = reader.Boolean("runtime.sandbox_cgroup") ?? defaults.Runtime.SandboxCgroup,
                 IdleExit = reader.Seconds("runtime.idle_exit", zeroAllowed: true) ?? defaults.Runtime.IdleExit,
                 BootConcurrency = reader.Integer("runtime.boot_concurrency", 0, 1024) ?? defaults.Runtime.BootConcurrency,
+                PostMortemRecords = reader.Integer("runtime.post_mortem_records", 0, 100000) ?? defaults.Runtime.PostMortemRecords,
             },
         };
 
@@ -178,6 +182,17 @@ public static class SandboxConfigurationParser
                 return null;
             if (!System.IO.Path.IsPathRooted(text))
                 throw Invalid(key, entry, $"'{text}' is not an absolute path");
+            return text;
+        }
+
+        public string? Text(string key)
+        {
+            if (!values.TryGetValue(key, out var entry))
+                return null;
+            if (entry.Value is not StringValueSyntax { Value: { } text })
+                throw Invalid(key, entry);
+            if (text.Any(char.IsControl))
+                throw Invalid(key, entry, "it holds a control character");
             return text;
         }
 

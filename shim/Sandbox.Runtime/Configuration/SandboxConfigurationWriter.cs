@@ -55,6 +55,7 @@ public static class SandboxConfigurationWriter
         Line(text, "machine_type", Quote(configuration.Qemu.MachineType == MachineType.Q35 ? "q35" : "microvm"));
         Line(text, "vhost_device_vsock_path", Quote(configuration.Qemu.VhostDeviceVsockPath ?? ""));
         Line(text, "host_memory_overhead", configuration.Qemu.HostMemoryOverheadMiB.ToString(CultureInfo.InvariantCulture));
+        Line(text, "kernel_params", Quote(configuration.Qemu.KernelParams));
         text.Append("\n[agent]\n");
         Line(text, "ready_timeout", Seconds(configuration.Agent.ReadyTimeout));
         Line(text, "rpc_timeout", Seconds(configuration.Agent.RpcTimeout));
@@ -66,6 +67,7 @@ public static class SandboxConfigurationWriter
         Line(text, "sandbox_cgroup", configuration.Runtime.SandboxCgroup ? "true" : "false");
         Line(text, "idle_exit", Seconds(configuration.Runtime.IdleExit));
         Line(text, "boot_concurrency", configuration.Runtime.BootConcurrency.ToString(CultureInfo.InvariantCulture));
+        Line(text, "post_mortem_records", configuration.Runtime.PostMortemRecords.ToString(CultureInfo.InvariantCulture));
         return text.ToString();
     }
 

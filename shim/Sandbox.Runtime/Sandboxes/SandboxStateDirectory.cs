@@ -56,7 +56,9 @@ public sealed class SandboxStateDirectory
     {
         if (!Directory.Exists(root))
             yield break;
-        foreach (var dir in Directory.EnumerateDirectories(root).Order(StringComparer.Ordinal))
+        // names that start with "." are the root's own (the post-mortem records), never a sandbox: containerd's ids
+        // start with a letter or digit
+        foreach (var dir in Directory.EnumerateDirectories(root).Where(d => !System.IO.Path.GetFileName(d).StartsWith('.')).Order(StringComparer.Ordinal))
             yield return new SandboxStateDirectory(root, System.IO.Path.GetFileName(dir));
     }
 }

@@ -3,6 +3,7 @@ using Sandbox.Hypervisors;
 using Sandbox.Runtime.Agent;
 using Sandbox.Runtime.Cgroups;
 using Sandbox.Runtime.Network;
+using Sandbox.Runtime.PostMortem;
 
 namespace Sandbox.Runtime.Sandboxes;
 
@@ -42,6 +43,11 @@ public sealed record SandboxVmOptions
     public Action<string>? Log { get; init; }
     /// <summary>The agent serves `sandboxctl exec` ([agent] debug_console).</summary>
     public bool DebugConsole { get; init; }
+    /// <summary>The shim's lines about this sandbox: BootAsync points it at the state directory's shim.log as soon as the
+    /// directory exists. null = none.</summary>
+    public SandboxJournal? Journal { get; init; }
+    /// <summary>Where the record of a failed boot or a stop goes before the state directory is removed. null = none.</summary>
+    public PostMortemStore? PostMortems { get; init; }
 }
 
 /// <summary>
@@ -56,8 +62,10 @@ public sealed class SandboxVm : IAsyncDisposable
     private int _stopped;
 
     private SandboxVm(SandboxStateDirectory state, IHypervisor hypervisor, AgentConnection agent, PodNetwork? network,
-        PodPortForwarder? portForwarder, Task<string> bootImagesReleased, PodHostCgroup? hostCgroup)
+        PodPortForwarder? portForwarder, Task<string> bootImagesReleased, PodHostCgroup? hostCgroup, SandboxVmOptions options)
     {
+        _journal = options.Journal;
+        _postMortems = options.PostMortems;
         HostCgroup = hostCgroup;
         State = state;
         Hypervisor = hypervisor;
@@ -68,6 +76,9 @@ public sealed class SandboxVm : IAsyncDisposable
     }
 
     private readonly PodPortForwarder? _portForwarder;
+    private readonly SandboxJournal? _journal;
+    private readonly PostMortemStore? _postMortems;
+    private (string Reason, bool Failed) _end = ("stopped by the runtime (its containers were deleted, or the pod was stopped)", false);
 
     public string SandboxId => State.SandboxId;
     public SandboxStateDirectory State { get; }
@@ -80,6 +91,18 @@ public sealed class SandboxVm : IAsyncDisposable
     /// <summary>Started once the agent answers: the VMM's copies of the kernel and initrd leave its resident memory
     /// (see <see cref="IHypervisor.ReleaseBootImagesAsync"/>). Completes with a one-line description; never faults.</summary>
     public Task<string> BootImagesReleased { get; }
+
+    /// <summary>Why the sandbox ends, for its post-mortem record: the first failure reported wins over a later stop.</summary>
+    public void RecordEnd(string reason, bool failed)
+    {
+        lock (_endGate)
+        {
+            if (!_end.Failed)
+                _end = (reason, failed);
+        }
+    }
+
+    private readonly object _endGate = new();
 
     /// <summary>Guest path under which a host path below <see cref="SandboxStateDirectory.SharedDirectory"/> appears.</summary>
     public string GuestPathOf(string hostPathInShare)
@@ -97,6 +120,7 @@ public sealed class SandboxVm : IAsyncDisposable
             throw new InvalidOperationException(
                 $"sandbox {options.SandboxId}: state directory {state.Path} already exists (a sandbox with this id runs, or was not cleaned up; `sandboxctl list` shows it)");
         state.Create();
+        options.Journal?.AttachTo(state.Path);
         AgentConnection? agent = null;
         PodHostCgroup? hostCgroup = null;
         Task<string> bootImagesReleased = Task.FromResult("not started");
@@ -157,13 +181,14 @@ public sealed class SandboxVm : IAsyncDisposable
                 await GuestNetworkClient.ApplyAsync(agent.Client, options.Network, cancellationToken);
                 portForwarder = await StartPortForwarderAsync(options.SandboxId, options.Network, agent, cancellationToken);
             }
-            return new SandboxVm(state, hypervisor, agent, options.Network, portForwarder, bootImagesReleased, hostCgroup);
+            return new SandboxVm(state, hypervisor, agent, options.Network, portForwarder, bootImagesReleased, hostCgroup, options);
         }
-        catch
+        catch (Exception e)
         {
             agent?.Dispose();
             await bootImagesReleased;
             await hypervisor.StopAsync(CancellationToken.None);
+            WritePostMortem(options.PostMortems, options.Journal, state, "boot failed: " + FirstLine(e.Message), failed: true, e.Message);
             TryDeleteState(state);
             if (options.Network is not null)
                 await TryTearDownAsync(options.Network);
@@ -287,6 +312,7 @@ public sealed class SandboxVm : IAsyncDisposable
         // QEMU and its helpers are gone: their cgroup can go
         if (HostCgroup is not null)
             await RemoveHostCgroupAsync(HostCgroup);
+        WritePostMortem(_postMortems, _journal, State, _end.Reason, _end.Failed, error: null);
         TryDeleteState(State);
         // After QEMU is gone; each ip/tc command has its own timeout, so the teardown is not cut short. containerd may
         // already have removed the namespace (CRI's StopPodSandbox does, racing the shim's exit): nothing is left then.
@@ -322,6 +348,15 @@ public sealed class SandboxVm : IAsyncDisposable
                                     $"({(File.Exists(network.NetworkNamespacePath) ? "the namespace is still there" : "the namespace is gone")}): {e.GetType().Name}: {e.Message}");
         }
     }
+
+    private static void WritePostMortem(PostMortemStore? store, SandboxJournal? journal, SandboxStateDirectory state, string reason,
+        bool failed, string? error)
+    {
+        if (store?.Write(PostMortemRecord.Capture(state, reason, failed, error, journal?.Recent())) is { } problem)
+            Console.Error.WriteLine(problem);
+    }
+
+    private static string FirstLine(string text) => text.Split('\n', 2)[0];
 
     private static void TryDeleteState(SandboxStateDirectory state)
     {

@@ -1,6 +1,8 @@
 using Sandbox.Hypervisors.HostDetection;
 using Sandbox.Hypervisors.Qemu;
 using Sandbox.Runtime.Configuration;
+using Sandbox.Runtime.PostMortem;
+using Sandbox.Shim.Start;
 using Sandbox.Shim.Vm;
 
 namespace Sandbox.Shim.Backend;
@@ -26,6 +28,19 @@ public sealed class VmBackendFactory : ISandboxBackendFactory
         var configuration = LoadConfiguration(context);
         try
         {
+            EnsureGuestImageAndQemu(configuration);
+        }
+        catch (InvalidOperationException e)
+        {
+            RecordRefusal(context, configuration, e.Message);
+            throw;
+        }
+    }
+
+    private static void EnsureGuestImageAndQemu(SandboxConfiguration configuration)
+    {
+        try
+        {
             var assets = configuration.ResolveGuestAssets();
             foreach (var (key, path) in new[] { ("hypervisor.qemu.kernel", assets.KernelPath), ("hypervisor.qemu.initrd", assets.InitrdPath) })
             {
@@ -43,6 +58,36 @@ public sealed class VmBackendFactory : ISandboxBackendFactory
                 $"QEMU cannot be started: {reason} (key hypervisor.qemu.path in {configuration.Source}); " +
                 "`sandboxctl check` shows what this host can run");
         }
+    }
+
+    /// <summary>A sandbox refused at `start` never gets a state directory: its post-mortem record is what `sandboxctl
+    /// doctor` finds. The sandbox is the container's group (the bundle's directory is named after the container).</summary>
+    private static void RecordRefusal(ShimContext context, SandboxConfiguration configuration, string message)
+    {
+        string containerId = Path.GetFileName(context.Bundle.TrimEnd('/'));
+        string sandboxId = containerId;
+        try
+        {
+            sandboxId = BundleConfig.GroupIdOf(File.ReadAllText(Path.Combine(context.Bundle, "config.json")), containerId);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or System.Text.Json.JsonException)
+        {
+            // the container's own id: what `ctr run` names its sandbox
+        }
+        if (sandboxId.Length == 0)
+            return;
+        var record = new PostMortemRecord
+        {
+            SandboxId = sandboxId,
+            CreatedAt = DateTimeOffset.UtcNow,
+            EndedAt = DateTimeOffset.UtcNow,
+            Reason = "boot failed: " + message,
+            Failed = true,
+            Error = message,
+            Containers = [containerId],
+        };
+        if (new PostMortemStore(configuration.ResolveStateRoot(), configuration.Runtime.PostMortemRecords).Write(record) is { } problem)
+            context.Log(problem);
     }
 
     public TimeSpan IdleExit(ShimContext context) => LoadConfiguration(context).Runtime.IdleExit;

@@ -8,6 +8,7 @@ using Sandbox.Hypervisors;
 using Sandbox.Runtime.Agent;
 using Sandbox.Runtime.Configuration;
 using Sandbox.Runtime.Network;
+using Sandbox.Runtime.PostMortem;
 using Sandbox.Runtime.Sandboxes;
 using Sandbox.Shim.Backend;
 using Sandbox.Shim.Start;
@@ -67,12 +68,21 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
     /// <summary>Set before <see cref="_vmLost"/> completes: QEMU was killed by the host's OOM killer.</summary>
     private volatile bool _vmLostToHostOom;
 
+    /// <summary>The lines of <see cref="_log"/>, kept for the sandbox's shim.log and post-mortem record.</summary>
+    private readonly SandboxJournal _journal = new();
+    private readonly PostMortemStore _postMortems;
+
     public VmSandboxBackend(SandboxConfiguration configuration, Func<IHypervisor> newHypervisor, string containerdNamespace, Action<string> log)
     {
         _containerdNamespace = containerdNamespace;
         _configuration = configuration;
         _newHypervisor = newHypervisor;
-        _log = log;
+        _log = line =>
+        {
+            log(line);
+            _journal.Append(line);
+        };
+        _postMortems = new PostMortemStore(configuration.ResolveStateRoot(), configuration.Runtime.PostMortemRecords);
     }
 
     private DateTime Deadline => DateTime.UtcNow + _configuration.Agent.RpcTimeout;
@@ -116,15 +126,18 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
             stdio.Dispose();
             if (bound)
                 TryRemoveFromShare(containerDirectory, id);
-            if (e is RpcException rpc)
-                throw AgentCallFailure.Describe(rpc, owner, vm, _configuration);
+            var failure = e is RpcException rpc ? AgentCallFailure.Describe(rpc, owner, vm, _configuration) : e;
+            RecordContainerFailure(vm, id, failure);
+            if (failure != e)
+                throw failure;
             throw;
         }
 
         var init = new VmProcess(id, "", stdio);
         stdio.Start(new GuestProcessStdio(vm.Agent.Client, id), _vmGone.Token);
         init.Exit = CollectExitAsync(vm, init);
-        _containers[id] = new VmContainer(id, containerDirectory, init) { Limits = ContainerLimits.OfSpec(specJson) };
+        var container = _containers[id] = new VmContainer(id, containerDirectory, init) { Limits = ContainerLimits.OfSpec(specJson) };
+        _ = RecordExitAsync(vm, container);
         _log($"container {id}: created in {Milliseconds(start)} (VM {Milliseconds(start, vmReady)}, rootfs and mounts shared in " +
              $"{Milliseconds(vmReady, shared)}, agent CreateContainer {Milliseconds(shared)})");
         return QemuPid(vm);
@@ -135,9 +148,17 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
         Find(containerId);
         var vm = RequireLiveVm($"start container {containerId}");
         long start = Stopwatch.GetTimestamp();
-        await CallAsync(vm, $"start container {containerId}", client =>
-            client.StartContainerAsync(new StartContainerRequest { ContainerId = containerId }, deadline: Deadline, cancellationToken: cancellationToken).ResponseAsync)
-            .ConfigureAwait(false);
+        try
+        {
+            await CallAsync(vm, $"start container {containerId}", client =>
+                client.StartContainerAsync(new StartContainerRequest { ContainerId = containerId }, deadline: Deadline, cancellationToken: cancellationToken).ResponseAsync)
+                .ConfigureAwait(false);
+        }
+        catch (SandboxBackendException e)
+        {
+            RecordContainerFailure(vm, containerId, e);
+            throw;
+        }
         _log($"container {containerId}: started in {Milliseconds(start)}");
         return QemuPid(vm);
     }
@@ -201,6 +222,31 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
                 throw new SandboxBackendException(TtrpcStatusCode.NotFound, "process already finished: its VM has exited", e);
             throw AgentCallFailure.Describe(e, $"kill {process.Describe()} with signal {signal}", vm, _configuration);
         }
+    }
+
+    /// <summary>For `sandboxctl doctor`: a container that could not be created or started, with the error containerd got.</summary>
+    private static void RecordContainerFailure(SandboxVm vm, string containerId, Exception failure) =>
+        SandboxEventLog.Append(vm.State.Path, new SandboxEvent
+        {
+            Time = DateTimeOffset.UtcNow,
+            Kind = SandboxEvent.ContainerFailed,
+            ContainerId = containerId,
+            Message = failure.Message,
+        });
+
+    /// <summary>For `sandboxctl doctor`: how a container's init process ended, with its memory limit (for an OOM kill).</summary>
+    private static async Task RecordExitAsync(SandboxVm vm, VmContainer container)
+    {
+        var exit = await container.Init.Exit.ConfigureAwait(false);
+        SandboxEventLog.Append(vm.State.Path, new SandboxEvent
+        {
+            Time = new DateTimeOffset(DateTime.SpecifyKind(exit.ExitedAt, DateTimeKind.Utc)),
+            Kind = SandboxEvent.ContainerExit,
+            ContainerId = container.Id,
+            ExitStatus = (int)exit.ExitStatus,
+            OomKilled = exit.OomKilled,
+            MemoryLimitBytes = container.Limits.MemoryBytes > 0 ? container.Limits.MemoryBytes : null,
+        });
     }
 
     /// <summary>
@@ -492,17 +538,19 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
                 HostCgroupPath = cgroup.Path,
                 HostCgroupMemoryLimit = cgroup.MemoryLimit,
                 Log = _log,
+                Journal = _journal,
+                PostMortems = _postMortems,
             };
             _log($"sandbox {sandboxId}: {size.Vcpus} vCPU(s), {size.MemoryMiB} MiB: {size.Reason}; network: {(netns.Length > 0 ? netns : "none (loopback only)")}; " +
                  $"host cgroup: {cgroup.Reason}");
         }
         catch (FileNotFoundException e)
         {
-            throw new SandboxBackendException(TtrpcStatusCode.FailedPrecondition, $"{owner}: sandbox {sandboxId}: {e.Message}", e);
+            throw RecordBootRefusal(sandboxId, new SandboxBackendException(TtrpcStatusCode.FailedPrecondition, $"{owner}: sandbox {sandboxId}: {e.Message}", e));
         }
         catch (Exception e) when (e is FormatException or ArgumentException)
         {
-            throw new SandboxBackendException(TtrpcStatusCode.InvalidArgument, $"{owner}: sandbox {sandboxId}: {e.Message}", e);
+            throw RecordBootRefusal(sandboxId, new SandboxBackendException(TtrpcStatusCode.InvalidArgument, $"{owner}: sandbox {sandboxId}: {e.Message}", e));
         }
 
         _log($"sandbox {sandboxId}: booting its VM (configuration: {_configuration.Source}; state: {Path.Combine(options.StateRoot!, sandboxId)})");
@@ -541,6 +589,25 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
         return vm;
     }
 
+    /// <summary>A boot refused before the sandbox had a state directory (a missing guest kernel, a bad size): its
+    /// post-mortem record is all that `sandboxctl doctor` will find.</summary>
+    private SandboxBackendException RecordBootRefusal(string sandboxId, SandboxBackendException refusal)
+    {
+        var record = new PostMortemRecord
+        {
+            SandboxId = sandboxId,
+            CreatedAt = DateTimeOffset.UtcNow,
+            EndedAt = DateTimeOffset.UtcNow,
+            Reason = "boot failed: " + refusal.Message.Split('\n', 2)[0],
+            Failed = true,
+            Error = refusal.Message,
+            ShimTail = _journal.Recent(),
+        };
+        if (_postMortems.Write(record) is { } problem)
+            _log(problem);
+        return refusal;
+    }
+
     private async Task LogBootImagesReleasedAsync(SandboxVm vm) =>
         _log($"sandbox {vm.SandboxId}: {await vm.BootImagesReleased.ConfigureAwait(false)}");
 
@@ -569,6 +636,15 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
             : $"every process of the sandbox is reported as killed (exit status {KilledBySigkill})";
         _log($"sandbox {vm.SandboxId}: its VM exited unexpectedly (QEMU exit code {exit.ExitCode}); {cause}. " +
              $"Guest console: {vm.Hypervisor.ConsoleLogPath}\n{exit.Diagnostics}");
+        string what = _vmLostToHostOom ? $"the host's OOM killer ended QEMU ({hostOomKills} kill(s) in {vm.HostCgroup!.Path})" : exit.Diagnostics;
+        SandboxEventLog.Append(vm.State.Path, new SandboxEvent
+        {
+            Time = exit.ExitedAt,
+            Kind = SandboxEvent.VmExit,
+            ExitStatus = exit.ExitCode,
+            Message = what,
+        });
+        vm.RecordEnd($"its VM exited unexpectedly (QEMU exit code {exit.ExitCode}): {what.Split('\n', 2)[0]}", failed: true);
         _vmLost.TrySetResult(exit);
         _vmGone.Cancel();
         try

@@ -81,7 +81,9 @@ internal static class VmSandboxCleanup
             return; // the daemon removed it on its way out
 
         log($"sandbox {sandboxId}: its shim daemon is gone; cleaning up {state.Path}");
-        await SandboxStateRemoval.RemoveAsync(state, log, cancellationToken).ConfigureAwait(false);
+        await SandboxStateRemoval.RemoveAsync(state, log, cancellationToken, new SandboxStateRemoval.PostMortemOf(
+            new Sandbox.Runtime.PostMortem.PostMortemStore(state.Root),
+            "its shim daemon died before it stopped the sandbox (killed, or crashed: see the shim's last lines); containerd's delete removed what it left")).ConfigureAwait(false);
     }
 
     private static async Task<bool> OwnerExitsWithinAsync(SandboxStateDirectory state, TimeSpan wait, CancellationToken cancellationToken)
