@@ -67,8 +67,8 @@ conformance: image build shim
 	SANDBOX_SHIM_BINARY=$(abspath $(SHIM)) tests/run-conformance.sh $(CONFIGURATION)
 
 ## bench: medians of boot, agent readiness and their ratios against the bare-boot floor
-bench: image build shim
-	SANDBOX_SHIM_BINARY=$(abspath $(SHIM)) $(DOTNET) run --project tests/Sandbox.Bench -c $(CONFIGURATION) --no-build
+bench: image build shim ctl
+	SANDBOX_SHIM_BINARY=$(abspath $(SHIM)) SANDBOXCTL_BINARY=$(abspath $(CTL)) $(DOTNET) run --project tests/Sandbox.Bench -c $(CONFIGURATION) --no-build
 
 ## soak: fault cycles (kill -9 of shim, QEMU, vsock daemon; containerd restart; guest panic and freeze) on containerd
 ## 1.6 and 2.x; prints "soak: cycles N leaks 0 lost_exits 0 hung 0". SOAK_CYCLES (default 100), SOAK_SEED (default: clock)

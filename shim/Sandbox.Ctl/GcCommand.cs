@@ -60,7 +60,11 @@ public static class GcCommand
                 timeout.CancelAfter(TimeSpan.FromSeconds(30));
                 try
                 {
-                    await SandboxStateRemoval.RemoveAsync(dead.State, _ => { }, timeout.Token);
+                    string reason = dead.Owner is { } owner
+                        ? $"its shim daemon (pid {owner.Pid}) died before it stopped the sandbox; `sandboxctl gc` removed what it left"
+                        : "no shim daemon ever recorded itself as its owner; `sandboxctl gc` removed what was left";
+                    await SandboxStateRemoval.RemoveAsync(dead.State, _ => { }, timeout.Token,
+                        new SandboxStateRemoval.PostMortemOf(new Sandbox.Runtime.PostMortem.PostMortemStore(stateRoot), reason));
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException or OperationCanceledException)
                 {

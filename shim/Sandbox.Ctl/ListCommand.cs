@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Sandbox.Runtime.PostMortem;
 using Sandbox.Runtime.Sandboxes;
 
 namespace Sandbox.Ctl;
@@ -17,11 +18,15 @@ public static class ListCommand
     public static Command Create()
     {
         var json = new Option<bool>("--json") { Description = "Print the list as JSON for tools" };
+        var all = new Option<bool>("--all", "-a") { Description = "Also list the sandboxes that ended (their post-mortem records, newest first)" };
         var root = StateRootOption.Create();
-        var command = new Command("list", "List the sandboxes on this host from their state directories") { json, root };
+        var command = new Command("list", "List the sandboxes on this host from their state directories") { json, all, root };
         command.SetAction(parse =>
         {
-            var listings = Read(SandboxStateDirectory.ResolveRoot(parse.GetValue(root)));
+            string stateRoot = SandboxStateDirectory.ResolveRoot(parse.GetValue(root));
+            var listings = Read(stateRoot);
+            if (parse.GetValue(all))
+                listings = [.. listings, .. ReadEnded(stateRoot)];
             if (parse.GetValue(json))
                 Console.WriteLine(JsonSerializer.Serialize(listings, ListJson.Default.IReadOnlyListSandboxListing));
             else
@@ -35,6 +40,16 @@ public static class ListCommand
     {
         var now = DateTime.UtcNow;
         return SandboxStateDirectory.List(stateRoot).Select(state => Describe(state, now)).ToList();
+    }
+
+    /// <summary>The post-mortem records (<see cref="PostMortemStore"/>), newest first, as rows in state "ended"; a sandbox
+    /// that ended by a failure has its reason as the problem.</summary>
+    public static IReadOnlyList<SandboxListing> ReadEnded(string stateRoot)
+    {
+        var store = new PostMortemStore(stateRoot);
+        return store.List().Select(r => new SandboxListing(r.SandboxId, store.PathOf(r.SandboxId), "ended", null, r.Metadata?.VmmPid, false,
+            r.Metadata?.Acceleration, r.Metadata?.VsockMode, null, r.CreatedAt,
+            r.Failed ? $"{r.Reason} (`sandboxctl doctor {r.SandboxId}`)" : null)).ToList();
     }
 
     private static SandboxListing Describe(SandboxStateDirectory state, DateTime now)

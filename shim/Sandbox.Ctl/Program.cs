@@ -7,4 +7,6 @@ root.Subcommands.Add(ListCommand.Create());
 root.Subcommands.Add(GcCommand.Create());
 root.Subcommands.Add(MetricsCommand.Create());
 root.Subcommands.Add(ExecCommand.Create());
+root.Subcommands.Add(DoctorCommand.Create());
+root.Subcommands.Add(LogsCommand.Create());
 return await root.Parse(args).InvokeAsync();

@@ -7,13 +7,19 @@ using Sandbox.Shim.Tests.Containerd;
 // with its suffix (ctr_run_over_floor_c16, pod_start_over_floor_c2, ...); each boots the floor in its own rounds too,
 // and its ratios are against that floor.
 // The stdout bench (1 GiB per round) runs at most 3 rounds.
-// Usage: Sandbox.Bench [rounds] [vm|ctr|pod|stats|stdout ...]   (default: 5 rounds, every bench)
+// The doctor bench runs once, on the first containerd release of the matrix.
+// Usage: Sandbox.Bench [rounds] [vm|ctr|pod|stats|stdout|doctor ...]   (default: 5 rounds, every bench)
 int rounds = args.Length > 0 && int.TryParse(args[0], out var r) ? r : 5;
 var only = args.Skip(1).ToHashSet();
 bool Selected(string name) => only.Count == 0 || only.Contains(name);
 
 var report = new BenchReport();
 await new VmBootBench(rounds).RunAsync(report, CancellationToken.None);
+if (Selected("doctor"))
+{
+    using var onPath = ContainerdMatrix.Load().First().Use();
+    await new DoctorBench(rounds).RunAsync(report, CancellationToken.None);
+}
 foreach (var release in ContainerdMatrix.Load())
 {
     using var onPath = release.Use();

@@ -2,6 +2,7 @@ using Sandbox.Cri.Tests.Api;
 using Sandbox.Cri.Tests.Fixture;
 using Sandbox.Hypervisors.Processes;
 using Sandbox.Runtime.Cgroups;
+using Sandbox.Shim.Tests.Containerd;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -102,6 +103,7 @@ public abstract class VmCriPodTests<TFixture>(TFixture fixture, ITestOutputHelpe
     public async Task A_guest_that_fills_its_memory_stays_inside_the_host_limit()
     {
         var pod = await Fixture.RunPodAsync("guest-full", new LinuxContainerResources { MemoryLimitInBytes = 128L << 20 });
+        bool removed = false;
         try
         {
             await Fixture.StartContainerAsync(pod, "main", ["sleep", "2147483647"]);
@@ -116,10 +118,22 @@ public abstract class VmCriPodTests<TFixture>(TFixture fixture, ITestOutputHelpe
             Assert.Equal(ContainerState.ContainerRunning, (await Fixture.ContainerStatusAsync(pod, "main")).State);
             var alive = await Fixture.ExecAsync(pod, "main", "echo", "alive");
             Assert.True(alive.ExitCode == 0, alive.ToString());
+
+            // sandboxctl doctor explains it by the container's id while the pod runs, and by the pod's id once removed
+            var doctor = await DoctorAsync(pod.ContainerId("hog"));
+            Assert.True(doctor.ExitCode == 1, doctor.ToString());
+            Assert.StartsWith($"sandbox {pod.Id}: container {pod.ContainerId("hog")} was OOM-killed (no memory limit of its own", doctor.Stdout);
+            await Fixture.StopAndRemovePodAsync(pod);
+            removed = true;
+            var afterRemoval = await DoctorAsync(pod.Id);
+            Assert.True(afterRemoval.ExitCode == 1, afterRemoval.ToString());
+            Assert.Contains("was OOM-killed", afterRemoval.Stdout.Split('\n')[0]);
+            Assert.Contains("post-mortem record", afterRemoval.Stdout);
         }
         finally
         {
-            await Fixture.StopAndRemovePodAsync(pod);
+            if (!removed)
+                await Fixture.StopAndRemovePodAsync(pod);
         }
     }
 
@@ -148,4 +162,7 @@ public abstract class VmCriPodTests<TFixture>(TFixture fixture, ITestOutputHelpe
             await Fixture.StopAndRemovePodAsync(pod);
         }
     }
+
+    private Task<CommandResult> DoctorAsync(string id) =>
+        ExternalCommand.RunAsync(Sandbox.Shim.Tests.SandboxctlBinary.Locate(), ["doctor", id, "--state-root", Fixture.StateRoot], TimeSpan.FromSeconds(60), stdin: "");
 }

@@ -98,7 +98,12 @@ public sealed class SandboxctlGcTests
             Assert.False(HostProcesses.IsAlive(orphanedQemu), "the orphan QEMU still runs");
             Assert.Empty(HostProcesses.WithCommandLineContaining(stateRoot + "/"));
             Assert.Empty(MountTable.MountPointsBelow(stateRoot));
-            Assert.Empty(Directory.EnumerateFileSystemEntries(stateRoot));
+            Assert.Empty(SandboxStateDirectory.List(stateRoot));
+            // what gc removed is explained afterwards by its post-mortem record (console and QEMU tails included)
+            var record = new Sandbox.Runtime.PostMortem.PostMortemStore(stateRoot).Read(deadOwners.State.SandboxId);
+            Assert.NotNull(record);
+            Assert.Contains("`sandboxctl gc` removed what it left", record.Reason);
+            Assert.NotEmpty(record.ConsoleTail);
             Assert.True((await GcCommand.RunAsync(stateRoot, dryRun: true, CancellationToken.None)).Sandboxes.Count == 0);
         }
         finally

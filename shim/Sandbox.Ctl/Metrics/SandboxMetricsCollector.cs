@@ -1,5 +1,3 @@
-using System.Diagnostics;
-using Sandbox.Agent.Protocol;
 using Sandbox.Hypervisors.Processes;
 using Sandbox.Runtime.Agent;
 using Sandbox.Runtime.Sandboxes;
@@ -9,13 +7,11 @@ namespace Sandbox.Ctl.Metrics;
 /// <summary>
 /// Samples every sandbox under a state root, as kata-monitor does for Kata: QEMU's, its helpers' and the shim's memory
 /// and CPU from /proc, and the guest's memory, boot time and one RPC's round trip from its agent (GetGuestInfo over the
-/// sandbox's vsock; every call bounded by <see cref="AgentTimeout"/>). A sandbox whose agent does not answer is still
+/// sandbox's vsock; every call bounded by <see cref="GuestInfoQuery.Timeout"/>). A sandbox whose agent does not answer is still
 /// reported, with <c>sandbox_up 0</c>.
 /// </summary>
 public static class SandboxMetricsCollector
 {
-    public static readonly TimeSpan AgentTimeout = TimeSpan.FromSeconds(5);
-
     public static async Task<IReadOnlyList<SandboxSample>> CollectAsync(string stateRoot, CancellationToken cancellationToken)
     {
         var now = DateTime.UtcNow;
@@ -50,20 +46,9 @@ public static class SandboxMetricsCollector
 
     private static async Task<(GuestSample?, string?)> AskAgentAsync(IAgentDialer dialer, string sandboxId, CancellationToken cancellationToken)
     {
-        using var agent = new AgentConnection(dialer, sandboxId);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(AgentTimeout);
-        try
-        {
-            var clock = Stopwatch.StartNew();
-            var info = await agent.Client.GetGuestInfoAsync(new GetGuestInfoRequest(), deadline: DateTime.UtcNow + AgentTimeout,
-                cancellationToken: timeout.Token);
-            var rpc = clock.Elapsed.TotalSeconds;
-            return (new GuestSample(info.MemTotalBytes, info.MemAvailableBytes, info.AgentReadyUptimeSeconds, rpc), null);
-        }
-        catch (Exception e) when (e is Grpc.Core.RpcException or IOException or OperationCanceledException or HttpRequestException)
-        {
-            return (null, $"the agent did not answer GetGuestInfo on {dialer.Description} within {AgentTimeout.TotalSeconds:0} s: {e.Message}");
-        }
+        var answer = await GuestInfoQuery.AskAsync(dialer, sandboxId, cancellationToken);
+        return answer.Info is { } info
+            ? (new GuestSample(info.MemTotalBytes, info.MemAvailableBytes, info.AgentReadyUptimeSeconds, answer.RoundTrip.TotalSeconds), null)
+            : (null, answer.Error);
     }
 }

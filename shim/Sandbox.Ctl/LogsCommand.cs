@@ -1,0 +1,93 @@
+using System.CommandLine;
+using Sandbox.Ctl.Logs;
+using Sandbox.Runtime.PostMortem;
+using Sandbox.Runtime.Sandboxes;
+
+namespace Sandbox.Ctl;
+
+/// <summary>
+/// `sandboxctl logs ID [--follow]`: a sandbox's guest console (kernel and agent), shim, QEMU and vsock daemon logs,
+/// merged in time order, each line with its source. Reads the state directory while the sandbox exists (and with
+/// --follow keeps printing what is added until it ends), else the last lines kept in its post-mortem record.
+/// Exit 0, or 2 when the ID is unknown.
+/// </summary>
+public static class LogsCommand
+{
+    private static readonly TimeSpan FollowInterval = TimeSpan.FromMilliseconds(500);
+
+    public static Command Create()
+    {
+        var id = new Argument<string>("ID") { Description = "Sandbox id (CRI pod sandbox id, or the ctr container id), or the id of a container in it" };
+        var follow = new Option<bool>("--follow", "-f") { Description = "Keep printing new lines until the sandbox ends" };
+        var root = StateRootOption.Create();
+        var command = new Command("logs", "Print a sandbox's console, agent, shim and QEMU logs in time order") { id, follow, root };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            string stateRoot = SandboxStateDirectory.ResolveRoot(parse.GetValue(root));
+            string target = parse.GetValue(id)!;
+            if (SandboxLookup.Find(stateRoot, target) is { } state)
+                return await PrintLiveAsync(state, parse.GetValue(follow), cancellationToken);
+            var store = new PostMortemStore(stateRoot);
+            if (store.Find(target) is { } record)
+            {
+                PrintEnded(record, store.PathOf(record.SandboxId));
+                return 0;
+            }
+            Console.Error.WriteLine($"sandboxctl logs: no sandbox, container or post-mortem record '{target}' under {stateRoot} (`sandboxctl list --all` shows what is known)");
+            return 2;
+        });
+        return command;
+    }
+
+    private static async Task<int> PrintLiveAsync(SandboxStateDirectory state, bool follow, CancellationToken cancellationToken)
+    {
+        var bootedAt = SandboxMetadata.TryRead(state.MetadataFile)?.CreatedAt.UtcDateTime ?? Directory.GetCreationTimeUtc(state.Path);
+        var followers = new[]
+        {
+            new LogFileFollower(Path.Combine(state.Path, "console.log"), new LogLineClock("console", console: true, bootedAt)),
+            new LogFileFollower(Path.Combine(state.Path, SandboxJournal.FileName), new LogLineClock("shim", console: false, bootedAt)),
+            new LogFileFollower(Path.Combine(state.Path, "qemu.log"), new LogLineClock("qemu", console: false, bootedAt)),
+            new LogFileFollower(Path.Combine(state.Path, "vsockd.log"), new LogLineClock("vsockd", console: false, bootedAt)),
+        };
+        Print(SandboxLogMerge.Merge(followers.Select(f => f.ReadNew())));
+        if (!follow)
+            return 0;
+        try
+        {
+            while (Directory.Exists(state.Path))
+            {
+                await Task.Delay(FollowInterval, cancellationToken);
+                Print(SandboxLogMerge.Merge(followers.Select(f => f.ReadNew())));
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            return 0;
+        }
+        Console.WriteLine($"(sandbox {state.SandboxId} ended; `sandboxctl doctor {state.SandboxId}` says how)");
+        return 0;
+    }
+
+    private static void PrintEnded(PostMortemRecord record, string path)
+    {
+        var bootedAt = (record.CreatedAt ?? record.EndedAt).UtcDateTime;
+        Console.WriteLine($"(sandbox {record.SandboxId} ended {record.EndedAt.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z: {record.Reason}; the last lines kept in {path})");
+        IReadOnlyList<LogEntry> Read(IReadOnlyList<string> lines, string source, bool console)
+        {
+            var clock = new LogLineClock(source, console, bootedAt);
+            return lines.Select(clock.Read).ToList();
+        }
+        Print(SandboxLogMerge.Merge([
+            Read(record.ConsoleTail, "console", console: true),
+            Read(record.ShimTail, "shim", console: false),
+            Read(record.QemuTail, "qemu", console: false),
+            Read(record.VsockDaemonTail, "vsockd", console: false),
+        ]));
+    }
+
+    private static void Print(IReadOnlyList<LogEntry> entries)
+    {
+        foreach (var entry in entries)
+            Console.WriteLine(entry);
+    }
+}
