@@ -19,21 +19,26 @@ public static class ExecCommand
         var id = new Argument<string>("ID") { Description = "Sandbox id (CRI pod sandbox id, or the ctr container id), or the id of a container in it" };
         var command = new Argument<string[]>("CMD") { Description = "Command and arguments (default: /bin/sh)", Arity = ArgumentArity.ZeroOrMore };
         var noTty = new Option<bool>("--no-tty", "-T") { Description = "No pty in the guest, even when stdin is a terminal" };
+        var json = new Option<bool>("--json")
+        {
+            Description = "No pty; stdin is passed on; print one JSON object (sandbox, command, exit status, stdout, stderr) once the command ends",
+        };
         var root = StateRootOption.Create();
         var exec = new Command("exec", "Run a shell or command in a sandbox's guest VM (needs [agent] debug_console = true)")
         {
-            id, command, noTty, root,
+            id, command, noTty, json, root,
         };
         exec.SetAction(async (parse, cancellationToken) =>
         {
-            bool terminal = !parse.GetValue(noTty) && !Console.IsInputRedirected && !Console.IsOutputRedirected;
+            bool asJson = parse.GetValue(json);
+            bool terminal = !asJson && !parse.GetValue(noTty) && !Console.IsInputRedirected && !Console.IsOutputRedirected;
             return await RunAsync(SandboxStateDirectory.ResolveRoot(parse.GetValue(root)), parse.GetValue(id)!,
-                parse.GetValue(command) ?? [], terminal, cancellationToken);
+                parse.GetValue(command) ?? [], terminal, asJson, cancellationToken);
         });
         return exec;
     }
 
-    private static async Task<int> RunAsync(string stateRoot, string id, string[] args, bool terminal, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(string stateRoot, string id, string[] args, bool terminal, bool asJson, CancellationToken cancellationToken)
     {
         if (SandboxLookup.Find(stateRoot, id) is not { } state)
         {
@@ -59,8 +64,18 @@ public static class ExecCommand
         }
         try
         {
-            return await new DebugConsoleCall(agent.Client).RunAsync(args, terminal, lastSize, Console.OpenStandardInput(),
-                Console.OpenStandardOutput(), Console.OpenStandardError(), terminal ? Resized : null, cancellationToken);
+            if (!asJson)
+            {
+                return await new DebugConsoleCall(agent.Client).RunAsync(args, terminal, lastSize, Console.OpenStandardInput(),
+                    Console.OpenStandardOutput(), Console.OpenStandardError(), terminal ? Resized : null, cancellationToken);
+            }
+            using var stdout = new MemoryStream();
+            using var stderr = new MemoryStream();
+            int status = await new DebugConsoleCall(agent.Client).RunAsync(args, terminal: false, (0, 0), Console.OpenStandardInput(),
+                stdout, stderr, resized: null, cancellationToken);
+            Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(new ExecReport(state.SandboxId, args, status,
+                System.Text.Encoding.UTF8.GetString(stdout.ToArray()), System.Text.Encoding.UTF8.GetString(stderr.ToArray())), ExecJson.Default.ExecReport));
+            return status;
         }
         catch (RpcException e)
         {
@@ -76,3 +91,11 @@ public static class ExecCommand
         }
     }
 }
+
+/// <summary>What `sandboxctl exec --json` prints once the command ends (an empty command: the guest's default shell).</summary>
+public sealed record ExecReport(string SandboxId, IReadOnlyList<string> Command, int ExitStatus, string Stdout, string Stderr);
+
+[System.Text.Json.Serialization.JsonSourceGenerationOptions(WriteIndented = true,
+    PropertyNamingPolicy = System.Text.Json.Serialization.JsonKnownNamingPolicy.SnakeCaseLower)]
+[System.Text.Json.Serialization.JsonSerializable(typeof(ExecReport))]
+internal sealed partial class ExecJson : System.Text.Json.Serialization.JsonSerializerContext;

@@ -19,14 +19,18 @@ public static class MetricsCommand
         {
             Description = "Serve the metrics at http://ADDR/metrics (ADDR is host:port, e.g. 127.0.0.1:9099) instead of printing them once",
         };
+        var json = new Option<bool>("--json") { Description = "Print the samples as JSON for tools instead of the Prometheus text" };
         var root = StateRootOption.Create();
-        var command = new Command("metrics", "Per-sandbox and host figures in the Prometheus text format") { listen, root };
+        var command = new Command("metrics", "Per-sandbox and host figures in the Prometheus text format") { listen, json, root };
         command.SetAction(async (parse, cancellationToken) =>
         {
             string stateRoot = SandboxStateDirectory.ResolveRoot(parse.GetValue(root));
             if (parse.GetValue(listen) is not { } address)
             {
-                Console.Write(PrometheusExposition.Write(await SandboxMetricsCollector.CollectAsync(stateRoot, cancellationToken)));
+                var samples = await SandboxMetricsCollector.CollectAsync(stateRoot, cancellationToken);
+                Console.Write(parse.GetValue(json)
+                    ? System.Text.Json.JsonSerializer.Serialize(samples, MetricsJson.Default.IReadOnlyListSandboxSample) + "\n"
+                    : PrometheusExposition.Write(samples));
                 return 0;
             }
             try
@@ -86,3 +90,8 @@ public static class MetricsCommand
         await response.OutputStream.WriteAsync(body, cancellationToken);
     }
 }
+
+[System.Text.Json.Serialization.JsonSourceGenerationOptions(WriteIndented = true,
+    PropertyNamingPolicy = System.Text.Json.Serialization.JsonKnownNamingPolicy.SnakeCaseLower)]
+[System.Text.Json.Serialization.JsonSerializable(typeof(IReadOnlyList<SandboxSample>))]
+internal sealed partial class MetricsJson : System.Text.Json.Serialization.JsonSerializerContext;

@@ -3,7 +3,7 @@ using Sandbox.Shim.Tests.Containerd;
 namespace Sandbox.Shim.Tests;
 
 /// <summary>The sandboxctl executable against a sandbox that real containerd started with `ctr run`, with the debug
-/// console on: list, metrics, gc and exec find it by its container id.</summary>
+/// console on: list, metrics, gc, exec and logs find it by its container id, as text and as --json.</summary>
 [Collection(EndToEndCollection.Name)]
 public sealed class SandboxctlEndToEndTests : IClassFixture<SandboxctlEndToEndTests.DebugConsoleFixture>
 {
@@ -46,6 +46,19 @@ public sealed class SandboxctlEndToEndTests : IClassFixture<SandboxctlEndToEndTe
 
             var status = await SandboxctlAsync(expectedExit: 3, "exec", id, "--", "sh", "-c", "exit 3");
             Assert.Equal("", status.Stdout);
+
+            var report = await SandboxctlAsync(expectedExit: 4, "exec", id, "--json", "--", "sh", "-c", "echo out; echo err >&2; exit 4");
+            using (var json = System.Text.Json.JsonDocument.Parse(report.Stdout))
+            {
+                Assert.Equal(4, json.RootElement.GetProperty("exit_status").GetInt32());
+                Assert.Equal("out\n", json.RootElement.GetProperty("stdout").GetString());
+                Assert.Equal("err\n", json.RootElement.GetProperty("stderr").GetString());
+            }
+            using (var json = System.Text.Json.JsonDocument.Parse((await SandboxctlAsync("metrics", "--json")).Stdout))
+                Assert.Contains(json.RootElement.EnumerateArray(), s => s.GetProperty("sandbox_id").GetString() == id && s.GetProperty("containers").GetInt32() == 1);
+            var logLines = (await SandboxctlAsync("logs", id, "--json")).Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.All(logLines, l => Assert.NotNull(System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("source").GetString()));
+            Assert.Contains(logLines, l => l.Contains("\"source\":\"agent\""));
 
             var unknown = await SandboxctlAsync(expectedExit: 2, "exec", "no-such-sandbox", "--", "true");
             Assert.Contains("no sandbox or container 'no-such-sandbox'", unknown.Stderr);
