@@ -47,12 +47,14 @@ public sealed class SandboxDiagnosisTests
     }
 
     [Fact]
-    public void A_host_without_KVM_or_vsock_is_named()
+    public void A_host_without_KVM_vsock_or_tun_is_named()
     {
         const string kvm = "sandbox pod: KVM was requested but cannot be used: /dev/kvm does not exist. Use acceleration auto or tcg.";
         Assert.Contains("the host lacks KVM", SandboxDiagnosis.Diagnose(Ended("boot failed: " + kvm, kvm)).Cause);
         const string vsock = "sandbox pod: no host<->guest vsock: vhost-device-vsock not found at /nonexistent";
         Assert.Contains("the host has no vsock", SandboxDiagnosis.Diagnose(Ended("boot failed: " + vsock, vsock)).Cause);
+        const string tun = "sandbox pod: pod network in /var/run/netns/cni-1: `ip tuntap add dev tap0_kata mode tap` failed: open: No such file or directory";
+        Assert.Contains("cannot create the pod's tap device", SandboxDiagnosis.Diagnose(Ended("boot failed: " + tun, tun)).Cause);
     }
 
     [Fact]

@@ -69,7 +69,7 @@ public static partial class SandboxDiagnosis
         if (error.Contains("no host<->guest vsock", StringComparison.Ordinal))
             return Problem("the VM could not boot: the host has no vsock (neither /dev/vhost-vsock nor vhost-device-vsock)",
                 "load the vhost_vsock module or install vhost-device-vsock; `sandboxctl check` shows the host's facts", e, [errorLine, .. HostLines(e)]);
-        if (error.Contains("/dev/net/tun", StringComparison.Ordinal) || error.Contains("tap", StringComparison.OrdinalIgnoreCase) && error.Contains("tun", StringComparison.Ordinal))
+        if (error.Contains("/dev/net/tun", StringComparison.Ordinal) || error.Contains("tuntap", StringComparison.Ordinal))
             return Problem("the VM could not boot: the host cannot create the pod's tap device (/dev/net/tun)",
                 "load the tun module (`modprobe tun`); `sandboxctl check` shows the host's facts", e, [errorLine, .. HostLines(e)]);
         if (FindLine(e.Qemu, QemuLoadError()) is { } load)

@@ -6,9 +6,9 @@ namespace Sandbox.Runtime.Sandboxes;
 /// The shim's log lines about one sandbox, kept where an operator finds them after the shim is gone: in memory (the
 /// last <see cref="RecentLines"/>, for a post-mortem of a boot that failed before the state directory existed) and, once
 /// <see cref="AttachTo"/> names the state directory, in its shim.log with host timestamps (lines logged before that are
-/// written first). Thread-safe.
+/// written first) until <see cref="Detach"/>. Thread-safe.
 /// </summary>
-public sealed class SandboxJournal : IDisposable
+public sealed class SandboxJournal
 {
     public const string FileName = "shim.log";
     public const int RecentLines = 200;
@@ -51,7 +51,9 @@ public sealed class SandboxJournal : IDisposable
             return _recent.ToArray();
     }
 
-    public void Dispose()
+    /// <summary>Lines go to memory only from now on (the state directory is about to go: an open file would keep its
+    /// space on /run until the shim exits).</summary>
+    public void Detach()
     {
         lock (_gate)
         {

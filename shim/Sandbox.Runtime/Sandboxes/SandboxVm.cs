@@ -78,6 +78,7 @@ public sealed class SandboxVm : IAsyncDisposable
     private readonly PodPortForwarder? _portForwarder;
     private readonly SandboxJournal? _journal;
     private readonly PostMortemStore? _postMortems;
+    private readonly object _endGate = new();
     private (string Reason, bool Failed) _end = ("stopped by the runtime (its containers were deleted, or the pod was stopped)", false);
 
     public string SandboxId => State.SandboxId;
@@ -101,8 +102,6 @@ public sealed class SandboxVm : IAsyncDisposable
                 _end = (reason, failed);
         }
     }
-
-    private readonly object _endGate = new();
 
     /// <summary>Guest path under which a host path below <see cref="SandboxStateDirectory.SharedDirectory"/> appears.</summary>
     public string GuestPathOf(string hostPathInShare)
@@ -349,11 +348,13 @@ public sealed class SandboxVm : IAsyncDisposable
         }
     }
 
+    /// <summary>The record of the sandbox, just before its state directory goes; the journal stops writing there.</summary>
     private static void WritePostMortem(PostMortemStore? store, SandboxJournal? journal, SandboxStateDirectory state, string reason,
         bool failed, string? error)
     {
         if (store?.Write(PostMortemRecord.Capture(state, reason, failed, error, journal?.Recent())) is { } problem)
             Console.Error.WriteLine(problem);
+        journal?.Detach();
     }
 
     private static string FirstLine(string text) => text.Split('\n', 2)[0];
