@@ -57,8 +57,7 @@ public static class ListCommand
         var liveness = SandboxOwnership.Of(state, now);
         var owner = SandboxOwnerFile.Recorded(state.Path);
         var metadata = SandboxMetadata.TryRead(state.MetadataFile);
-        bool running = metadata?.VmmPid is { } pid && File.Exists($"/proc/{pid}/cmdline") &&
-                       File.ReadAllText($"/proc/{pid}/cmdline").Contains(state.Path, StringComparison.Ordinal);
+        bool running = metadata?.VmmRunsIn(state.Path) == true;
         string? problem = liveness switch
         {
             SandboxLiveness.Dead when owner is not null =>

@@ -44,12 +44,13 @@ public static class LogsCommand
     private static async Task<int> PrintLiveAsync(SandboxStateDirectory state, bool follow, LogOutput output, CancellationToken cancellationToken)
     {
         var bootedAt = SandboxMetadata.TryRead(state.MetadataFile)?.CreatedAt.UtcDateTime ?? Directory.GetCreationTimeUtc(state.Path);
+        var files = new Sandbox.Hypervisors.Qemu.QemuStateFiles(state.Path);
         var followers = new[]
         {
-            new LogFileFollower(Path.Combine(state.Path, "console.log"), new LogLineClock("console", console: true, bootedAt)),
+            new LogFileFollower(files.ConsoleLog, new LogLineClock("console", console: true, bootedAt)),
             new LogFileFollower(Path.Combine(state.Path, SandboxJournal.FileName), new LogLineClock("shim", console: false, bootedAt)),
-            new LogFileFollower(Path.Combine(state.Path, "qemu.log"), new LogLineClock("qemu", console: false, bootedAt)),
-            new LogFileFollower(Path.Combine(state.Path, "vsockd.log"), new LogLineClock("vsockd", console: false, bootedAt)),
+            new LogFileFollower(files.QemuLog, new LogLineClock("qemu", console: false, bootedAt)),
+            new LogFileFollower(files.VsockDaemonLog, new LogLineClock("vsockd", console: false, bootedAt)),
         };
         output.Print(SandboxLogMerge.Merge(followers.Select(f => f.ReadNew())));
         if (!follow)

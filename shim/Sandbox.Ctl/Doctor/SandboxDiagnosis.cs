@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Sandbox.Runtime.PostMortem;
 using Sandbox.Runtime.Sandboxes;
 
 namespace Sandbox.Ctl.Doctor;
@@ -24,12 +25,9 @@ public sealed record Diagnosis(Verdict Verdict, string Cause, string Fix, IReadO
 /// </summary>
 public static partial class SandboxDiagnosis
 {
-    /// <summary>How the runtime words the reason of a post-mortem record of a failed boot.</summary>
-    public const string BootFailedPrefix = "boot failed: ";
-
     public static Diagnosis Diagnose(SandboxEvidence e)
     {
-        if (e.PostMortem is { Failed: true } failedRecord && failedRecord.Reason.StartsWith(BootFailedPrefix, StringComparison.Ordinal))
+        if (e.PostMortem is { Failed: true } failedRecord && failedRecord.Reason.StartsWith(PostMortemRecord.BootFailedPrefix, StringComparison.Ordinal))
             return BootFailure(e, failedRecord.Error ?? failedRecord.Reason);
         if (e.Events.LastOrDefault(x => x.Kind == SandboxEvent.VmExit) is { } vmExit)
             return VmLost(e, vmExit);
@@ -162,7 +160,7 @@ public static partial class SandboxDiagnosis
             e, [line, .. kernel]);
     }
 
-    private static Diagnosis Ended(SandboxEvidence e, Sandbox.Runtime.PostMortem.PostMortemRecord record)
+    private static Diagnosis Ended(SandboxEvidence e, PostMortemRecord record)
     {
         var exits = e.Events.Where(x => x.Kind == SandboxEvent.ContainerExit)
             .Select(x => new EvidenceLine(e.EventsSource, $"{Stamp(x.Time)} container {x.ContainerId} exited with status {x.ExitStatus}"));

@@ -1,4 +1,5 @@
 using Sandbox.Hypervisors.Processes;
+using Sandbox.Hypervisors.Qemu;
 using Sandbox.Runtime.Host;
 using Sandbox.Runtime.PostMortem;
 using Sandbox.Runtime.Sandboxes;
@@ -28,8 +29,8 @@ public static partial class SandboxEvidenceReader
         var now = DateTime.UtcNow;
         var liveness = SandboxOwnership.Of(state, now);
         var metadata = SandboxMetadata.TryRead(state.MetadataFile);
-        bool vmmRunning = metadata?.VmmPid is { } pid && File.Exists($"/proc/{pid}/cmdline") &&
-                          File.ReadAllText($"/proc/{pid}/cmdline").Contains(state.Path, StringComparison.Ordinal);
+        bool vmmRunning = metadata?.VmmRunsIn(state.Path) == true;
+        var files = new QemuStateFiles(state.Path);
         GuestInfoQuery.Answer? answer = null;
         if (liveness == SandboxLiveness.Live && vmmRunning && metadata?.AgentDialer() is { } dialer)
             answer = await GuestInfoQuery.AskAsync(dialer, state.SandboxId, cancellationToken);
@@ -44,14 +45,12 @@ public static partial class SandboxEvidenceReader
             VmmRunning = vmmRunning,
             Guest = answer?.Info,
             AgentError = answer?.Error ?? (vmmRunning ? null : "QEMU does not run"),
-            Containers = Directory.Exists(state.SharedDirectory)
-                ? Directory.EnumerateDirectories(state.SharedDirectory).Select(Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal).ToArray()
-                : [],
+            Containers = state.ContainerIds(),
             Events = SandboxEventLog.Read(state.Path),
             EventsSource = events,
-            Console = Tail(Path.Combine(state.Path, "console.log")),
-            Qemu = Tail(Path.Combine(state.Path, "qemu.log")),
-            VsockDaemon = Tail(Path.Combine(state.Path, "vsockd.log")),
+            Console = Tail(files.ConsoleLog),
+            Qemu = Tail(files.QemuLog),
+            VsockDaemon = Tail(files.VsockDaemonLog),
             Shim = Tail(Path.Combine(state.Path, SandboxJournal.FileName)),
             Now = now,
         };
@@ -60,7 +59,7 @@ public static partial class SandboxEvidenceReader
     private static async Task<SandboxEvidence> FromPostMortemAsync(PostMortemRecord record, string path, CancellationToken cancellationToken)
     {
         IReadOnlyList<HostCheckItem> hostProblems = [];
-        if (record.Failed && record.Reason.StartsWith(SandboxDiagnosis.BootFailedPrefix, StringComparison.Ordinal) &&
+        if (record.Failed && record.Reason.StartsWith(PostMortemRecord.BootFailedPrefix, StringComparison.Ordinal) &&
             HostFacts().IsMatch(record.Error ?? record.Reason))
         {
             var report = await new HostCheck().RunAsync(cancellationToken);

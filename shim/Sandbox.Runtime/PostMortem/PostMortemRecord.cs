@@ -1,4 +1,5 @@
 using Sandbox.Hypervisors.Processes;
+using Sandbox.Hypervisors.Qemu;
 using Sandbox.Runtime.Sandboxes;
 
 namespace Sandbox.Runtime.PostMortem;
@@ -12,6 +13,8 @@ public sealed record PostMortemRecord
     public const int ConsoleLines = 60;
     public const int ProcessLines = 30;
     public const int ShimLines = 80;
+    /// <summary>How <see cref="Reason"/> starts for a sandbox whose VM never came up (`sandboxctl doctor` looks for it).</summary>
+    public const string BootFailedPrefix = "boot failed: ";
 
     public required string SandboxId { get; init; }
     public DateTimeOffset? CreatedAt { get; init; }
@@ -38,6 +41,7 @@ public sealed record PostMortemRecord
         IReadOnlyList<string>? shimLines = null)
     {
         var metadata = SandboxMetadata.TryRead(state.MetadataFile);
+        var files = new QemuStateFiles(state.Path);
         return new PostMortemRecord
         {
             SandboxId = state.SandboxId,
@@ -47,28 +51,29 @@ public sealed record PostMortemRecord
             Failed = failed,
             Error = error,
             Metadata = metadata,
-            Containers = ContainersIn(state),
+            Containers = state.ContainerIds(),
             Events = SandboxEventLog.Read(state.Path),
-            ConsoleTail = ConsoleLogTail.ReadLines(Path.Combine(state.Path, "console.log"), ConsoleLines),
-            QemuTail = ConsoleLogTail.ReadLines(Path.Combine(state.Path, "qemu.log"), ProcessLines),
-            VsockDaemonTail = ConsoleLogTail.ReadLines(Path.Combine(state.Path, "vsockd.log"), ProcessLines),
+            ConsoleTail = ConsoleLogTail.ReadLines(files.ConsoleLog, ConsoleLines),
+            QemuTail = ConsoleLogTail.ReadLines(files.QemuLog, ProcessLines),
+            VsockDaemonTail = ConsoleLogTail.ReadLines(files.VsockDaemonLog, ProcessLines),
             ShimTail = shimLines is { Count: > 0 }
                 ? shimLines.TakeLast(ShimLines).ToArray()
                 : ConsoleLogTail.ReadLines(Path.Combine(state.Path, SandboxJournal.FileName), ShimLines),
         };
     }
 
-    private static string[] ContainersIn(SandboxStateDirectory state)
+    /// <summary>The record of a sandbox refused before it had a state directory (a start refused for a missing guest
+    /// file, a boot refused for its configuration): the error is all there is, with the shim's lines when it has them.</summary>
+    public static PostMortemRecord BootRefused(string sandboxId, string error, IReadOnlyList<string>? shimLines = null,
+        IReadOnlyList<string>? containers = null) => new()
     {
-        try
-        {
-            return Directory.Exists(state.SharedDirectory)
-                ? Directory.EnumerateDirectories(state.SharedDirectory).Select(Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal).ToArray()
-                : [];
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return [];
-        }
-    }
+        SandboxId = sandboxId,
+        CreatedAt = DateTimeOffset.UtcNow,
+        EndedAt = DateTimeOffset.UtcNow,
+        Reason = BootFailedPrefix + error.Split('\n', 2)[0],
+        Failed = true,
+        Error = error,
+        Containers = containers ?? [],
+        ShimTail = shimLines ?? [],
+    };
 }

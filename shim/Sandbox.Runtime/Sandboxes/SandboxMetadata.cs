@@ -30,6 +30,22 @@ public sealed record SandboxMetadata
     /// <summary>That cgroup's memory limit in bytes; null = none.</summary>
     public long? HostCgroupMemoryLimit { get; init; }
 
+    /// <summary>True while the recorded VMM runs: its pid is alive and its command line names this sandbox's state
+    /// directory (so a recycled pid is never taken for it).</summary>
+    public bool VmmRunsIn(string stateDirectory)
+    {
+        if (VmmPid is not { } pid)
+            return false;
+        try
+        {
+            return File.ReadAllText($"/proc/{pid}/cmdline").Contains(stateDirectory, StringComparison.Ordinal);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>A dialer for the sandbox's agent, or null when sandbox.json does not say where it listens (yet).</summary>
     public Agent.IAgentDialer? AgentDialer() => (AgentSocketPath, AgentCid, AgentPort) switch
     {

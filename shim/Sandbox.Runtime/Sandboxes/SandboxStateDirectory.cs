@@ -33,6 +33,21 @@ public sealed class SandboxStateDirectory
     /// <summary>What the sandbox is: id, VMM pid, agent endpoint, configuration used.</summary>
     public string MetadataFile => System.IO.Path.Combine(Path, "sandbox.json");
 
+    /// <summary>The containers in the sandbox: the directories of its share, sorted; none when it is unreadable.</summary>
+    public IReadOnlyList<string> ContainerIds()
+    {
+        try
+        {
+            return Directory.Exists(SharedDirectory)
+                ? Directory.EnumerateDirectories(SharedDirectory).Select(System.IO.Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal).ToArray()
+                : [];
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return [];
+        }
+    }
+
     public void Create()
     {
         Directory.CreateDirectory(Path);

@@ -187,7 +187,7 @@ public sealed class SandboxVm : IAsyncDisposable
             agent?.Dispose();
             await bootImagesReleased;
             await hypervisor.StopAsync(CancellationToken.None);
-            WritePostMortem(options.PostMortems, options.Journal, state, "boot failed: " + FirstLine(e.Message), failed: true, e.Message);
+            WritePostMortem(options.PostMortems, options.Journal, state, PostMortemRecord.BootFailedPrefix + FirstLine(e.Message), failed: true, e.Message);
             TryDeleteState(state);
             if (options.Network is not null)
                 await TryTearDownAsync(options.Network);

@@ -76,16 +76,7 @@ public sealed class VmBackendFactory : ISandboxBackendFactory
         }
         if (sandboxId.Length == 0)
             return;
-        var record = new PostMortemRecord
-        {
-            SandboxId = sandboxId,
-            CreatedAt = DateTimeOffset.UtcNow,
-            EndedAt = DateTimeOffset.UtcNow,
-            Reason = "boot failed: " + message,
-            Failed = true,
-            Error = message,
-            Containers = [containerId],
-        };
+        var record = PostMortemRecord.BootRefused(sandboxId, message, containers: [containerId]);
         if (new PostMortemStore(configuration.ResolveStateRoot(), configuration.Runtime.PostMortemRecords).Write(record) is { } problem)
             context.Log(problem);
     }

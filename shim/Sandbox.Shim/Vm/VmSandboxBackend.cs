@@ -237,7 +237,15 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
     /// <summary>For `sandboxctl doctor`: how a container's init process ended, with its memory limit (for an OOM kill).</summary>
     private static async Task RecordExitAsync(SandboxVm vm, VmContainer container)
     {
-        var exit = await container.Init.Exit.ConfigureAwait(false);
+        ProcessExit exit;
+        try
+        {
+            exit = await container.Init.Exit.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is SandboxBackendException or RpcException or OperationCanceledException)
+        {
+            return; // no exit to record: the wait failed or the shim shut down first; containerd's own Wait got that
+        }
         SandboxEventLog.Append(vm.State.Path, new SandboxEvent
         {
             Time = new DateTimeOffset(DateTime.SpecifyKind(exit.ExitedAt, DateTimeKind.Utc)),
@@ -593,17 +601,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
     /// post-mortem record is all that `sandboxctl doctor` will find.</summary>
     private SandboxBackendException RecordBootRefusal(string sandboxId, SandboxBackendException refusal)
     {
-        var record = new PostMortemRecord
-        {
-            SandboxId = sandboxId,
-            CreatedAt = DateTimeOffset.UtcNow,
-            EndedAt = DateTimeOffset.UtcNow,
-            Reason = "boot failed: " + refusal.Message.Split('\n', 2)[0],
-            Failed = true,
-            Error = refusal.Message,
-            ShimTail = _journal.Recent(),
-        };
-        if (_postMortems.Write(record) is { } problem)
+        if (_postMortems.Write(PostMortemRecord.BootRefused(sandboxId, refusal.Message, _journal.Recent())) is { } problem)
             _log(problem);
         return refusal;
     }
