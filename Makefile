@@ -34,10 +34,11 @@ $(AGENT): $(call SOURCES_OF,agent) Directory.Build.props | $(SETUP_STAMP)
 	$(DOTNET) publish agent/Sandbox.Agent/Sandbox.Agent.csproj -c Release -r linux-x64 -o $(BUILD)/agent -nologo -v quiet
 	@touch $@
 
-## shim: containerd-shim-sandbox-v2, Native AOT
+## shim: containerd-shim-sandbox-v2 and sandbox-jailer (which confines QEMU and its helpers), Native AOT
 shim: $(SHIM)
 $(SHIM): $(call SOURCES_OF,shim agent/Sandbox.Agent.Protocol agent/Sandbox.Native agent/Sandbox.Vsock hypervisor-adapters) Directory.Build.props | $(SETUP_STAMP)
 	$(DOTNET) publish shim/Sandbox.Shim/Sandbox.Shim.csproj -c Release -r linux-x64 -o $(BUILD)/shim -nologo -v quiet
+	$(DOTNET) publish hypervisor-adapters/Sandbox.Jailer/Sandbox.Jailer.csproj -c Release -r linux-x64 -o $(BUILD)/shim -nologo -v quiet
 	@touch $@
 
 ## ctl: sandboxctl, the operator's CLI
@@ -92,6 +93,7 @@ demo: image build shim
 ## install: the shim and sandboxctl on PATH, the guest image and a default configuration in fixed places
 install: image shim ctl
 	install -D -m 0755 $(SHIM) $(DESTDIR)$(PREFIX)/bin/containerd-shim-sandbox-v2
+	install -D -m 0755 $(BUILD)/shim/sandbox-jailer $(DESTDIR)$(PREFIX)/bin/sandbox-jailer
 	install -d $(DESTDIR)$(PREFIX)/lib/sandbox/sandboxctl
 	cp -a $(BUILD)/ctl/. $(DESTDIR)$(PREFIX)/lib/sandbox/sandboxctl/
 	ln -sf $(PREFIX)/lib/sandbox/sandboxctl/sandboxctl $(DESTDIR)$(PREFIX)/bin/sandboxctl

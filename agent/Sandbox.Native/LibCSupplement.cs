@@ -134,6 +134,44 @@ public static unsafe partial class LibCSupplement
     /// <summary>Linux 5.4's madvise advice; Tmds.LibC's MADV_ list stops before it.</summary>
     public const int MADV_PAGEOUT = 21;
 
+    // The jailer's calls (hypervisor-adapters/Sandbox.Jailer): none is in Tmds.LibC 0.5.0. pivot_root(2) and capset(2)
+    // have no glibc wrapper and go through syscall(); the numbers are x86-64's, the only architecture the jailer's
+    // seccomp filter is written for.
+    public const int SYS_pivot_root = 155;
+    public const int SYS_capset = 126;
+    public const int PR_CAPBSET_DROP = 24;
+    public const int PR_SET_SECCOMP = 22;
+    public const int PR_CAP_AMBIENT = 47;
+    public const int PR_CAP_AMBIENT_CLEAR_ALL = 4;
+    public const int SECCOMP_MODE_FILTER = 2;
+    public const int RLIMIT_NPROC = 6;
+    public const int RLIMIT_CORE = 4;
+    public const int RLIMIT_NOFILE = 7;
+    public const int RLIMIT_MSGQUEUE = 12;
+
+    /// <summary>struct rlimit (Tmds.LibC has none).</summary>
+    public struct ResourceLimit
+    {
+        public ulong rlim_cur;
+        public ulong rlim_max;
+    }
+
+    /// <summary>Not in Tmds.LibC.</summary>
+    [LibraryImport("libc", EntryPoint = "getrlimit", SetLastError = true)]
+    public static partial int getrlimit(int resource, ResourceLimit* limit);
+
+    /// <summary>Not in Tmds.LibC.</summary>
+    [LibraryImport("libc", EntryPoint = "setrlimit", SetLastError = true)]
+    public static partial int setrlimit(int resource, ResourceLimit* limit);
+
+    /// <summary>Not in Tmds.LibC. Replaces the process image; returns only on failure.</summary>
+    [LibraryImport("libc", EntryPoint = "execve", SetLastError = true)]
+    public static partial int execve(byte* path, byte** argv, byte** envp);
+
+    /// <summary>Not in Tmds.LibC. Changes the calling thread's working directory (the jailer's single thread).</summary>
+    [LibraryImport("libc", EntryPoint = "chdir", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int chdir(string path);
+
     /// <summary>Not in Tmds.LibC. Returns a malloc'ed canonical path (free it with NativeMemory.Free), or null.</summary>
     [LibraryImport("libc", EntryPoint = "realpath", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial byte* realpath(string path, byte* resolved);

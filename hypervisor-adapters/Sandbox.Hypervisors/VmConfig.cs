@@ -42,6 +42,15 @@ public sealed record VmConfig
     public IReadOnlyList<string> CgroupProcsFiles { get; init; } = [];
     /// <summary>Path of nsenter (util-linux), used with <see cref="NetworkNamespacePath"/>; null = look it up on PATH.</summary>
     public string? NsenterPath { get; init; }
+    /// <summary>sandbox-jailer, which confines QEMU and its helpers (see <see cref="Jail.QemuJail"/>); it also enters
+    /// <see cref="NetworkNamespacePath"/>, so nsenter is not used. null = they run unconfined (only no_new_privs and
+    /// QEMU's own seccomp filter). With a jail, binds made in <see cref="SharedDirectory"/> after the start reach QEMU
+    /// only when the directory is a shared mount point (the runtime makes it one).</summary>
+    public string? JailerPath { get; init; }
+    /// <summary>With a jail: the guest may set the setuid and setgid bits on files in <see cref="SharedDirectory"/>
+    /// (they then exist on the host too). false (the default) = the jail's seccomp filter refuses those bits in
+    /// chmod and file creation (EPERM in the guest), so the guest cannot plant a setuid-root file on the host.</summary>
+    public bool ShareAllowsSetId { get; init; }
 }
 
 /// <summary>One guest network card: a virtio-net device on the tap device <paramref name="TapName"/>, seen by the guest

@@ -10,7 +10,11 @@ namespace Sandbox.Ctl;
 /// <see cref="State"/> is "live", "starting" or "dead" (<see cref="SandboxOwnership"/>): `gc` removes exactly the dead
 /// ones.</summary>
 public sealed record SandboxListing(string SandboxId, string StateDirectory, string State, int? ShimPid, int? VmmPid, bool VmmRunning,
-    string? Acceleration, string? VsockMode, string? ConsoleLog, DateTimeOffset? CreatedAt, string? Problem);
+    string? Acceleration, string? VsockMode, string? ConsoleLog, DateTimeOffset? CreatedAt, string? Problem)
+{
+    /// <summary>How its QEMU and helpers are confined (<see cref="SandboxMetadata.Confinement"/>).</summary>
+    public string? Confinement { get; init; }
+}
 
 /// <summary>`sandboxctl list`: every sandbox on this host, from the state directories alone (no daemon is asked).</summary>
 public static class ListCommand
@@ -71,7 +75,7 @@ public static class ListCommand
         };
         return new SandboxListing(metadata?.SandboxId ?? state.SandboxId, state.Path, SandboxOwnership.Describe(liveness),
             owner?.Pid, metadata?.VmmPid, running, metadata?.Acceleration, metadata?.VsockMode, metadata?.ConsoleLog,
-            metadata?.CreatedAt, problem);
+            metadata?.CreatedAt, problem) { Confinement = metadata?.Confinement };
     }
 
     private static void PrintText(IReadOnlyList<SandboxListing> listings)
@@ -81,12 +85,13 @@ public static class ListCommand
             Console.WriteLine("no sandboxes");
             return;
         }
-        Console.WriteLine($"{"SANDBOX",-24} {"STATE",-8} {"SHIM PID",8} {"VMM PID",8} {"VMM",-7} {"ACCEL",-5} {"VSOCK",-7} CONSOLE");
+        Console.WriteLine($"{"SANDBOX",-24} {"STATE",-8} {"SHIM PID",8} {"VMM PID",8} {"VMM",-7} {"ACCEL",-5} {"VSOCK",-7} {"CONFINED",-10} CONSOLE");
         foreach (var l in listings)
         {
             var id = l.SandboxId.Length > 24 ? l.SandboxId[..21] + "..." : l.SandboxId;
             Console.WriteLine($"{id,-24} {l.State,-8} {l.ShimPid?.ToString() ?? "-",8} {l.VmmPid?.ToString() ?? "-",8} " +
-                              $"{(l.VmmRunning ? "running" : "-"),-7} {l.Acceleration ?? "-",-5} {l.VsockMode ?? "-",-7} {l.ConsoleLog ?? "-"}");
+                              $"{(l.VmmRunning ? "running" : "-"),-7} {l.Acceleration ?? "-",-5} {l.VsockMode ?? "-",-7} " +
+                              $"{l.Confinement?.Split(' ')[0] ?? "-",-10} {l.ConsoleLog ?? "-"}");
             if (l.Problem is not null)
                 Console.WriteLine($"{"",-24} {l.Problem}");
         }

@@ -1,5 +1,7 @@
 using Sandbox.Runtime.Cgroups;
+using Sandbox.Hypervisors.Jail;
 using Sandbox.Runtime.Sandboxes;
+using Sandbox.Shim.Tests.Confinement;
 using Sandbox.Hypervisors.Processes;
 using Sandbox.Shim.Tests.Containerd;
 
@@ -393,20 +395,73 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
         await KillingAVmProcessEndsTheTaskWith137Async("vm-qemukill", "qemu-system");
     }
 
-    /// <summary>Issue 11: while a pod runs, QEMU has its seccomp filter, and QEMU and vhost-device-vsock cannot gain
-    /// privileges (no_new_privs, set on the thread that starts them), as /proc shows.</summary>
+    /// <summary>Issue 11: while a container runs, QEMU and vhost-device-vsock are each confined by sandbox-jailer, as
+    /// /proc shows: their own mount namespace whose root holds the state directory, the share (with the container's
+    /// rootfs, bound after QEMU started) and the guest image for QEMU, and none of the host's files; uid 0 with only
+    /// QEMU's 9p capabilities (the daemon none); a seccomp filter (QEMU: ours and its own -sandbox); no_new_privs; no
+    /// core dumps.</summary>
     [Fact]
-    public async Task Qemu_and_the_vsock_daemon_run_with_no_new_privileges_and_qemu_under_seccomp()
+    public async Task Qemu_and_the_vsock_daemon_run_jailed_as_proc_shows()
     {
         const string id = "vm-confined";
         await Containerd.CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, _fixture.Image, id, "sleep", "1000");
         try
         {
+            string state = Path.Combine(_fixture.StateRoot, id);
+            string rootfsShell = Path.Combine(state, "shared", id, "rootfs", "bin", "sh");
+            string[] hostOnly = [Containerd.RootDirectory, Containerd.StateDirectory, AppContext.BaseDirectory];
             var processes = LeftoverVmProcesses.Find(_fixture.StateRoot);
-            var qemu = Assert.Single(processes, p => p.CommandLine.Contains("qemu-system", StringComparison.Ordinal));
-            Assert.Contains("Seccomp:\t2", File.ReadAllLines($"/proc/{qemu.Pid}/status"));
-            foreach (var process in processes)
-                Assert.Contains("NoNewPrivs:\t1", File.ReadAllLines($"/proc/{process.Pid}/status"));
+            var qemuProcess = Assert.Single(processes, p => p.CommandLine.Contains("qemu-system", StringComparison.Ordinal));
+            var qemu = ProcessConfinement.Read(qemuProcess.Pid);
+            qemu.AssertJailed(QemuJail.ShareCapabilities, hostOnly);
+            Assert.True(qemu.SeccompFilters >= 2, $"QEMU has {qemu.SeccompFilters} seccomp filters, not the jail's and its own");
+            Assert.True(qemu.Sees(Path.Combine(state, "qmp.sock")));
+            Assert.True(qemu.Sees(rootfsShell), "the container's rootfs, bound after QEMU started, did not reach QEMU's mount namespace");
+            var metadata = SandboxMetadata.TryRead(Path.Combine(state, "sandbox.json"))!;
+            Assert.True(qemu.Sees(metadata.KernelPath));
+            Assert.StartsWith("jailed", metadata.Confinement);
+
+            foreach (var daemonProcess in processes.Where(p => p.CommandLine.Contains("vhost-device-vsock", StringComparison.Ordinal)))
+            {
+                var daemon = ProcessConfinement.Read(daemonProcess.Pid);
+                daemon.AssertJailed([], hostOnly);
+                Assert.True(daemon.Sees(Path.Combine(state, "vsock.sock")));
+                Assert.False(daemon.Sees(rootfsShell), "the vsock daemon sees the pod's share");
+                Assert.False(daemon.Sees(metadata.KernelPath), "the vsock daemon sees the guest kernel");
+            }
+        }
+        finally
+        {
+            await StopAndRemoveAsync(id);
+        }
+        await AssertNothingLeftAsync();
+    }
+
+    /// <summary>Issue 11: a container's files keep the ownership runc gives them (`touch`, `chown`, `ls -ln`, `id`),
+    /// but a guest cannot make a setuid or setgid file, nor a device node, in its share: both are refused in the guest
+    /// and nothing of the kind appears on the host.</summary>
+    [Fact]
+    public async Task The_share_keeps_runc_ownership_but_refuses_setuid_files_and_device_nodes()
+    {
+        const string ownership = "cd /tmp && touch f && chown 1000:1000 f && mkdir d && chown 7:7 d && id && ls -ln f d | awk '{print $1, $3, $4, $NF}'";
+        const string privileges = "cd /tmp && touch s && chmod 4755 s; echo chmod-setuid=$?; chmod 2755 s; echo chmod-setgid=$?; " +
+                                  "mknod null c 1 3; echo mknod=$?; ls -ln s | cut -c1-10";
+        var vm = await RunAsync(Runtime, "vm-owner", ["sh", "-c", ownership]);
+        var runc = await RunAsync(RuncRuntime, "runc-owner", ["sh", "-c", ownership]);
+        Assert.True(vm.ExitCode == 0, Containerd.Describe(vm));
+        Assert.Equal(runc.Stdout, vm.Stdout);
+
+        const string id = "vm-setuid";
+        await Containerd.CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, _fixture.Image, id, "sleep", "1000");
+        try
+        {
+            var result = await Containerd.CtrAsync(["task", "exec", "--exec-id", "try", id, "sh", "-c", privileges]);
+            // each refused call fails as a whole: s keeps the mode touch gave it
+            Assert.Equal("chmod-setuid=1\nchmod-setgid=1\nmknod=1\n-rw-r--r--\n", result.Stdout);
+            string tmp = Path.Combine(_fixture.StateRoot, id, "shared", id, "rootfs", "tmp");
+            var mode = File.GetUnixFileMode(Path.Combine(tmp, "s"));
+            Assert.False((mode & (UnixFileMode.SetUser | UnixFileMode.SetGroup)) != 0, $"the host file is {mode}");
+            Assert.False(File.Exists(Path.Combine(tmp, "null")), "the guest made a device node on the host");
         }
         finally
         {

@@ -97,6 +97,8 @@ public sealed class QemuAdapter : IHypervisor
         try
         {
             Directory.CreateDirectory(plan.Spec.Files.Directory);
+            if (plan.JailerPath is not null)
+                Directory.CreateDirectory(plan.Spec.Files.JailRoot);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -189,7 +191,8 @@ public sealed class QemuAdapter : IHypervisor
     private async Task StartVsockDaemonAsync(CancellationToken cancellationToken)
     {
         var socket = Files.VhostUserVsockSocket;
-        var daemon = StartProcess("vhost-device-vsock", Plan.VsockDaemonPath!, VsockDaemonCommandLine.Build(Files), Files.VsockDaemonLog);
+        var command = QemuLaunchCommand.BuildVsockDaemon(Plan);
+        var daemon = StartProcess("vhost-device-vsock", command.Program, command.Arguments, Files.VsockDaemonLog);
         _daemon = daemon;
         _logger.LogInformation("sandbox {SandboxId}: vhost-device-vsock started, pid {Pid}", SandboxId, daemon.Pid);
         var deadline = Stopwatch.StartNew();
@@ -443,8 +446,11 @@ public sealed class QemuAdapter : IHypervisor
         {
             var launch = QemuLaunchCommand.Build(Plan);
             File.WriteAllText(Files.QemuCommandLine, CommandLineText.Format(launch.Program, launch.Arguments));
-            if (Plan.VsockDaemonPath is { } daemonPath)
-                File.WriteAllText(Files.VsockDaemonCommandLine, CommandLineText.Format(daemonPath, VsockDaemonCommandLine.Build(Files)));
+            if (Plan.VsockDaemonPath is not null)
+            {
+                var daemon = QemuLaunchCommand.BuildVsockDaemon(Plan);
+                File.WriteAllText(Files.VsockDaemonCommandLine, CommandLineText.Format(daemon.Program, daemon.Arguments));
+            }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -76,7 +76,9 @@ public static class QemuCommandLine
             var nic = spec.NetworkInterfaces[i];
             // The tap exists and is wired up already (for a pod: tc redirects between it and the pod's veth), so QEMU
             // runs no ifup/ifdown scripts; it only opens the device. q35 boots the kernel directly: no option ROM.
-            args.AddRange(["-netdev", $"tap,id=net{i},ifname={Escape(nic.TapName)},script=no,downscript=no"]);
+            args.AddRange(["-netdev", spec.FirstTapDescriptor is { } first
+                ? $"tap,id=net{i},fd={first + i}"
+                : $"tap,id=net{i},ifname={Escape(nic.TapName)},script=no,downscript=no"]);
             args.AddRange(["-device", microvm
                 ? $"virtio-net-device,netdev=net{i},mac={nic.MacAddress}"
                 : $"virtio-net-pci,netdev=net{i},mac={nic.MacAddress},romfile="]);

@@ -8,6 +8,8 @@ public sealed record QemuHostFacts(string? QemuPath, string QemuReason, KvmProbe
 {
     /// <summary>Path of nsenter; looked up only when the VM runs in a network namespace.</summary>
     public string? NsenterPath { get; init; }
+    /// <summary>For a jailed VM; null = detected when planning.</summary>
+    public Jail.JailHostLayout? JailLayout { get; init; }
 }
 
 /// <summary>The outcome of planning: the spec for the command line plus what is needed to run it.</summary>
@@ -18,8 +20,13 @@ public sealed record QemuLaunchPlan(
     bool GuestCidIsAutomatic,
     HypervisorCapabilities Capabilities)
 {
-    /// <summary>nsenter, which starts QEMU in <see cref="QemuLaunchSpec.NetworkNamespacePath"/>; null without a namespace.</summary>
+    /// <summary>nsenter, which starts QEMU in <see cref="QemuLaunchSpec.NetworkNamespacePath"/>; null without a namespace
+    /// or with a jailer (which enters the namespace itself).</summary>
     public string? NsenterPath { get; init; }
+    /// <summary>sandbox-jailer, which starts QEMU and the vsock daemon confined; null = unconfined.</summary>
+    public string? JailerPath { get; init; }
+    /// <summary>The host's library layout the jails are made from; set with <see cref="JailerPath"/>.</summary>
+    public Jail.JailHostLayout? JailLayout { get; init; }
 }
 
 /// <summary>
@@ -56,13 +63,16 @@ public static partial class QemuLaunchPlanner
             throw Fail("ShareMountTag is empty");
         if (host.QemuPath is null)
             throw Fail($"QEMU not found: {host.QemuReason}");
+        if (config.JailerPath is { } jailer && !File.Exists(jailer))
+            throw Fail($"sandbox-jailer {jailer} does not exist; it confines QEMU and its helpers. Install it next to the shim " +
+                       "(make install), set [hypervisor.qemu] jailer_path, or run unconfined with [hypervisor.qemu] confine = false");
         if (config.NetworkNamespacePath is { } netns)
         {
             if (!Path.IsPathRooted(netns))
                 throw Fail($"network namespace path {netns} is not absolute");
             if (!File.Exists(netns))
                 throw Fail($"network namespace {netns} does not exist (was the pod's network namespace removed? `ip netns list` shows the named ones)");
-            if (host.NsenterPath is null)
+            if (config.JailerPath is null && host.NsenterPath is null)
                 throw Fail($"nsenter (util-linux) not found ({config.NsenterPath ?? "PATH, " + QemuHostFactsProbe.SystemDirectories}); it starts QEMU in the network namespace {netns}");
         }
         var nics = ValidateNetworkInterfaces(config.NetworkInterfaces, Fail);
@@ -116,6 +126,8 @@ public static partial class QemuLaunchPlanner
             VsockMode = vsockMode,
             GuestCid = cid,
             SharedDirectory = config.SharedDirectory is null ? null : Path.GetFullPath(config.SharedDirectory),
+            ShareAllowsSetId = config.ShareAllowsSetId,
+            FirstTapDescriptor = config.JailerPath is null ? null : Jail.QemuJail.FirstTapDescriptor,
             ShareMountTag = config.ShareMountTag,
             NetworkNamespacePath = config.NetworkNamespacePath,
             CgroupProcsFiles = config.CgroupProcsFiles,
@@ -123,12 +135,20 @@ public static partial class QemuLaunchPlanner
         };
         var capabilities = new HypervisorCapabilities("qemu", acceleration, vsockMode, SharedFilesystem: true,
             Reason: $"{accelerationReason}; vsock: {host.Vsock.Reason}");
-        return new QemuLaunchPlan(spec, host.QemuPath, vsockMode == VsockMode.Hybrid ? host.Vsock.VhostDeviceVsockPath : null,
-            cidIsAutomatic, capabilities)
+        bool jailed = config.JailerPath is not null;
+        string? vsockDaemon = vsockMode == VsockMode.Hybrid ? host.Vsock.VhostDeviceVsockPath : null;
+        // A jail holds the programs themselves at their real paths, not the symlinks that lead to them.
+        return new QemuLaunchPlan(spec, jailed ? RealPath(host.QemuPath) : host.QemuPath,
+            jailed && vsockDaemon is not null ? RealPath(vsockDaemon) : vsockDaemon, cidIsAutomatic, capabilities)
         {
-            NsenterPath = config.NetworkNamespacePath is null ? null : host.NsenterPath,
+            NsenterPath = config.NetworkNamespacePath is null || jailed ? null : host.NsenterPath,
+            JailerPath = config.JailerPath is null ? null : Path.GetFullPath(config.JailerPath),
+            JailLayout = jailed ? host.JailLayout ?? Jail.JailHostLayout.Detect() : null,
         };
     }
+
+    private static string RealPath(string path) =>
+        File.ResolveLinkTarget(path, returnFinalTarget: true)?.FullName ?? Path.GetFullPath(path);
 
     /// <summary>Tap names a shell and QEMU take literally, MACs as six hex pairs of a unicast address; returned with
     /// the MACs in lower case.</summary>
@@ -177,7 +197,7 @@ public static class QemuHostFactsProbe
             : new KvmProbe().Probe();
         var vsock = new VsockProbe(daemonPath: config.VhostDeviceVsockPath).Probe(config.VsockMode);
         var tsc = new TscFrequency().Detect();
-        var nsenter = config.NetworkNamespacePath is null ? null
+        var nsenter = config.NetworkNamespacePath is null || config.JailerPath is not null ? null
             : config.NsenterPath is { } configured ? ExecutableSearch.Find(configured)
             : ExecutableSearch.Find("nsenter") ?? ExecutableSearch.Find("nsenter", SystemDirectories);
         return new QemuHostFacts(qemuPath, qemuReason, kvm, vsock, tsc) { NsenterPath = nsenter };

@@ -30,6 +30,11 @@ public sealed record QemuLaunchSpec
     /// <summary>Guest CID (kernel vsock; in hybrid mode the daemon's CID, always <see cref="HybridGuestCid"/>).</summary>
     public uint GuestCid { get; init; } = HybridGuestCid;
     public string? SharedDirectory { get; init; }
+    /// <summary>See <see cref="VmConfig.ShareAllowsSetId"/>.</summary>
+    public bool ShareAllowsSetId { get; init; }
+    /// <summary>Set when the taps are opened by the jailer: QEMU gets tap i as descriptor FirstTapDescriptor + i
+    /// (<c>-netdev tap,fd=N</c>) instead of opening it by name, which would need CAP_NET_ADMIN.</summary>
+    public int? FirstTapDescriptor { get; init; }
     public string ShareMountTag { get; init; } = "share";
     /// <summary>Network namespace QEMU runs in (see <see cref="QemuLaunchCommand"/>); null = the caller's.</summary>
     public string? NetworkNamespacePath { get; init; }

@@ -23,6 +23,8 @@ public sealed class QemuStateFiles
     /// <summary>What vhost-device-vsock wrote, each line with the host's time.</summary>
     public string VsockDaemonLog => Path.Combine(Directory, "vsockd.log");
     public string QemuPidFile => Path.Combine(Directory, "qemu.pid");
+    /// <summary>An empty directory the jailer mounts each jail's root on, inside the jail's own mount namespace.</summary>
+    public string JailRoot => Path.Combine(Directory, "jail");
     public string QmpSocket => Path.Combine(Directory, "qmp.sock");
     /// <summary>vhost-user control socket between QEMU and vhost-device-vsock (hybrid mode).</summary>
     public string VhostUserVsockSocket => Path.Combine(Directory, "vhost-vsock.sock");

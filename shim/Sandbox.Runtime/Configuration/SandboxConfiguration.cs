@@ -54,6 +54,8 @@ public sealed record SandboxConfiguration
         BootSlots = Runtime.BootConcurrency > 0 ? new BootSlots(BootSlots.DefaultDirectory, Runtime.BootConcurrency) : null,
         DebugConsole = Agent.DebugConsole,
         ExtraKernelParameters = Qemu.KernelParams,
+        JailerPath = Qemu.Confine ? JailerLocation.Resolve(Qemu.JailerPath) : null,
+        ShareAllowsSetId = Qemu.ShareAllowSetId,
     };
 }
 
@@ -80,6 +82,15 @@ public sealed record QemuSettings
     public int HostMemoryOverheadMiB { get; init; } = 160;
     /// <summary>Appended to the guest kernel's command line (Kata's kernel_params): for debugging a guest.</summary>
     public string KernelParams { get; init; } = "";
+    /// <summary>QEMU and vhost-device-vsock run confined by sandbox-jailer (own mount namespace, capabilities, rlimits,
+    /// seccomp; see README "The host side of the boundary"). false = unconfined, for hosts that cannot make mount
+    /// namespaces; only no_new_privs and QEMU's own seccomp filter remain.</summary>
+    public bool Confine { get; init; } = true;
+    /// <summary>sandbox-jailer; null = next to the shim, else PATH.</summary>
+    public string? JailerPath { get; init; }
+    /// <summary>The guest may make setuid/setgid files in the pod's share (see <see cref="VmConfig.ShareAllowsSetId"/>).
+    /// false = refused, so that no setuid-root file made by a guest ever exists on the host.</summary>
+    public bool ShareAllowSetId { get; init; }
 }
 
 /// <summary>[agent]</summary>

@@ -31,6 +31,9 @@ public static class SandboxConfigurationParser
         [$"{Qemu}.vhost_device_vsock_path"] = "an absolute path to vhost-device-vsock, or \"\" to search PATH",
         [$"{Qemu}.host_memory_overhead"] = "an integer number of MiB from 0 to 65536",
         [$"{Qemu}.kernel_params"] = "a string of kernel parameters, appended to the guest kernel's command line",
+        [$"{Qemu}.confine"] = "true or false",
+        [$"{Qemu}.jailer_path"] = "an absolute path to sandbox-jailer, or \"\" for the one next to the shim (else PATH)",
+        [$"{Qemu}.share_allow_setid"] = "true or false",
         ["agent.ready_timeout"] = "a number of seconds greater than 0 and at most 3600",
         ["agent.rpc_timeout"] = "a number of seconds greater than 0 and at most 3600",
         ["agent.liveness_timeout"] = "a number of seconds from 0 (never) to 3600",
@@ -99,6 +102,9 @@ public static class SandboxConfigurationParser
                 VhostDeviceVsockPath = reader.Path($"{Qemu}.vhost_device_vsock_path"),
                 HostMemoryOverheadMiB = reader.Integer($"{Qemu}.host_memory_overhead", 0, 65536) ?? defaults.Qemu.HostMemoryOverheadMiB,
                 KernelParams = reader.Text($"{Qemu}.kernel_params") ?? defaults.Qemu.KernelParams,
+                Confine = reader.Boolean($"{Qemu}.confine") ?? defaults.Qemu.Confine,
+                JailerPath = reader.Path($"{Qemu}.jailer_path"),
+                ShareAllowSetId = reader.Boolean($"{Qemu}.share_allow_setid") ?? defaults.Qemu.ShareAllowSetId,
             },
             Agent = new AgentSettings
             {

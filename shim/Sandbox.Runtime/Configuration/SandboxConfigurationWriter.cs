@@ -56,6 +56,9 @@ public static class SandboxConfigurationWriter
         Line(text, "vhost_device_vsock_path", Quote(configuration.Qemu.VhostDeviceVsockPath ?? ""));
         Line(text, "host_memory_overhead", configuration.Qemu.HostMemoryOverheadMiB.ToString(CultureInfo.InvariantCulture));
         Line(text, "kernel_params", Quote(configuration.Qemu.KernelParams));
+        Line(text, "confine", configuration.Qemu.Confine ? "true" : "false");
+        Line(text, "jailer_path", Quote(configuration.Qemu.JailerPath ?? ""));
+        Line(text, "share_allow_setid", configuration.Qemu.ShareAllowSetId ? "true" : "false");
         text.Append("\n[agent]\n");
         Line(text, "ready_timeout", Seconds(configuration.Agent.ReadyTimeout));
         Line(text, "rpc_timeout", Seconds(configuration.Agent.RpcTimeout));

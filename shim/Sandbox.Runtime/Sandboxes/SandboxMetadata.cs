@@ -29,6 +29,9 @@ public sealed record SandboxMetadata
     public string? HostCgroup { get; init; }
     /// <summary>That cgroup's memory limit in bytes; null = none.</summary>
     public long? HostCgroupMemoryLimit { get; init; }
+    /// <summary>How QEMU and its helpers are confined on the host, for people and `sandboxctl list`: "jailed (...)" or
+    /// "unconfined (...)"; null in a sandbox.json older than the jail.</summary>
+    public string? Confinement { get; init; }
 
     /// <summary>True while the recorded VMM runs: its pid is alive and its command line names this sandbox's state
     /// directory (so a recycled pid is never taken for it).</summary>

@@ -48,18 +48,25 @@ public sealed class SandboxStateDirectory
         }
     }
 
+    /// <summary>Creates the directory and its share. The share is made a mount point of its own with shared
+    /// propagation (<see cref="SharedMountPoint"/>) before any container is bound there: QEMU runs in its own mount
+    /// namespace (the jail), and only a shared mount carries the binds made later into it.</summary>
     public void Create()
     {
         Directory.CreateDirectory(Path);
         Directory.CreateDirectory(SharedDirectory);
+        SharedMountPoint.Make(SharedDirectory);
     }
 
-    /// <summary>Removes the directory. Refuses (with a message naming what is left) while something is still mounted
-    /// below it, so that a bind-mounted container rootfs is never deleted through the mount.</summary>
+    /// <summary>Removes the directory, after detaching the share's own mount (<see cref="Create"/>). Refuses (with a
+    /// message naming what is left) while something else is still mounted below it, so that a bind-mounted container
+    /// rootfs is never deleted through the mount.</summary>
     public void Delete()
     {
         if (!Directory.Exists(Path))
             return;
+        if (MountTable.MountPointsBelow(SharedDirectory).All(m => m == SharedDirectory))
+            MountTable.DetachAll(SharedDirectory);
         var mounted = MountTable.MountPointsBelow(Path);
         if (mounted.Count > 0)
             throw new IOException(

@@ -23,6 +23,9 @@ public sealed record SandboxVmOptions
     public string? VmmPath { get; init; }
     public string? VhostDeviceVsockPath { get; init; }
     public string ExtraKernelParameters { get; init; } = "";
+    /// <summary>See <see cref="VmConfig.JailerPath"/>; null = QEMU and its helpers run unconfined.</summary>
+    public string? JailerPath { get; init; }
+    public bool ShareAllowsSetId { get; init; }
     /// <summary>How long the guest may take to boot until its agent answers (TCG boots take seconds).</summary>
     public TimeSpan AgentReadyTimeout { get; init; } = TimeSpan.FromSeconds(60);
     public bool Debug { get; init; }
@@ -155,6 +158,8 @@ public sealed class SandboxVm : IAsyncDisposable
                 NetworkNamespacePath = options.Network?.NetworkNamespacePath,
                 NetworkInterfaces = nics.Select(nic => new VmNetworkInterface(nic.TapName, nic.Mac)).ToList(),
                 CgroupProcsFiles = hostCgroup?.ProcsFiles ?? [],
+                JailerPath = options.JailerPath,
+                ShareAllowsSetId = options.ShareAllowsSetId,
             };
             await hypervisor.PrepareAsync(config, cancellationToken);
             using (await TakeBootSlotAsync(options, cancellationToken))
@@ -283,8 +288,15 @@ public sealed class SandboxVm : IAsyncDisposable
             MemoryMiB = options.MemoryMiB,
             HostCgroup = options.HostCgroupPath,
             HostCgroupMemoryLimit = options.HostCgroupMemoryLimit,
+            Confinement = DescribeConfinement(options),
         }.Write(state.MetadataFile);
     }
+
+    /// <summary>What <see cref="SandboxMetadata.Confinement"/> says for these options.</summary>
+    public static string DescribeConfinement(SandboxVmOptions options) => options.JailerPath is null
+        ? "unconfined (no_new_privs, QEMU's seccomp filter; [hypervisor.qemu] confine = false)"
+        : $"jailed (mount namespace, seccomp, no_new_privs, uid 0 with {string.Join(",", Hypervisors.Jail.QemuJail.ShareCapabilities)}" +
+          (options.ShareAllowsSetId ? "; setuid files allowed in the share)" : "; setuid files refused in the share)");
 
     /// <summary>Tears the guest down politely (DestroySandbox, short deadline), stops the VM, removes the state directory.
     /// DestroySandbox is more than a courtesy: it stops the containers and unmounts the 9p share, which writes back pages
