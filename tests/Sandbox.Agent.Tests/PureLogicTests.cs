@@ -291,3 +291,23 @@ public class ContainerCgroupTests
         }
     }
 }
+
+public class AgentPeerPolicyTests
+{
+    [Theory]
+    [InlineData(2u, true)]            // the host (kernel vsock, or vhost-device-vsock on the host's behalf)
+    [InlineData(3u, false)]           // the guest itself: a container dialing the guest's own CID
+    [InlineData(1u, false)]           // VMADDR_CID_LOCAL
+    [InlineData(0xFFFFFFFFu, false)]
+    public void Only_the_host_may_talk_to_the_agent(uint cid, bool accepted)
+    {
+        Assert.Equal(accepted, Sandbox.Agent.Server.AgentPeerPolicy.Accepts(new VsockEndPoint(cid, 51000)));
+    }
+
+    [Fact]
+    public void A_refusal_names_the_peer()
+    {
+        Assert.Equal("refused a vsock connection from CID 3 port 51000: the agent serves only the host (CID 2)",
+            Sandbox.Agent.Server.AgentPeerPolicy.DescribeRefusal(new VsockEndPoint(3, 51000)));
+    }
+}

@@ -23,7 +23,7 @@ public sealed class AgentConnectionListenerFactory(Action<string> log) : IConnec
                 var listener = VsockListener.Bind(vsock.Cid, vsock.Port);
                 listener.AcceptFailed += e => log(e.Message);
                 return ValueTask.FromResult<IConnectionListener>(new AcceptingListener(listener.EndPoint,
-                    async ct => (await listener.AcceptAsync(ct))?.Socket, listener.Dispose));
+                    async ct => await AcceptFromHostAsync(listener, ct), listener.Dispose));
             }
             case UnixDomainSocketEndPoint unix:
             {
@@ -43,6 +43,20 @@ public sealed class AgentConnectionListenerFactory(Action<string> log) : IConnec
             }
             default:
                 throw new NotSupportedException($"the agent listens on vsock or Unix sockets only, not {endpoint}");
+        }
+    }
+
+    /// <summary>The next connection from the host; connections from anywhere else are closed and logged
+    /// (<see cref="AgentPeerPolicy"/>).</summary>
+    private async ValueTask<Socket?> AcceptFromHostAsync(VsockListener listener, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var accepted = await listener.AcceptAsync(cancellationToken);
+            if (accepted is null || AgentPeerPolicy.Accepts(accepted.Peer))
+                return accepted?.Socket;
+            log(AgentPeerPolicy.DescribeRefusal(accepted.Peer));
+            accepted.Socket.Dispose();
         }
     }
 

@@ -48,17 +48,18 @@ public sealed class SandboxStateDirectory
         }
     }
 
-    /// <summary>Creates the directory and its share. The share is made a mount point of its own with shared
-    /// propagation (<see cref="SharedMountPoint"/>) before any container is bound there: QEMU runs in its own mount
-    /// namespace (the jail), and only a shared mount carries the binds made later into it.</summary>
     public void Create()
     {
         Directory.CreateDirectory(Path);
         Directory.CreateDirectory(SharedDirectory);
-        SharedMountPoint.Make(SharedDirectory);
     }
 
-    /// <summary>Removes the directory, after detaching the share's own mount (<see cref="Create"/>). Refuses (with a
+    /// <summary>Makes the share a mount point of its own with shared propagation (<see cref="SharedMountPoint"/>),
+    /// before any container is bound there: a jailed QEMU runs in its own mount namespace, and only a shared mount
+    /// carries the binds made later into it.</summary>
+    public void MakeShareMountPoint() => SharedMountPoint.Make(SharedDirectory);
+
+    /// <summary>Removes the directory, after detaching the share's own mount (<see cref="MakeShareMountPoint"/>). Refuses (with a
     /// message naming what is left) while something else is still mounted below it, so that a bind-mounted container
     /// rootfs is never deleted through the mount.</summary>
     public void Delete()

@@ -128,6 +128,8 @@ public sealed class SandboxVm : IAsyncDisposable
         Task<string> bootImagesReleased = Task.FromResult("not started");
         try
         {
+            if (options.JailerPath is not null)
+                state.MakeShareMountPoint();
             // Before anything that can outlive this process (cgroup, QEMU): from here on `sandboxctl gc` and the shim's
             // `delete` can tell a sandbox whose owner died from a live one.
             SandboxOwnerFile.WriteSelf(state.Path);
