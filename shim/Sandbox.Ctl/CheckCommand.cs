@@ -13,10 +13,11 @@ public static class CheckCommand
         var json = new Option<bool>("--json") { Description = "Print the report as JSON for tools" };
         var qemu = new Option<string?>("--qemu") { Description = "QEMU binary to check instead of qemu-system-x86_64 on PATH" };
         var guest = new Option<string?>("--guest-dir") { Description = "Directory with vmlinux, initramfs.cpio and manifest.txt" };
-        var command = new Command("check", "Tell whether this host can run sandboxes, and why not") { json, qemu, guest };
+        var jailer = new Option<string?>("--jailer") { Description = "sandbox-jailer to check instead of the one on PATH" };
+        var command = new Command("check", "Tell whether this host can run sandboxes, and why not") { json, qemu, guest, jailer };
         command.SetAction(async (parse, cancellationToken) =>
         {
-            var report = await new HostCheck(parse.GetValue(qemu), parse.GetValue(guest)).RunAsync(cancellationToken);
+            var report = await new HostCheck(parse.GetValue(qemu), parse.GetValue(guest), parse.GetValue(jailer)).RunAsync(cancellationToken);
             if (parse.GetValue(json))
                 Console.WriteLine(JsonSerializer.Serialize(report, CheckJson.Default.HostCheckReport));
             else

@@ -5,7 +5,9 @@ namespace Sandbox.Bench;
 
 /// <summary>
 /// `ctr run --rm IMAGE ID true` through a private containerd, with runc (the yardstick) and with our shim (a fresh VM
-/// each time), against the bare-boot floor; and the shim daemon's RSS while it serves a running container.
+/// each time), against the bare-boot floor; the same with QEMU and its helpers unconfined ([hypervisor.qemu] confine =
+/// false), in the same rounds and alternating which goes first, for the cost of the jail; and the shim daemon's RSS
+/// while it serves a running container.
 /// </summary>
 public sealed class CtrRunBench(int rounds, ContainerdMatrix release)
 {
@@ -18,14 +20,26 @@ public sealed class CtrRunBench(int rounds, ContainerdMatrix release)
 
         var runc = new List<double>();
         var ours = new List<double>();
+        var unconfined = new List<double>();
         var floors = new List<double>();
+        string unconfinedConfig = Path.Combine(containerd.Directory, "unconfined.toml");
+        await File.WriteAllTextAsync(unconfinedConfig, "[hypervisor.qemu]\nconfine = false\n", cancellationToken);
         for (int round = 1; round <= rounds; round++)
         {
             floors.Add(await VmBootBench.FloorOnceAsync($"floor-ctr{round}", cancellationToken));
             runc.Add(await TimeRunAsync(containerd, RuncRuntime, $"runc{round}"));
-            ours.Add(await TimeRunAsync(containerd, OurRuntime, $"vm{round}"));
+            if (round % 2 == 1)
+            {
+                ours.Add(await TimeRunAsync(containerd, OurRuntime, $"vm{round}"));
+                unconfined.Add(await TimeRunAsync(containerd, OurRuntime, $"vmu{round}", unconfinedConfig));
+            }
+            else
+            {
+                unconfined.Add(await TimeRunAsync(containerd, OurRuntime, $"vmu{round}", unconfinedConfig));
+                ours.Add(await TimeRunAsync(containerd, OurRuntime, $"vm{round}"));
+            }
             Console.WriteLine(FormattableString.Invariant(
-                $"round {round}/{rounds}: floor {floors[^1]:0.000} s, ctr run --rm true: runc {runc[^1]:0.000} s, sandbox {ours[^1]:0.000} s"));
+                $"round {round}/{rounds}: floor {floors[^1]:0.000} s, ctr run --rm true: runc {runc[^1]:0.000} s, sandbox {ours[^1]:0.000} s, unconfined {unconfined[^1]:0.000} s"));
         }
         double oursMedian = BenchReport.Median(ours);
         double floorSeconds = BenchReport.Median(floors);
@@ -33,16 +47,22 @@ public sealed class CtrRunBench(int rounds, ContainerdMatrix release)
         report.Add("ctr_run_runc" + release.Suffix, BenchReport.Median(runc), "s", $"{on}: ctr run --rm busybox true through runc (median of {rounds})");
         report.Add("ctr_run" + release.Suffix, oursMedian, "s", $"{on}: ctr run --rm busybox true through our shim, one VM (median of {rounds})");
         report.Add("ctr_run_over_floor" + release.Suffix, oursMedian / floorSeconds, "ratio", $"{on}: ctr_run / the floor booted in the same rounds ({floorSeconds:0.000} s) (target <= 2, goal 1.3)");
+        double unconfinedMedian = BenchReport.Median(unconfined);
+        report.Add("ctr_run_unconfined" + release.Suffix, unconfinedMedian, "s", $"{on}: ctr_run with confine = false (no jail), same rounds (median of {rounds})");
+        report.Add("ctr_run_unconfined_over_floor" + release.Suffix, unconfinedMedian / floorSeconds, "ratio", $"{on}: ctr_run_unconfined / the same floor");
+        report.Add("confinement_cost_over_floor" + release.Suffix, (oursMedian - unconfinedMedian) / floorSeconds, "ratio",
+            $"{on}: ctr_run_over_floor - ctr_run_unconfined_over_floor, what the jail adds (target <= 0.05)");
         var (atStartKiB, settledKiB) = await ShimRssAsync(containerd);
         report.Add("shim_rss_start_mib" + release.Suffix, atStartKiB / 1024.0, "MiB", $"{on}: shim daemon VmRSS as soon as ctr run -d returned (create/start garbage still held)");
         report.Add("shim_rss_mib" + release.Suffix, settledKiB / 1024.0, "MiB",
             $"{on}: shim daemon VmRSS serving one running container, {RssSettleTime.TotalSeconds:0} s after ctr run -d returned (target <= 15)");
     }
 
-    private static async Task<double> TimeRunAsync(PrivateContainerd containerd, string runtime, string id)
+    private static async Task<double> TimeRunAsync(PrivateContainerd containerd, string runtime, string id, string? runtimeConfig = null)
     {
+        string[] config = runtimeConfig is null ? [] : ["--runtime-config-path", runtimeConfig];
         var clock = Stopwatch.StartNew();
-        var result = await containerd.CtrAsync(["run", "--rm", "--fifo-dir", containerd.FifoDirectory, "--runtime", runtime,
+        var result = await containerd.CtrAsync(["run", "--rm", "--fifo-dir", containerd.FifoDirectory, "--runtime", runtime, .. config,
             BusyboxOciImage.DefaultName, id, "true"]);
         double seconds = clock.Elapsed.TotalSeconds;
         if (result.ExitCode != 0)

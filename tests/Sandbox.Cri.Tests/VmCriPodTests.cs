@@ -47,6 +47,32 @@ public abstract class VmCriPodTests<TFixture>(TFixture fixture, ITestOutputHelpe
         Assert.True(leftovers.Count == 0, $"left after the pod's removal:\n{string.Join('\n', leftovers)}");
     }
 
+    /// <summary>Issue 11 on a Kubernetes pod: QEMU runs jailed (as /proc shows) in the pod's network namespace, which
+    /// the jailer entered, with the pod's tap as an open descriptor (opened by the jailer: QEMU has no CAP_NET_ADMIN and
+    /// no /dev/net/tun), and the pod's network works.</summary>
+    [Fact]
+    public async Task The_pods_qemu_runs_jailed_in_the_pods_network_namespace_with_its_tap_passed_as_a_descriptor()
+    {
+        var pod = await Fixture.RunPodAsync("jailed");
+        try
+        {
+            await Fixture.StartContainerAsync(pod, "main", ["sleep", "2147483647"]);
+            var qemuProcess = LeftoverVmProcesses.Find(Path.Combine(Fixture.StateRoot, pod.Id)).First(p => p.CommandLine.Contains("qemu-system", StringComparison.Ordinal));
+            var qemu = Sandbox.Shim.Tests.Confinement.ProcessConfinement.Read(qemuProcess.Pid);
+            qemu.AssertJailed(Sandbox.Hypervisors.Jail.QemuJail.ShareCapabilities, ["/var/lib/cni", "/etc/cni"]);
+            Assert.NotEqual(new FileInfo("/proc/self/ns/net").LinkTarget, new FileInfo($"/proc/{qemuProcess.Pid}/ns/net").LinkTarget);
+            Assert.Equal("/dev/net/tun", new FileInfo($"/proc/{qemuProcess.Pid}/fd/{Sandbox.Hypervisors.Jail.QemuJail.FirstTapDescriptor}").LinkTarget);
+            Assert.False(qemu.Sees("/dev/net/tun"), "QEMU's jail holds /dev/net/tun");
+            Output.WriteLine($"QEMU {qemuProcess.Pid}: root holds {string.Join(", ", qemu.RootEntries())}; CapEff {string.Join(",", qemu.EffectiveCapabilityNames)}");
+        }
+        finally
+        {
+            await Fixture.StopAndRemovePodAsync(pod);
+        }
+        var leftovers = await PodLeftovers.WaitUntilGoneAsync(Fixture, pod);
+        Assert.True(leftovers.Count == 0, $"left after the pod's removal:\n{string.Join('\n', leftovers)}");
+    }
+
     /// <summary>A kubelet with the systemd cgroup driver gives a slice as cgroup_parent; containerd then names the
     /// sandbox's cgroup "slice:cri-containerd:id". The VM goes where systemd would put that scope, and the pod's
     /// containers (whose cgroupsPath has the same form) run in the guest.</summary>

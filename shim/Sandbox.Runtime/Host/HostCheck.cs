@@ -16,9 +16,9 @@ public sealed record HostCheckReport(IReadOnlyList<HostCheckItem> Items, string 
 
 /// <summary>
 /// Answers "can this host run sandboxes, and how?" with the same probes the QEMU adapter uses to decide
-/// (KVM, vsock, TSC, QEMU), plus the guest image.
+/// (KVM, vsock, TSC, QEMU), whether sandbox-jailer can confine them, plus the guest image.
 /// </summary>
-public sealed class HostCheck(string? qemuPath = null, string? guestDirectory = null)
+public sealed class HostCheck(string? qemuPath = null, string? guestDirectory = null, string? jailerPath = null)
 {
     public async Task<HostCheckReport> RunAsync(CancellationToken cancellationToken)
     {
@@ -42,6 +42,11 @@ public sealed class HostCheck(string? qemuPath = null, string? guestDirectory = 
         var qemu = await new QemuProbe().ProbeAsync(qemuPath, cancellationToken);
         items.Add(new HostCheckItem("qemu", qemu.Usable, Required: true,
             qemu.Usable ? $"{qemu.Path}: {qemu.VersionLine}" : qemu.Reason));
+
+        var jail = await JailProbe.ProbeAsync(Configuration.JailerLocation.Resolve(jailerPath), cancellationToken);
+        items.Add(new HostCheckItem("confinement", jail.Usable, Required: true, jail.Usable
+            ? "QEMU and vhost-device-vsock run jailed: " + jail.Reason
+            : jail.Reason + " (with [hypervisor.qemu] confine = false sandboxes run, unconfined)"));
 
         items.AddRange(CheckGuestImage());
 
