@@ -18,12 +18,11 @@ try
 {
     if (options.NetworkNamespacePath is { } netns)
         NetworkNamespaceEntry.Enter(netns);
-    var taps = TapOpener.Open(options.Taps);
+    TapOpener.Open(options.Taps);
     JailRootBuilder.Enter(options);
     ResourceLimits.Apply(options.Limits);
     CapabilityDrop.KeepOnly(options.KeptCapabilities);
     SeccompInstaller.Install(SeccompDenyFilter.Build(Environment.ProcessId, options.UnixSocketsOnly, options.RefuseSetIdModes));
-    GC.KeepAlive(taps);
     ProgramExec.Exec(options.Program, options.Arguments);
     return 127; // not reached: Exec returns only by throwing
 }

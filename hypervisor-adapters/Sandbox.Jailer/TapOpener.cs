@@ -17,9 +17,8 @@ internal static unsafe class TapOpener
     private const short IFF_VNET_HDR = 0x4000;
     private const int IfNameSize = 16;
 
-    public static IReadOnlyList<int> Open(IReadOnlyList<JailTap> taps)
+    public static void Open(IReadOnlyList<JailTap> taps)
     {
-        var opened = new List<int>();
         byte* request = stackalloc byte[40]; // struct ifreq: the name, then the flags
         foreach (var tap in taps)
         {
@@ -39,8 +38,6 @@ internal static unsafe class TapOpener
             if (dup2(fd, tap.Descriptor) < 0)
                 throw new JailException($"cannot move tap {tap.Name} to descriptor {tap.Descriptor}: {Errno.DescribeLast()}");
             close(fd);
-            opened.Add(tap.Descriptor);
         }
-        return opened;
     }
 }

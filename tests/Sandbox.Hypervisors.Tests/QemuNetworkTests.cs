@@ -115,6 +115,27 @@ public sealed class QemuNetworkTests : IDisposable
         new TscFrequencyResult(2596140, TscSource.KernelLog, "kernel log")) { NsenterPath = nsenter };
 
     [Fact]
+    public void A_jailed_plan_needs_no_nsenter_and_gives_qemu_its_taps_as_descriptors()
+    {
+        var netns = _dir.File("netns", "");
+        var jailer = _dir.Executable("sandbox-jailer", "#!/bin/sh\n");
+        var host = Host(nsenter: null) with { JailLayout = new(new Dictionary<string, string>(), ["/usr/lib"], null) };
+        var plan = QemuLaunchPlanner.Plan(Config() with { NetworkNamespacePath = netns, NetworkInterfaces = [Eth0], JailerPath = jailer }, host);
+        Assert.Null(plan.NsenterPath);
+        Assert.Equal(jailer, plan.JailerPath);
+        Assert.Equal(100, plan.Spec.FirstTapDescriptor);
+        Assert.Equal(["tap,id=net0,fd=100"], ValuesOf(QemuCommandLine.Build(plan.Spec), "-netdev"));
+    }
+
+    [Fact]
+    public void A_missing_jailer_stops_the_start_with_what_to_do()
+    {
+        var e = Assert.Throws<HypervisorException>(() => QemuLaunchPlanner.Plan(Config() with { JailerPath = "/nonexistent/sandbox-jailer" }, Host()));
+        Assert.Contains("sandbox-jailer /nonexistent/sandbox-jailer does not exist", e.Message);
+        Assert.Contains("confine = false", e.Message);
+    }
+
+    [Fact]
     public void Plan_carries_the_namespace_the_cards_and_nsenter()
     {
         var netns = _dir.File("netns", ""); // any existing file stands for the namespace here

@@ -8,7 +8,7 @@ public sealed record QemuHostFacts(string? QemuPath, string QemuReason, KvmProbe
 {
     /// <summary>Path of nsenter; looked up only when the VM runs in a network namespace.</summary>
     public string? NsenterPath { get; init; }
-    /// <summary>For a jailed VM; null = detected when planning.</summary>
+    /// <summary>The host's library layout, detected when the VM is jailed; null otherwise.</summary>
     public Jail.JailHostLayout? JailLayout { get; init; }
 }
 
@@ -143,7 +143,7 @@ public static partial class QemuLaunchPlanner
         {
             NsenterPath = config.NetworkNamespacePath is null || jailed ? null : host.NsenterPath,
             JailerPath = config.JailerPath is null ? null : Path.GetFullPath(config.JailerPath),
-            JailLayout = jailed ? host.JailLayout ?? Jail.JailHostLayout.Detect() : null,
+            JailLayout = jailed ? host.JailLayout ?? throw Fail("the host facts lack the library layout a jail is made from") : null,
         };
     }
 
@@ -200,6 +200,10 @@ public static class QemuHostFactsProbe
         var nsenter = config.NetworkNamespacePath is null || config.JailerPath is not null ? null
             : config.NsenterPath is { } configured ? ExecutableSearch.Find(configured)
             : ExecutableSearch.Find("nsenter") ?? ExecutableSearch.Find("nsenter", SystemDirectories);
-        return new QemuHostFacts(qemuPath, qemuReason, kvm, vsock, tsc) { NsenterPath = nsenter };
+        return new QemuHostFacts(qemuPath, qemuReason, kvm, vsock, tsc)
+        {
+            NsenterPath = nsenter,
+            JailLayout = config.JailerPath is null ? null : Jail.JailHostLayout.Detect(),
+        };
     }
 }
