@@ -19,8 +19,7 @@ public static class JailProbe
     public static async Task<JailProbeResult> ProbeAsync(string jailerPath, CancellationToken cancellationToken)
     {
         if (!File.Exists(jailerPath))
-            return new(false, $"sandbox-jailer not found at {jailerPath}: install it next to the shim (make install) or set " +
-                              "[hypervisor.qemu] jailer_path");
+            return new(false, $"sandbox-jailer not found at {jailerPath}: {QemuJail.MissingJailerAdvice}");
         var root = Directory.CreateTempSubdirectory("sandbox-jail-probe-");
         try
         {

@@ -12,6 +12,9 @@ namespace Sandbox.Hypervisors.Jail;
 /// </summary>
 public static class QemuJail
 {
+    /// <summary>What to do when sandbox-jailer is missing: said by the planner and by `sandboxctl check`.</summary>
+    public const string MissingJailerAdvice = "install it next to the shim (make install) or set [hypervisor.qemu] jailer_path";
+
     /// <summary>QEMU finds tap number i at descriptor FirstTapDescriptor + i (opened by the jailer).</summary>
     public const int FirstTapDescriptor = 100;
 

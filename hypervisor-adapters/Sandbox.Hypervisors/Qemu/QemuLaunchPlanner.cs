@@ -64,8 +64,8 @@ public static partial class QemuLaunchPlanner
         if (host.QemuPath is null)
             throw Fail($"QEMU not found: {host.QemuReason}");
         if (config.JailerPath is { } jailer && !File.Exists(jailer))
-            throw Fail($"sandbox-jailer {jailer} does not exist; it confines QEMU and its helpers. Install it next to the shim " +
-                       "(make install), set [hypervisor.qemu] jailer_path, or run unconfined with [hypervisor.qemu] confine = false");
+            throw Fail($"sandbox-jailer {jailer} does not exist; it confines QEMU and its helpers: {Jail.QemuJail.MissingJailerAdvice}, " +
+                       "or run unconfined with [hypervisor.qemu] confine = false");
         if (config.NetworkNamespacePath is { } netns)
         {
             if (!Path.IsPathRooted(netns))
