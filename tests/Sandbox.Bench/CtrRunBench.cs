@@ -5,8 +5,8 @@ namespace Sandbox.Bench;
 
 /// <summary>
 /// `ctr run --rm IMAGE ID true` through a private containerd, with runc (the yardstick) and with our shim (a fresh VM
-/// each time), against the bare-boot floor; the same with QEMU and its helpers unconfined ([hypervisor.qemu] confine =
-/// false), in the same rounds and alternating which goes first, for the cost of the jail; and the shim daemon's RSS
+/// each time, twice per round), against the bare-boot floor; the same with QEMU and its helpers unconfined
+/// ([hypervisor.qemu] confine = false), twice in the same rounds in ABBA order, for the cost of the jail; and the shim daemon's RSS
 /// while it serves a running container.
 /// </summary>
 public sealed class CtrRunBench(int rounds, ContainerdMatrix release)
@@ -28,33 +28,34 @@ public sealed class CtrRunBench(int rounds, ContainerdMatrix release)
         {
             floors.Add(await VmBootBench.FloorOnceAsync($"floor-ctr{round}", cancellationToken));
             runc.Add(await TimeRunAsync(containerd, RuncRuntime, $"runc{round}"));
-            if (round % 2 == 1)
+            // Two jailed and two unconfined runs per round in ABBA order (BAAB in even rounds), so that a load that
+            // rises or falls during the round falls on both alike.
+            bool jailedFirst = round % 2 == 1;
+            for (int slot = 0; slot < 4; slot++)
             {
-                ours.Add(await TimeRunAsync(containerd, OurRuntime, $"vm{round}"));
-                unconfined.Add(await TimeRunAsync(containerd, OurRuntime, $"vmu{round}", unconfinedConfig));
-            }
-            else
-            {
-                unconfined.Add(await TimeRunAsync(containerd, OurRuntime, $"vmu{round}", unconfinedConfig));
-                ours.Add(await TimeRunAsync(containerd, OurRuntime, $"vm{round}"));
+                bool jailed = (slot is 0 or 3) == jailedFirst;
+                if (jailed)
+                    ours.Add(await TimeRunAsync(containerd, OurRuntime, $"vm{round}-{slot}"));
+                else
+                    unconfined.Add(await TimeRunAsync(containerd, OurRuntime, $"vmu{round}-{slot}", unconfinedConfig));
             }
             Console.WriteLine(FormattableString.Invariant(
-                $"round {round}/{rounds}: floor {floors[^1]:0.000} s, ctr run --rm true: runc {runc[^1]:0.000} s, sandbox {ours[^1]:0.000} s, unconfined {unconfined[^1]:0.000} s"));
+                $"round {round}/{rounds}: floor {floors[^1]:0.000} s, ctr run --rm true: runc {runc[^1]:0.000} s, sandbox {ours[^2]:0.000} {ours[^1]:0.000} s, unconfined {unconfined[^2]:0.000} {unconfined[^1]:0.000} s"));
         }
         double oursMedian = BenchReport.Median(ours);
         double floorSeconds = BenchReport.Median(floors);
         string on = $"containerd {release.Label}";
         report.Add("ctr_run_runc" + release.Suffix, BenchReport.Median(runc), "s", $"{on}: ctr run --rm busybox true through runc (median of {rounds})");
-        report.Add("ctr_run" + release.Suffix, oursMedian, "s", $"{on}: ctr run --rm busybox true through our shim, one VM (median of {rounds})");
+        report.Add("ctr_run" + release.Suffix, oursMedian, "s", $"{on}: ctr run --rm busybox true through our shim, one VM (median of {ours.Count})");
         report.Add("ctr_run_over_floor" + release.Suffix, oursMedian / floorSeconds, "ratio", $"{on}: ctr_run / the floor booted in the same rounds ({floorSeconds:0.000} s) (target <= 2, goal 1.3)");
         double unconfinedMedian = BenchReport.Median(unconfined);
-        report.Add("ctr_run_unconfined" + release.Suffix, unconfinedMedian, "s", $"{on}: ctr_run with confine = false (no jail), same rounds (median of {rounds})");
+        report.Add("ctr_run_unconfined" + release.Suffix, unconfinedMedian, "s", $"{on}: ctr_run with confine = false (no jail), same rounds (median of {unconfined.Count})");
         report.Add("ctr_run_unconfined_over_floor" + release.Suffix, unconfinedMedian / floorSeconds, "ratio", $"{on}: ctr_run_unconfined / the same floor");
-        // Paired: the two runs of one round share that round's load; on this noisy host single runs differ by up to 0.9 s,
-        // and the median of the differences is steadier than the difference of the medians.
+        // Paired: the runs paired in one round share that round's load; on this noisy host single runs differ by up to
+        // 0.9 s, and the median of the differences is steadier than the difference of the medians.
         var paired = ours.Zip(unconfined, (jailed, free) => jailed - free).ToList();
         report.Add("confinement_cost_over_floor" + release.Suffix, BenchReport.Median(paired) / floorSeconds, "ratio",
-            $"{on}: median over rounds of (ctr_run - ctr_run_unconfined) / the floor: what the jail adds (target <= 0.05)");
+            $"{on}: median of the {paired.Count} paired (ctr_run - ctr_run_unconfined) / the floor: what the jail adds (target <= 0.05)");
         var (atStartKiB, settledKiB) = await ShimRssAsync(containerd);
         report.Add("shim_rss_start_mib" + release.Suffix, atStartKiB / 1024.0, "MiB", $"{on}: shim daemon VmRSS as soon as ctr run -d returned (create/start garbage still held)");
         report.Add("shim_rss_mib" + release.Suffix, settledKiB / 1024.0, "MiB",
