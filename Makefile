@@ -12,13 +12,15 @@ CTL := $(BUILD)/ctl/sandboxctl
 PREFIX ?= /usr/local
 SETUP_STAMP := $(BUILD)/setup.stamp
 KERNEL_DEB := /var/cache/sandbox/kernel/linux-image.deb
+KERNEL_SOURCE_DEB := /var/cache/sandbox/kernel-source/linux-source.deb
+OWN_KERNEL := $(BUILD)/kernel
 # CONTAINERD=1.6|1.7|2: which release of the test matrix `make demo` runs (setup extracts them under
 # /var/cache/sandbox/containerd); unset: the system's containerd. `make test` and `make bench` run every release.
 CONTAINERD ?=
 WITH_CONTAINERD = $(if $(CONTAINERD),PATH=/var/cache/sandbox/containerd/$(CONTAINERD)/bin:$$PATH)
 SOURCES_OF = $(shell find $(1) \( -name '*.cs' -o -name '*.csproj' -o -name '*.proto' \) -not -path '*/obj/*' -not -path '*/bin/*')
 
-.PHONY: all setup agent shim ctl image build test conformance bench soak load demo install clean
+.PHONY: all setup agent shim ctl kernel image build test conformance bench soak load demo install clean
 
 all: image build shim ctl
 
@@ -47,13 +49,20 @@ $(CTL): $(call SOURCES_OF,shim agent/Sandbox.Agent.Protocol agent/Sandbox.Native
 	$(DOTNET) publish shim/Sandbox.Ctl/Sandbox.Ctl.csproj -c Release -o $(BUILD)/ctl -nologo -v quiet
 	@touch $@
 
-## image: guest kernel (PVH vmlinux) and initramfs with busybox, crun and the agent; rebuilt only when an input changed
-image: $(GUEST)/initramfs.cpio
-$(GUEST)/initramfs.cpio: $(AGENT) $(wildcard images/*) $(KERNEL_DEB) $(SETUP_STAMP)
-	images/build-image.sh $(GUEST) $(AGENT)
+## kernel: our guest kernel from Debian's linux-source and images/kernel/sandbox-guest.config; cached under
+## /var/cache/sandbox/kernel-build by its inputs (a first build takes ~15 min on 2 cores, then seconds)
+kernel: $(OWN_KERNEL)/vmlinux
+$(OWN_KERNEL)/vmlinux: images/build-kernel.sh images/kernel/sandbox-guest.config $(KERNEL_SOURCE_DEB) $(SETUP_STAMP)
+	images/build-kernel.sh $(OWN_KERNEL)
 
-# setup downloads the guest kernel package; the image is rebuilt when it changes.
-$(KERNEL_DEB): | $(SETUP_STAMP) ;
+## image: our kernel and Debian's generic one (PVH vmlinux), each with its initramfs (busybox, crun, the agent);
+## rebuilt only when an input changed
+image: $(GUEST)/initramfs.cpio
+$(GUEST)/initramfs.cpio: $(AGENT) $(wildcard images/*) $(KERNEL_DEB) $(OWN_KERNEL)/vmlinux $(SETUP_STAMP)
+	images/build-image.sh $(GUEST) $(AGENT) $(OWN_KERNEL)
+
+# setup downloads the guest kernel package and the kernel source; the image is rebuilt when they change.
+$(KERNEL_DEB) $(KERNEL_SOURCE_DEB): | $(SETUP_STAMP) ;
 
 ## build: every .NET project of the solution
 build: $(SETUP_STAMP)
@@ -100,6 +109,10 @@ install: image shim ctl
 	install -D -m 0644 $(GUEST)/vmlinux $(DESTDIR)/usr/share/sandbox/guest/vmlinux
 	install -D -m 0644 $(GUEST)/initramfs.cpio $(DESTDIR)/usr/share/sandbox/guest/initramfs.cpio
 	install -D -m 0644 $(GUEST)/kernel-release $(DESTDIR)/usr/share/sandbox/guest/kernel-release
+	install -D -m 0644 $(GUEST)/kernel-config $(DESTDIR)/usr/share/sandbox/guest/kernel-config
+	install -D -m 0644 $(GUEST)/vmlinux-generic $(DESTDIR)/usr/share/sandbox/guest/vmlinux-generic
+	install -D -m 0644 $(GUEST)/initramfs-generic.cpio $(DESTDIR)/usr/share/sandbox/guest/initramfs-generic.cpio
+	install -D -m 0644 $(GUEST)/kernel-release-generic $(DESTDIR)/usr/share/sandbox/guest/kernel-release-generic
 	install -D -m 0644 $(GUEST)/manifest.txt $(DESTDIR)/usr/share/sandbox/guest/manifest.txt
 	@if [ -f $(DESTDIR)/etc/sandbox/configuration.toml ]; then echo "kept the existing /etc/sandbox/configuration.toml"; \
 	 else install -D -m 0644 shim/configuration.toml $(DESTDIR)/etc/sandbox/configuration.toml; fi

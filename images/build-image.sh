@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Builds the Sandbox guest image from the Debian kernel package, the host's busybox-static, the guest userland (crun
-# and the libraries it and the agent load, Debian packages of a pinned release: images/guest-packages) and the agent.
+# Builds the Sandbox guest image from our own kernel (images/build-kernel.sh), the Debian kernel package (the generic
+# kernel: the fallback and the bench's fixed floor), the host's busybox-static, the guest userland (crun and the
+# libraries it and the agent load, Debian packages of a pinned release: images/guest-packages) and the agent.
 #
-#   images/build-image.sh OUT_DIR AGENT_BINARY
+#   images/build-image.sh OUT_DIR AGENT_BINARY OWN_KERNEL_DIR
+#
+# OWN_KERNEL_DIR is images/build-kernel.sh's output (vmlinux, config, kernel-release, manifest.txt).
 #
 # Outputs (in OUT_DIR):
-#   vmlinux         uncompressed PVH ELF kernel (from the .deb's vmlinuz)
-#   initramfs.cpio  uncompressed newc initramfs: busybox, kernel modules + modules.dep, crun + libs, agent, init
-#   kernel-release  the kernel release string (e.g. 6.1.0-57-amd64), the directory name under /lib/modules
-#   manifest.txt    every input with version and sha256, every file in the cpio, the sha256 of the outputs
+#   vmlinux                 our kernel, uncompressed PVH ELF, no modules (the default)
+#   initramfs.cpio          uncompressed newc initramfs: busybox, crun + libs, agent, init (no kernel modules)
+#   kernel-release          our kernel's release string (6.1.x-sandbox)
+#   kernel-config           our kernel's .config
+#   vmlinux-generic         Debian's generic kernel (from the .deb's vmlinuz), uncompressed PVH ELF
+#   initramfs-generic.cpio  the same initramfs plus the generic kernel's modules + modules.dep
+#   kernel-release-generic  its release string (e.g. 6.1.0-57-amd64), the directory name under /lib/modules
+#   manifest.txt            every input with version and sha256, every file in the cpios, the sha256 of the outputs
 #
 # Inputs (environment, all optional):
 #   KERNEL_DEB         kernel package (default /var/cache/sandbox/kernel/linux-image.deb, made by setup-host.sh)
@@ -25,9 +32,10 @@ export LC_ALL=C
 die() { printf 'build-image: ERROR: %s\n' "$*" >&2; exit 1; }
 say() { printf 'build-image: %s\n' "$*"; }
 
-[ $# -eq 2 ] || die "usage: $0 OUT_DIR AGENT_BINARY"
+[ $# -eq 3 ] || die "usage: $0 OUT_DIR AGENT_BINARY OWN_KERNEL_DIR"
 out_dir=$1
 agent=$2
+own_kernel_dir=$3
 images_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 kernel_deb=${KERNEL_DEB:-/var/cache/sandbox/kernel/linux-image.deb}
 busybox=${BUSYBOX:-/bin/busybox}
@@ -46,6 +54,9 @@ for tool in dpkg-deb dpkg-query tar xz cpio depmod modinfo readelf ldd sha256sum
 done
 [ -f "$kernel_deb" ] || die "kernel package $kernel_deb not found; run images/setup-host.sh (or set KERNEL_DEB)"
 [ -f "$agent" ] || die "agent binary $agent not found; build the agent first (make agent)"
+for f in vmlinux config kernel-release manifest.txt; do
+    [ -f "$own_kernel_dir/$f" ] || die "$own_kernel_dir/$f not found; build our kernel first (images/build-kernel.sh $own_kernel_dir, or make kernel)"
+done
 [ -x "$busybox" ] || die "busybox $busybox not found (package busybox-static)"
 [ -f "$userland_list" ] || die "guest userland list $userland_list not found; run images/setup-host.sh (or set GUEST_USERLAND)"
 "$busybox" --list-full >/dev/null 2>&1 || die "$busybox is not a busybox multi-call binary"
@@ -68,6 +79,7 @@ grep -q ' crun ' "$userland_list" || die "$userland_list names no crun package"
 kernel_sha=$(sha "$kernel_deb")
 inputs=$(
     printf 'kernel-deb %s\n' "$kernel_sha"
+    printf 'own-kernel %s %s\n' "$(sha "$own_kernel_dir/vmlinux")" "$(sha "$own_kernel_dir/config")"
     printf 'agent %s\n' "$(sha "$agent")"
     printf 'busybox %s\n' "$(sha "$busybox")"
     cat "$userland_list"
@@ -77,9 +89,11 @@ inputs=$(
 )
 input_key=$(sha256sum <<<"$inputs" | cut -d' ' -f1)
 if [ -f "$out_dir/manifest.txt" ] && grep -qx "input-key $input_key" "$out_dir/manifest.txt" \
-   && [ -f "$out_dir/vmlinux" ] && [ -f "$out_dir/initramfs.cpio" ] && [ -f "$out_dir/kernel-release" ]; then
+   && [ -f "$out_dir/vmlinux" ] && [ -f "$out_dir/initramfs.cpio" ] && [ -f "$out_dir/kernel-release" ] \
+   && [ -f "$out_dir/vmlinux-generic" ] && [ -f "$out_dir/initramfs-generic.cpio" ]; then
     # Refresh the mtimes so make sees the outputs as newer than the inputs it tracks (the bytes are unchanged).
-    touch "$out_dir/vmlinux" "$out_dir/initramfs.cpio" "$out_dir/kernel-release" "$out_dir/manifest.txt"
+    touch "$out_dir/vmlinux" "$out_dir/initramfs.cpio" "$out_dir/kernel-release" "$out_dir/manifest.txt" \
+        "$out_dir/vmlinux-generic" "$out_dir/initramfs-generic.cpio" "$out_dir/kernel-release-generic" "$out_dir/kernel-config"
     say "up to date: $out_dir (input-key $input_key)"
     exit 0
 fi
@@ -130,23 +144,35 @@ readelf -n "$work/vmlinux" 2>/dev/null | grep -Eq '^[[:space:]]*Xen[[:space:]].*
 # life and reads the whole p_filesz, so those zeros cost host page cache in every VM's memory. Ending p_filesz where
 # .bss starts gives the guest the same memory (QEMU and the ELF rules fill p_memsz beyond p_filesz with zeros), but
 # only after checking that those bytes really are all zero.
-phoff=$(readelf -hW "$work/vmlinux" | awk -F: '/Start of program headers/ {print $2+0}')
-read -r load_index load_offset load_filesz < <(readelf -lW "$work/vmlinux" \
-    | awk '/^ *[A-Z_]+ +0x/ {n++} $1 == "LOAD" {i = n - 1; off = $2; fsz = $5} END {print i, off, fsz}')
-bss_offset=$(readelf -SW "$work/vmlinux" | sed 's/^ *\[ *[0-9]*\]//' | awk '$1 == ".bss" {print "0x" $4}')
-[ -n "$phoff" ] && [ -n "$load_index" ] && [ -n "$bss_offset" ] || die "cannot read the program headers or .bss of vmlinux"
-load_end=$((load_offset + load_filesz))
-if (( bss_offset > load_offset && bss_offset < load_end )) \
-    && cmp -s -n $((load_end - bss_offset)) -i "$((bss_offset)):0" "$work/vmlinux" /dev/zero; then
-    new_filesz=$((bss_offset - load_offset))
-    printf "$(printf '%016x' "$new_filesz" | sed -E 's/(..)/\1 /g' | awk '{for (i = NF; i >= 1; i--) printf "\\x%s", $i}')" \
-        | dd of="$work/vmlinux" bs=1 seek=$((phoff + load_index * 56 + 32)) conv=notrunc status=none
-    patched_filesz=$(readelf -lW "$work/vmlinux" | awk '$1 == "LOAD" {fsz = $5} END {print fsz}')
-    (( patched_filesz == new_filesz )) || die "patching vmlinux's last LOAD p_filesz failed (reads $patched_filesz)"
-    say "vmlinux: last LOAD segment's file size $load_filesz -> $(printf '0x%x' "$new_filesz") (its zero tail is left to p_memsz)"
-else
-    say "vmlinux: the last LOAD segment's tail after .bss is not all zero; left as it is"
-fi
+trim_zero_tail() {
+    local phoff load_index load_offset load_filesz bss_offset load_end new_filesz patched_filesz
+    phoff=$(readelf -hW "$1" | awk -F: '/Start of program headers/ {print $2+0}')
+    read -r load_index load_offset load_filesz < <(readelf -lW "$1" \
+        | awk '/^ *[A-Z_]+ +0x/ {n++} $1 == "LOAD" {i = n - 1; off = $2; fsz = $5} END {print i, off, fsz}')
+    bss_offset=$(readelf -SW "$1" | sed 's/^ *\[ *[0-9]*\]//' | awk '$1 == ".bss" {print "0x" $4}')
+    [ -n "$phoff" ] && [ -n "$load_index" ] && [ -n "$bss_offset" ] || die "cannot read the program headers or .bss of $1"
+    load_end=$((load_offset + load_filesz))
+    if (( bss_offset > load_offset && bss_offset < load_end )) \
+        && cmp -s -n $((load_end - bss_offset)) -i "$((bss_offset)):0" "$1" /dev/zero; then
+        new_filesz=$((bss_offset - load_offset))
+        printf "$(printf '%016x' "$new_filesz" | sed -E 's/(..)/\1 /g' | awk '{for (i = NF; i >= 1; i--) printf "\\x%s", $i}')" \
+            | dd of="$1" bs=1 seek=$((phoff + load_index * 56 + 32)) conv=notrunc status=none
+        patched_filesz=$(readelf -lW "$1" | awk '$1 == "LOAD" {fsz = $5} END {print fsz}')
+        (( patched_filesz == new_filesz )) || die "patching ${1##*/}'s last LOAD p_filesz failed (reads $patched_filesz)"
+        say "${1##*/}: last LOAD segment's file size $load_filesz -> $(printf '0x%x' "$new_filesz") (its zero tail is left to p_memsz)"
+    else
+        say "${1##*/}: the last LOAD segment's tail after .bss is not all zero; left as it is"
+    fi
+}
+trim_zero_tail "$work/vmlinux"
+
+# Our kernel: checked like the generic one, and trimmed the same way.
+own_kernel_release=$(cat "$own_kernel_dir/kernel-release")
+cp "$own_kernel_dir/vmlinux" "$work/vmlinux-own"
+readelf -n "$work/vmlinux-own" 2>/dev/null | grep -Eq '^[[:space:]]*Xen[[:space:]].*\(0x00000012\)' \
+    || die "$own_kernel_dir/vmlinux has no PVH entry note (Xen note 0x12); QEMU cannot boot it with -kernel"
+grep -qx 'CONFIG_MODULES=y' "$own_kernel_dir/config" && die "$own_kernel_dir/config has CONFIG_MODULES=y; our kernel is built without modules"
+trim_zero_tail "$work/vmlinux-own"
 
 # --- Root filesystem staging -----------------------------------------------------------------------------------
 root=$work/root
@@ -260,10 +286,24 @@ find "$root" -type f ! -perm -u+x -exec chmod 0644 {} +
 chown -hR 0:0 "$root"
 find "$root" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
-say "writing initramfs.cpio"
-(cd "$root" && find . -print0 | sort -z | cpio --quiet --null --reproducible -H newc -o -R 0:0) > "$work/initramfs.cpio" \
-    || die "cpio failed"
-printf '%s\n' "$kernel_release" > "$work/kernel-release"
+write_cpio() {
+    (cd "$root" && find . -print0 | sort -z | cpio --quiet --null --reproducible -H newc -o -R 0:0) > "$1" \
+        || die "cpio of $1 failed"
+}
+say "writing initramfs-generic.cpio (with the generic kernel's modules)"
+write_cpio "$work/initramfs-generic.cpio"
+# Our kernel has no modules: its initramfs is the same without /lib/modules.
+mv "$root/lib/modules" "$work/generic-modules"
+say "writing initramfs.cpio (for our kernel: no modules)"
+write_cpio "$work/initramfs.cpio"
+mv "$work/generic-modules" "$root/lib/modules"
+mv "$work/vmlinux" "$work/vmlinux-generic"
+mv "$work/vmlinux-own" "$work/vmlinux"
+printf '%s\n' "$kernel_release" > "$work/kernel-release-generic"
+printf '%s\n' "$own_kernel_release" > "$work/kernel-release"
+cp "$own_kernel_dir/config" "$work/kernel-config"
+
+outputs="vmlinux initramfs.cpio kernel-release kernel-config vmlinux-generic initramfs-generic.cpio kernel-release-generic"
 
 # --- Manifest --------------------------------------------------------------------------------------------------
 # dpkg knows files by their pre-merged-/usr paths (/lib/..., /bin/...), so try those too.
@@ -284,7 +324,8 @@ describe_file() {
     echo "input-key $input_key"
     echo "source-date-epoch $SOURCE_DATE_EPOCH"
     echo "kernel-package $kernel_package $kernel_package_version sha256 $kernel_sha file $kernel_deb"
-    echo "kernel-release $kernel_release"
+    echo "kernel-release-generic $kernel_release"
+    sed -n '/^#/!s/^/own-kernel /p' "$own_kernel_dir/manifest.txt"
     echo "busybox $(describe_file "$busybox")"
     while read -r release package version deb_sha deb; do
         echo "guest-package $package $version release $release sha256 $deb_sha file $deb"
@@ -297,7 +338,7 @@ describe_file() {
     for f in build-image.sh init floor-init; do echo "script images/$f sha256 $(sha "$images_dir/$f")"; done
     echo "modules-requested ${guest_modules[*]}"
     echo "modules-included $(printf '%s\n' "${!module_included[@]}" | sort | tr '\n' ' ')"
-    echo "# initramfs contents: type mode path sha256|target|device"
+    echo "# initramfs contents (initramfs.cpio has all but /lib/modules; initramfs-generic.cpio has all): type mode path sha256|target|device"
     (cd "$root" && find . -print0 | sort -z | while IFS= read -r -d '' f; do
         mode=$(stat -c %a "$f")
         if [ -L "$f" ]; then echo "l $mode ${f#.} -> $(readlink "$f")"
@@ -306,11 +347,12 @@ describe_file() {
         else echo "f $mode ${f#.} $(sha "$f")"; fi
     done)
     echo "# outputs"
-    for f in vmlinux initramfs.cpio kernel-release; do
+    for f in $outputs; do
         echo "output $f sha256 $(sha "$work/$f") size $(stat -c %s "$work/$f")"
     done
 } > "$work/manifest.txt"
 
-for f in vmlinux initramfs.cpio kernel-release manifest.txt; do mv -f "$work/$f" "$out_dir/$f"; done
-say "built $out_dir: kernel $kernel_release, initramfs $(stat -c %s "$out_dir/initramfs.cpio") bytes"
+for f in $outputs manifest.txt; do mv -f "$work/$f" "$out_dir/$f"; done
+say "built $out_dir: our kernel $own_kernel_release with initramfs.cpio ($(stat -c %s "$out_dir/initramfs.cpio") bytes)," \
+    "generic kernel $kernel_release with initramfs-generic.cpio ($(stat -c %s "$out_dir/initramfs-generic.cpio") bytes)"
 grep '^output ' "$out_dir/manifest.txt" | sed 's/^/build-image: /'

@@ -41,10 +41,11 @@ make_download_dir() {
 # --- 1. Host packages -------------------------------------------------------------------------------------------
 packages=(qemu-system-x86 busybox-static crun containerd runc gcc zlib1g-dev cpio kmod xz-utils
           containernetworking-plugins iproute2 util-linux python3 binutils debian-archive-keyring
-          iptables docker-registry skopeo python3-prometheus-client)
+          iptables docker-registry skopeo python3-prometheus-client make bc flex bison libelf-dev libssl-dev)
 # iptables: port-forward into a pod's VM (a REDIRECT in the pod's network namespace); docker-registry and skopeo:
 # `make conformance`'s private registry for critest's images; python3-prometheus-client: its text-format parser checks
-# `sandboxctl metrics` in the tests
+# `sandboxctl metrics` in the tests; make, bc, flex, bison, libelf-dev, libssl-dev: building the guest kernel
+# (images/build-kernel.sh)
 missing=()
 for p in "${packages[@]}"; do
     is_installed "$p" || missing+=("$p")
@@ -107,6 +108,30 @@ for old in "$kernel_dir"/linux-image-*-unsigned_*.deb; do
     [ -f "$old" ] && [ "${old##*/}" != "$deb_name" ] && { rm -f "$old"; say "kernel: removed the superseded ${old##*/}"; }
 done
 say "kernel: $kernel_dir/linux-image.deb -> $deb_name (sha256 $expected_sha)"
+
+# --- 3b. The guest kernel's source (linux-source-6.1, the same Debian version as the kernel package) -------------
+# images/build-kernel.sh builds our own guest kernel from it.
+source_package=linux-source-$(printf '%s' "$version" | cut -d. -f1,2)
+source_dir=$cache_dir/kernel-source
+source_deb=${source_package}_${version//:/%3a}_all.deb
+source_sha=$(apt-cache show "$source_package=$version" 2>/dev/null | awk '/^SHA256:/ { print $2; exit }')
+[ -n "$source_sha" ] || die "$source_package $version is not in the apt sources (the guest kernel is built from it)"
+if [ -f "$source_dir/$source_deb" ] && [ "$(sha256sum < "$source_dir/$source_deb" | cut -d' ' -f1)" = "$source_sha" ]; then
+    say "kernel source: $source_package $version already downloaded"
+else
+    make_download_dir "$source_dir/.download"
+    rm -f "$source_dir/.download"/*.deb
+    say "kernel source: downloading $source_package $version (~140 MB)"
+    (cd "$source_dir/.download" && apt-get download -qq "$source_package=$version") \
+        || die "apt-get download $source_package=$version failed"
+    chown root:root "$source_dir/.download/$source_deb"
+    mv "$source_dir/.download/$source_deb" "$source_dir/$source_deb"
+fi
+[ "$(readlink "$source_dir/linux-source.deb" 2>/dev/null)" = "$source_deb" ] || ln -sfn "$source_deb" "$source_dir/linux-source.deb"
+for old in "$source_dir"/linux-source-*_*.deb; do
+    [ -f "$old" ] && [ "${old##*/}" != "$source_deb" ] && { rm -f "$old"; say "kernel source: removed the superseded ${old##*/}"; }
+done
+say "kernel source: $source_dir/linux-source.deb -> $source_deb (sha256 $source_sha)"
 
 # --- 4. containerd releases for the test matrix (extracted privately, never installed) --------------------------
 # 1.6 is the system's package (Debian 12), 1.7 comes from Debian 13 (trixie), 2.x from unstable. Their .debs need only

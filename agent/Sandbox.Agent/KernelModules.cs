@@ -8,10 +8,12 @@ namespace Sandbox.Agent;
 
 /// <summary>
 /// Loads guest kernel modules on demand with modprobe (one process for the whole list). A module counts as present
-/// when /sys/module/NAME exists (loaded, or built in with parameters), so the common case costs no process start.
+/// when /sys/module/NAME exists (loaded, or built in with parameters), so the common case costs no process start. A
+/// kernel built without loadable modules (no /proc/modules: our own guest kernel, images/kernel/sandbox-guest.config)
+/// has everything it has built in, and nothing is ever loaded.
 /// The modules for the VM's own virtio devices can be loaded ahead, in the background (<see cref="PreloadForVirtioDevices"/>).
 /// </summary>
-public sealed class KernelModules(string modprobePath)
+public sealed class KernelModules(string modprobePath, string procModulesPath = "/proc/modules")
 {
     /// <summary>virtio device id (virtio spec 5) -> the modules its first use needs: 1 network card (UpdateInterface),
     /// 9 the 9p share (CreateSandbox mounts it).</summary>
@@ -72,6 +74,7 @@ public sealed class KernelModules(string modprobePath)
         await _lock.WaitAsync(cancellationToken);
         try
         {
+            if (!File.Exists(procModulesPath)) return;
             string[] missing = modules.Where(m => !Directory.Exists(Path.Combine("/sys/module", m))).ToArray();
             if (missing.Length > 0) await ModprobeAsync(missing, purpose, cancellationToken);
         }
