@@ -4,6 +4,7 @@ using Google.Protobuf;
 using Grpc.Core;
 using Sandbox.Agent.Protocol;
 using Sandbox.IntegrationTests.Support;
+using Sandbox.Runtime.Sandboxes;
 
 namespace Sandbox.IntegrationTests;
 
@@ -65,6 +66,8 @@ public sealed class AgentInVmTests(SharedVmFixture fixture)
         Assert.Equal(0, result.ExitStatus);
         Assert.NotEqual("", guestRelease);
         Assert.NotEqual(hostRelease, guestRelease);
+        // the default guest image boots our own kernel (images/build-kernel.sh)
+        Assert.Equal(File.ReadAllText(Path.Combine(GuestAssets.Locate().Directory, "kernel-release")).Trim(), guestRelease);
         var info = await Agent.GetGuestInfoAsync(new GetGuestInfoRequest(), deadline: Deadline);
         Assert.Equal(info.KernelRelease, guestRelease);
     }

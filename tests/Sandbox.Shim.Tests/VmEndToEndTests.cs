@@ -363,6 +363,33 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
     }
 
     [Fact]
+    public async Task Our_kernel_boots_by_default_and_kernel_generic_boots_debians_with_its_modules()
+    {
+        string guest = GuestAssets.CheckoutDirectory() ?? GuestAssets.InstalledDirectory;
+        string ours = (await File.ReadAllTextAsync(Path.Combine(guest, "kernel-release"))).Trim();
+        string generic = (await File.ReadAllTextAsync(Path.Combine(guest, "kernel-release-generic"))).Trim();
+        Assert.EndsWith("-sandbox", ours);
+        // /proc/modules exists only in a kernel with loadable modules; 9p and the vsock transport are modules of the generic one
+        string[] command = { "sh", "-c", "uname -r; if [ -e /proc/modules ]; then cut -d' ' -f1 /proc/modules | sort | tr '\\n' ' '; else echo no-modules; fi" };
+
+        var byDefault = await RunAsync(Runtime, "vm-kernel-default", command);
+        Assert.True(byDefault.ExitCode == 0, Containerd.Describe(byDefault));
+        Assert.Equal([ours, "no-modules"], Lines(byDefault.Stdout));
+
+        string configuration = Path.Combine(Path.GetDirectoryName(_fixture.StateRoot)!, "generic-kernel.toml");
+        await File.WriteAllTextAsync(configuration,
+            $"[hypervisor.qemu]\nkernel = \"generic\"\n\n[runtime]\nstate_root = \"{_fixture.StateRoot}\"\n");
+        var fallback = await Containerd.CtrAsync(["run", "--rm", "--fifo-dir", Containerd.FifoDirectory, "--runtime", Runtime,
+            "--runtime-config-path", configuration, _fixture.Image, "vm-kernel-generic", .. command], RunTimeout);
+        Assert.True(fallback.ExitCode == 0, Containerd.Describe(fallback));
+        var lines = Lines(fallback.Stdout);
+        Assert.Equal(generic, lines[0]);
+        Assert.Contains("9p", lines[1].Split(' '));
+        Assert.Contains("vmw_vsock_virtio_transport", lines[1].Split(' '));
+        await AssertNothingLeftAsync();
+    }
+
+    [Fact]
     public async Task The_runtime_config_path_configures_the_vm_and_SIGTERM_stops_it_in_order()
     {
         const string id = "vm-sigterm";

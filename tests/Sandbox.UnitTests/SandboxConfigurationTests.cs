@@ -1,5 +1,6 @@
 using Sandbox.Hypervisors;
 using Sandbox.Runtime.Configuration;
+using Sandbox.Runtime.Sandboxes;
 
 namespace Sandbox.UnitTests;
 
@@ -109,6 +110,28 @@ public sealed class SandboxConfigurationTests : IDisposable
         Assert.Equal(SandboxConfiguration.Default.Qemu.DefaultMemoryMiB, c.Qemu.DefaultMemoryMiB);
     }
 
+    [Theory]
+    [InlineData("", null, GuestKernel.Sandbox)]
+    [InlineData("kernel = \"\"", null, GuestKernel.Sandbox)]
+    [InlineData("kernel = \"sandbox\"", null, GuestKernel.Sandbox)]
+    [InlineData("kernel = \"generic\"", null, GuestKernel.Generic)]
+    [InlineData("kernel = \"/k/vmlinux\"", "/k/vmlinux", GuestKernel.Sandbox)]
+    public void Kernel_names_ours_debians_generic_one_or_a_file(string line, string? path, GuestKernel kernel)
+    {
+        var c = SandboxConfigurationParser.Parse($"[hypervisor.qemu]\n{line}\n", "/c.toml");
+        Assert.Equal(path, c.Qemu.Kernel);
+        Assert.Equal(kernel, c.Qemu.GuestKernel);
+    }
+
+    [Fact]
+    public void The_generic_kernel_comes_with_its_own_initramfs()
+    {
+        var generic = GuestAssets.InDirectory("/g", GuestKernel.Generic);
+        Assert.Equal(("/g/vmlinux-generic", "/g/initramfs-generic.cpio"), (generic.KernelPath, generic.InitrdPath));
+        var ours = GuestAssets.InDirectory("/g");
+        Assert.Equal(("/g/vmlinux", "/g/initramfs.cpio"), (ours.KernelPath, ours.InitrdPath));
+    }
+
     [Fact]
     public void Liveness_timeout_is_60_seconds_by_default_and_0_turns_the_check_off()
     {
@@ -141,7 +164,7 @@ public sealed class SandboxConfigurationTests : IDisposable
     [InlineData("[hypervisor.qemu]\naccel = \"fast\"", "/etc/sandbox/c.toml:2", "hypervisor.qemu.accel", "\"auto\", \"kvm\" or \"tcg\"")]
     [InlineData("[hypervisor.qemu]\n\ndefault_vcpus = 0", "/etc/sandbox/c.toml:3", "hypervisor.qemu.default_vcpus", "from 1 to 255")]
     [InlineData("[hypervisor.qemu]\ndefault_memory = \"1G\"", "/etc/sandbox/c.toml:2", "hypervisor.qemu.default_memory", "found a string")]
-    [InlineData("[hypervisor.qemu]\nkernel = \"vmlinux\"", "/etc/sandbox/c.toml:2", "hypervisor.qemu.kernel", "not an absolute path")]
+    [InlineData("[hypervisor.qemu]\nkernel = \"vmlinux\"", "/etc/sandbox/c.toml:2", "hypervisor.qemu.kernel", "not an absolute path, \"sandbox\" or \"generic\"")]
     [InlineData("[agent]\nrpc_timeout = -1", "/etc/sandbox/c.toml:2", "agent.rpc_timeout", "greater than 0")]
     [InlineData("[agent]\nliveness_timeout = -1", "/etc/sandbox/c.toml:2", "agent.liveness_timeout", "from 0 (never) to 3600")]
     [InlineData("[runtime]\ndebug = \"yes\"", "/etc/sandbox/c.toml:2", "runtime.debug", "true or false")]

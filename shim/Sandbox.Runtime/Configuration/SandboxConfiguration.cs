@@ -28,7 +28,7 @@ public sealed record SandboxConfiguration
     {
         if (Qemu.Kernel is not null && Qemu.Initrd is not null)
             return new GuestAssets(Qemu.Kernel, Qemu.Initrd);
-        var located = GuestAssets.Locate();
+        var located = GuestAssets.Locate(Qemu.GuestKernel);
         return new GuestAssets(Qemu.Kernel ?? located.KernelPath, Qemu.Initrd ?? located.InitrdPath);
     }
 
@@ -64,8 +64,12 @@ public sealed record QemuSettings
 {
     /// <summary>qemu-system-x86_64; null = search PATH.</summary>
     public string? Path { get; init; }
-    /// <summary>Guest kernel (PVH vmlinux); null = <see cref="GuestAssets.Locate"/>.</summary>
+    /// <summary>Guest kernel (PVH vmlinux); null = <see cref="GuestKernel"/>'s file of the guest image
+    /// (<see cref="GuestAssets.Locate"/>).</summary>
     public string? Kernel { get; init; }
+    /// <summary>Which kernel of the guest image, when <see cref="Kernel"/> names none: <c>kernel = "sandbox"</c> (ours,
+    /// the default, also <c>""</c>) or <c>"generic"</c> (Debian's, with its own initramfs).</summary>
+    public GuestKernel GuestKernel { get; init; } = GuestKernel.Sandbox;
     /// <summary>Guest initramfs; null = <see cref="GuestAssets.Locate"/>.</summary>
     public string? Initrd { get; init; }
     public int DefaultVcpus { get; init; } = 1;

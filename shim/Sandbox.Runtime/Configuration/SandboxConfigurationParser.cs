@@ -1,5 +1,6 @@
 using System.Globalization;
 using Sandbox.Hypervisors;
+using Sandbox.Runtime.Sandboxes;
 using Tomlyn.Parsing;
 using Tomlyn.Syntax;
 
@@ -82,7 +83,8 @@ public static class SandboxConfigurationParser
             Qemu = new QemuSettings
             {
                 Path = reader.Path($"{Qemu}.path"),
-                Kernel = reader.Path($"{Qemu}.kernel"),
+                Kernel = reader.KernelChoice($"{Qemu}.kernel").Path,
+                GuestKernel = reader.KernelChoice($"{Qemu}.kernel").Kernel,
                 Initrd = reader.Path($"{Qemu}.initrd"),
                 DefaultVcpus = reader.Integer($"{Qemu}.default_vcpus", 1, 255) ?? defaults.Qemu.DefaultVcpus,
                 DefaultMemoryMiB = reader.Integer($"{Qemu}.default_memory", 64, 1048576) ?? defaults.Qemu.DefaultMemoryMiB,
@@ -189,6 +191,22 @@ public static class SandboxConfigurationParser
             if (!System.IO.Path.IsPathRooted(text))
                 throw Invalid(key, entry, $"'{text}' is not an absolute path");
             return text;
+        }
+
+        /// <summary>[hypervisor.qemu] kernel: "" or "sandbox" (ours), "generic" (Debian's), or an absolute path.</summary>
+        public (string? Path, GuestKernel Kernel) KernelChoice(string key)
+        {
+            switch (Text(key))
+            {
+                case null or "" or "sandbox":
+                    return (null, GuestKernel.Sandbox);
+                case "generic":
+                    return (null, GuestKernel.Generic);
+                case { } text when System.IO.Path.IsPathRooted(text):
+                    return (text, GuestKernel.Sandbox);
+                case { } text:
+                    throw Invalid(key, values[key], $"'{text}' is not an absolute path, \"sandbox\" or \"generic\"");
+            }
         }
 
         public string? Text(string key)

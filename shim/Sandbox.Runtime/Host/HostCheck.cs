@@ -82,6 +82,15 @@ public sealed class HostCheck(string? qemuPath = null, string? guestDirectory = 
         yield return new HostCheckItem("guest-image", true, Required: true,
             $"kernel {assets.KernelPath} ({release}), initramfs {assets.InitrdPath} ({new FileInfo(assets.InitrdPath).Length / (1024 * 1024)} MiB)");
 
+        // The fallback ([hypervisor.qemu] kernel = "generic"): Debian's kernel with the initramfs that carries its modules.
+        var generic = GuestAssets.InDirectory(assets.Directory, GuestKernel.Generic);
+        var genericRelease = Path.Combine(assets.Directory, "kernel-release-generic");
+        yield return File.Exists(generic.KernelPath) && File.Exists(generic.InitrdPath)
+            ? new HostCheckItem("guest-image-generic", true, Required: false,
+                $"fallback kernel {generic.KernelPath} ({(File.Exists(genericRelease) ? File.ReadAllText(genericRelease).Trim() : "unknown release")}), initramfs {generic.InitrdPath}")
+            : new HostCheckItem("guest-image-generic", false, Required: false,
+                $"no fallback kernel ({generic.KernelPath} and {generic.InitrdPath}): kernel = \"generic\" cannot be used; rebuild the image with `make image`");
+
         var manifest = GuestImageManifest.TryRead(Path.Combine(assets.Directory, "manifest.txt"));
         yield return manifest is null
             ? new HostCheckItem("guest-crun", false, Required: true,

@@ -10,7 +10,7 @@ public sealed record GuestAssets(string KernelPath, string InitrdPath)
     /// $SANDBOX_GUEST_DIR, else the installed directory, else build/guest of the source tree this program runs from
     /// (so tests and `dotnet run` work in a checkout). Throws with every place looked at when none has both files.
     /// </summary>
-    public static GuestAssets Locate()
+    public static GuestAssets Locate(GuestKernel kernel = GuestKernel.Sandbox)
     {
         var candidates = new List<string>();
         var fromEnvironment = Environment.GetEnvironmentVariable("SANDBOX_GUEST_DIR");
@@ -21,12 +21,13 @@ public sealed record GuestAssets(string KernelPath, string InitrdPath)
             candidates.Add(checkout);
         foreach (var dir in candidates)
         {
-            var assets = InDirectory(dir);
+            var assets = InDirectory(dir, kernel);
             if (File.Exists(assets.KernelPath) && File.Exists(assets.InitrdPath))
                 return assets;
         }
+        var wanted = InDirectory("", kernel);
         throw new FileNotFoundException(
-            "guest kernel and initramfs not found (vmlinux and initramfs.cpio) in: " + string.Join(", ", candidates) +
+            $"guest kernel and initramfs not found ({wanted.KernelPath} and {wanted.InitrdPath}) in: " + string.Join(", ", candidates) +
             ". Build them with `make image` or install them with `make install`, or set SANDBOX_GUEST_DIR.");
     }
 
@@ -42,8 +43,11 @@ public sealed record GuestAssets(string KernelPath, string InitrdPath)
         return null;
     }
 
-    public static GuestAssets InDirectory(string directory) =>
-        new(Path.Combine(directory, "vmlinux"), Path.Combine(directory, "initramfs.cpio"));
+    public static GuestAssets InDirectory(string directory, GuestKernel kernel = GuestKernel.Sandbox) => kernel switch
+    {
+        GuestKernel.Generic => new(Path.Combine(directory, "vmlinux-generic"), Path.Combine(directory, "initramfs-generic.cpio")),
+        _ => new(Path.Combine(directory, "vmlinux"), Path.Combine(directory, "initramfs.cpio")),
+    };
 
     public string Directory => Path.GetDirectoryName(KernelPath)!;
 }
