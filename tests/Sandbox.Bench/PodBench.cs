@@ -8,7 +8,7 @@ namespace Sandbox.Bench;
 /// <summary>
 /// Kubernetes pods through containerd's CRI plugin (the CRI tests' fixture: private containerd, CNI bridge, handler
 /// `sandbox`): RunPodSandbox to the first app container running, against the bare-boot floor; and the host memory
-/// (PSS) of one idle pod: shim, QEMU and vhost-device-vsock together.
+/// (PSS) of one idle pod: shim, QEMU and vhost-device-vsock together; and the same per pod with ten idle pods at once.
 /// </summary>
 public sealed class PodBench(int rounds, ContainerdMatrix release)
 {
@@ -47,6 +47,9 @@ public sealed class PodBench(int rounds, ContainerdMatrix release)
                 }
             }
             string on = $"containerd {release.Label}";
+            double tenPodsMiB = await TenIdlePodsPssPerPodMiBAsync(modes[0].Fixture, cancellationToken);
+            report.Add("pod_pss_mib_10" + release.Suffix, tenPodsMiB, "MiB",
+                $"{on}, {modes[0].Description}: host PSS per pod with {TenPods} idle pods running at once (shared pages divided among them)");
             double floorSeconds = BenchReport.Median(floors);
             foreach (var mode in modes)
             {
@@ -60,6 +63,35 @@ public sealed class PodBench(int rounds, ContainerdMatrix release)
         {
             foreach (var mode in modes)
                 await mode.Fixture.DisposeAsync();
+        }
+    }
+
+    private const int TenPods = 10;
+
+    /// <summary>Starts <see cref="TenPods"/> pods with one idle container each, lets them settle, and returns the PSS
+    /// of all their VM processes and shims together divided by their number; then removes them.</summary>
+    private static async Task<double> TenIdlePodsPssPerPodMiBAsync(CriFixture fixture, CancellationToken cancellationToken)
+    {
+        var pods = new List<TestPod>();
+        try
+        {
+            for (int i = 0; i < TenPods; i++)
+            {
+                var pod = await fixture.RunPodAsync($"idle{i}");
+                pods.Add(pod);
+                await fixture.StartContainerAsync(pod, "app", ["sleep", "600"]);
+            }
+            await Task.Delay(TimeSpan.FromSeconds(5), cancellationToken); // let the pods settle to idle
+            var vmProcesses = pods.SelectMany(pod => LeftoverVmProcesses.Find(Path.Combine(fixture.StateRoot, pod.Id)).Select(p => p.Pid));
+            long totalKiB = vmProcesses.Concat(fixture.Containerd.LeftoverShimProcesses()).Distinct().Sum(ProcessMemory.PssKiB);
+            double perPod = totalKiB / 1024.0 / TenPods;
+            Console.WriteLine(FormattableString.Invariant($"{TenPods} idle pods: {totalKiB / 1024.0:0} MiB PSS together, {perPod:0.0} MiB per pod"));
+            return perPod;
+        }
+        finally
+        {
+            foreach (var pod in pods)
+                await fixture.StopAndRemovePodAsync(pod);
         }
     }
 

@@ -42,7 +42,7 @@ public class QemuCommandLineTests
             "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
             "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
             "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on,memory-backend=mem",
-            "-accel", "tcg,tb-size=64", "-cpu", "max",
+            "-accel", "tcg,tb-size=32", "-cpu", "max",
             "-smp", "1", "-m", "256M",
             "-object", "memory-backend-memfd,id=mem,size=256M,share=on",
             "-kernel", "/img/vmlinux", "-initrd", "/img/initramfs.cpio", "-append", "console=ttyS0 quiet",
@@ -97,7 +97,7 @@ public class QemuCommandLineTests
         Assert.Equal(hybrid && !microvm ? ["node,memdev=mem"] : [], ValuesOf(args, "-numa"));
 
         // Acceleration.
-        Assert.Equal(acceleration == Acceleration.Tcg ? "tcg,tb-size=64" : "kvm", ValueOf(args, "-accel"));
+        Assert.Equal(acceleration == Acceleration.Tcg ? "tcg,tb-size=32" : "kvm", ValueOf(args, "-accel"));
         Assert.Equal(acceleration == Acceleration.Tcg ? "max" : "host", ValueOf(args, "-cpu"));
 
         // Devices: vsock, then the optional 9p share.
