@@ -28,6 +28,8 @@ public sealed class PodBench(int rounds, ContainerdMatrix release)
             foreach (var mode in modes)
                 await mode.Fixture.InitializeAsync();
             var floors = new List<double>();
+            var guestHeld = new List<double>();
+            var guestNotFree = new List<double>();
             for (int round = 1; round <= rounds; round++)
             {
                 floors.Add(await VmBootBench.FloorOnceAsync($"floor-pod{round}", cancellationToken));
@@ -38,8 +40,15 @@ public sealed class PodBench(int rounds, ContainerdMatrix release)
                     var pod = await mode.Fixture.RunPodAsync($"bench{round}");
                     await mode.Fixture.StartContainerAsync(pod, "app", ["sleep", "600"]);
                     mode.Starts.Add(clock.Elapsed.TotalSeconds);
-                    await Task.Delay(TimeSpan.FromSeconds(2), cancellationToken); // let the pod settle to idle
+                    // let the pod settle to idle: the guest reports freed pages to the host 2 s after they are freed
+                    await Task.Delay(IdleSettleTime, cancellationToken);
                     mode.Pss.Add(PodPssKiB(mode.Fixture, pod.Id) / 1024.0);
+                    if (mode == modes[0])
+                    {
+                        var (held, notFree) = await GuestMemoryMiBAsync(mode.Fixture, pod);
+                        guestHeld.Add(held);
+                        guestNotFree.Add(notFree);
+                    }
                     KeepConsoleLog(mode.Fixture, pod.Id, round);
                     await mode.Fixture.StopAndRemovePodAsync(pod);
                     Console.WriteLine(FormattableString.Invariant(
@@ -47,6 +56,10 @@ public sealed class PodBench(int rounds, ContainerdMatrix release)
                 }
             }
             string on = $"containerd {release.Label}";
+            report.Add("pod_guest_held_mib" + release.Suffix, BenchReport.Median(guestHeld), "MiB",
+                $"{on}: guest RAM the host holds for an idle pod (PSS of QEMU's memory backend)");
+            report.Add("pod_guest_not_free_mib" + release.Suffix, BenchReport.Median(guestNotFree), "MiB",
+                $"{on}: guest RAM not free in the guest (its size - MemFree); held <= this: every free page has gone back to the host");
             double tenPodsMiB = await TenIdlePodsPssPerPodMiBAsync(modes[0].Fixture, cancellationToken);
             report.Add("pod_pss_mib_10" + release.Suffix, tenPodsMiB, "MiB",
                 $"{on}, {modes[0].Description}: host PSS per pod with {TenPods} idle pods running at once (shared pages divided among them)");
@@ -66,7 +79,25 @@ public sealed class PodBench(int rounds, ContainerdMatrix release)
         }
     }
 
+    /// <summary>Guest RAM the host holds for <paramref name="pod"/> (PSS of QEMU's memory-backend mapping) and what
+    /// of it the guest does not have free (the mapping's size minus MemFree of the guest's /proc/meminfo, read in the
+    /// pod's app container: the kernel image and page map count as not free), in MiB.</summary>
+    private static async Task<(double Held, double NotFree)> GuestMemoryMiBAsync(CriFixture fixture, TestPod pod)
+    {
+        int qemu = LeftoverVmProcesses.Find(Path.Combine(fixture.StateRoot, pod.Id)).Select(p => p.Pid)
+            .First(pid => File.ReadAllText($"/proc/{pid}/comm").StartsWith("qemu", StringComparison.Ordinal));
+        var (heldKiB, sizeKiB) = ProcessMemory.MappingKiB(qemu, "memory-backend");
+        var meminfo = await fixture.ExecAsync(pod, "app", "cat", "/proc/meminfo");
+        long memFreeKiB = long.Parse(meminfo.Stdout.Split('\n').First(l => l.StartsWith("MemFree:", StringComparison.Ordinal))
+            .Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]);
+        return (heldKiB / 1024.0, (sizeKiB - memFreeKiB) / 1024.0);
+    }
+
     private const int TenPods = 10;
+
+    /// <summary>How long a pod runs before its memory is read: the guest's free page reporting hands freed pages back
+    /// 2 s after they are freed (PAGE_REPORTING_DELAY), in batches.</summary>
+    private static readonly TimeSpan IdleSettleTime = TimeSpan.FromSeconds(5);
 
     /// <summary>Starts <see cref="TenPods"/> pods with one idle container each, lets them settle, and returns the PSS
     /// of all their VM processes and shims together divided by their number; then removes them.</summary>
@@ -81,7 +112,7 @@ public sealed class PodBench(int rounds, ContainerdMatrix release)
                 pods.Add(pod);
                 await fixture.StartContainerAsync(pod, "app", ["sleep", "600"]);
             }
-            await Task.Delay(TimeSpan.FromSeconds(5), cancellationToken); // let the pods settle to idle
+            await Task.Delay(IdleSettleTime, cancellationToken); // let the pods settle to idle
             var vmProcesses = pods.SelectMany(pod => LeftoverVmProcesses.Find(Path.Combine(fixture.StateRoot, pod.Id)).Select(p => p.Pid));
             long totalKiB = vmProcesses.Concat(fixture.Containerd.LeftoverShimProcesses()).Distinct().Sum(ProcessMemory.PssKiB);
             double perPod = totalKiB / 1024.0 / TenPods;
