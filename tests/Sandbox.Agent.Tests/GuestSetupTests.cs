@@ -50,17 +50,6 @@ public sealed class GuestSetupTests : IDisposable
         await modules.EnsureLoadedAsync(["9p", "overlay", "no_such_module"], "test", CancellationToken.None);
     }
 
-    [Fact]
-    public async Task A_kernel_with_loadable_modules_runs_modprobe_for_what_is_missing_and_reports_its_failure()
-    {
-        string procModules = Path.Combine(_directory, "modules");
-        File.WriteAllText(procModules, "");
-        var modules = new KernelModules("/nonexistent/modprobe", procModules);
-        var failure = await Assert.ThrowsAsync<global::Grpc.Core.RpcException>(() =>
-            modules.EnsureLoadedAsync(["no_such_module"], "load for the test", CancellationToken.None));
-        Assert.Contains("load for the test", failure.Status.Detail);
-    }
-
     [Theory]
     [InlineData("""{"process":{"args":["sh"]}}""", "LINUX")]
     [InlineData("""{"process":{"args":["sh"]},"linux":{"namespaces":[]}}""", "LINUX")]
