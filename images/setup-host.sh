@@ -90,18 +90,22 @@ kernel_version=$(candidate_of "$kernel_package")
     || die "$kernel_package candidate is '$kernel_version', expected $version (same as linux-image-amd64)"
 deb_name=${kernel_package}_${version//:/%3a}_amd64.deb
 expected_sha=$(apt-cache show "$kernel_package=$version" | awk '/^SHA256:/ { print $2; exit }')
-if [ -f "$kernel_dir/$deb_name" ] && [ "$(sha256sum < "$kernel_dir/$deb_name" | cut -d' ' -f1)" = "$expected_sha" ]; then
-    say "kernel: $kernel_package $version already downloaded"
-else
-    make_download_dir "$kernel_dir/.download"
-    rm -f "$kernel_dir/.download"/*.deb
-    say "kernel: downloading $kernel_package $version"
-    (cd "$kernel_dir/.download" && apt-get download -qq "$kernel_package=$version") \
-        || die "apt-get download $kernel_package=$version failed"
-    chown root:root "$kernel_dir/.download/$deb_name"
-    mv "$kernel_dir/.download/$deb_name" "$kernel_dir/$deb_name"
-    say "kernel: saved $kernel_dir/$deb_name"
-fi
+# Downloads PACKAGE=VERSION as DIR/DEB_NAME unless a file with SHA256 is already there (LABEL names it in messages).
+download_verified_deb() {
+    local label=$1 package=$2 version=$3 dir=$4 deb_name=$5 sha=$6
+    if [ -f "$dir/$deb_name" ] && [ "$(sha256sum < "$dir/$deb_name" | cut -d' ' -f1)" = "$sha" ]; then
+        say "$label: $package $version already downloaded"
+        return 0
+    fi
+    make_download_dir "$dir/.download"
+    rm -f "$dir/.download"/*.deb
+    say "$label: downloading $package $version"
+    (cd "$dir/.download" && apt-get download -qq "$package=$version") || die "apt-get download $package=$version failed"
+    chown root:root "$dir/.download/$deb_name"
+    mv "$dir/.download/$deb_name" "$dir/$deb_name"
+    say "$label: saved $dir/$deb_name"
+}
+download_verified_deb kernel "$kernel_package" "$version" "$kernel_dir" "$deb_name" "$expected_sha"
 # A stable name for the build script (images/build-image.sh reads it by default).
 [ "$(readlink "$kernel_dir/linux-image.deb" 2>/dev/null)" = "$deb_name" ] || ln -sfn "$deb_name" "$kernel_dir/linux-image.deb"
 for old in "$kernel_dir"/linux-image-*-unsigned_*.deb; do
@@ -116,17 +120,7 @@ source_dir=$cache_dir/kernel-source
 source_deb=${source_package}_${version//:/%3a}_all.deb
 source_sha=$(apt-cache show "$source_package=$version" 2>/dev/null | awk '/^SHA256:/ { print $2; exit }')
 [ -n "$source_sha" ] || die "$source_package $version is not in the apt sources (the guest kernel is built from it)"
-if [ -f "$source_dir/$source_deb" ] && [ "$(sha256sum < "$source_dir/$source_deb" | cut -d' ' -f1)" = "$source_sha" ]; then
-    say "kernel source: $source_package $version already downloaded"
-else
-    make_download_dir "$source_dir/.download"
-    rm -f "$source_dir/.download"/*.deb
-    say "kernel source: downloading $source_package $version (~140 MB)"
-    (cd "$source_dir/.download" && apt-get download -qq "$source_package=$version") \
-        || die "apt-get download $source_package=$version failed"
-    chown root:root "$source_dir/.download/$source_deb"
-    mv "$source_dir/.download/$source_deb" "$source_dir/$source_deb"
-fi
+download_verified_deb "kernel source" "$source_package" "$version" "$source_dir" "$source_deb" "$source_sha"
 [ "$(readlink "$source_dir/linux-source.deb" 2>/dev/null)" = "$source_deb" ] || ln -sfn "$source_deb" "$source_dir/linux-source.deb"
 for old in "$source_dir"/linux-source-*_*.deb; do
     [ -f "$old" ] && [ "${old##*/}" != "$source_deb" ] && { rm -f "$old"; say "kernel source: removed the superseded ${old##*/}"; }
