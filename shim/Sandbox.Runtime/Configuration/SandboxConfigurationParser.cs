@@ -77,14 +77,15 @@ public static class SandboxConfigurationParser
 
         var reader = new Reader(values, source);
         var defaults = new SandboxConfiguration();
+        var kernel = reader.KernelChoice($"{Qemu}.kernel");
         var configuration = new SandboxConfiguration
         {
             Source = source,
             Qemu = new QemuSettings
             {
                 Path = reader.Path($"{Qemu}.path"),
-                Kernel = reader.KernelChoice($"{Qemu}.kernel").Path,
-                GuestKernel = reader.KernelChoice($"{Qemu}.kernel").Kernel,
+                Kernel = kernel.Path,
+                GuestKernel = kernel.Kernel,
                 Initrd = reader.Path($"{Qemu}.initrd"),
                 DefaultVcpus = reader.Integer($"{Qemu}.default_vcpus", 1, 255) ?? defaults.Qemu.DefaultVcpus,
                 DefaultMemoryMiB = reader.Integer($"{Qemu}.default_memory", 64, 1048576) ?? defaults.Qemu.DefaultMemoryMiB,
