@@ -39,6 +39,8 @@ run_project() {
     passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
     [ "$rc" -eq 0 ] || status=1
     results+=("$(printf '%-26s %-42s %s' "$(basename "$(dirname "$project")")" "$what" "$([ "$rc" -eq 0 ] && echo passed || echo FAILED) ($p passed, $f failed, $s skipped)")")
+    # the failed tests by name, so that the closing table (often all a CI log keeps) says which ones
+    while read -r name; do results+=("    failed: $name"); done < <(grep -oE '^ +Failed [A-Za-z_][^ ]+' "$log" | awk '{print $2}')
     rm -f "$log"
 }
 

@@ -65,10 +65,12 @@ public sealed class AgentApiFuzzTests(ITestOutputHelper output) : IAsyncLifetime
             var unexpected = _agent.StderrLines.Skip(logged).Where(line => line.Contains("unexpected exception", StringComparison.Ordinal)).ToArray();
             Assert.False(status.StatusCode == StatusCode.Unknown || unexpected.Length > 0,
                 $"{method.Name} failed with an exception the agent did not expect: {status.StatusCode} {status.Detail}\n" + string.Join("\n", unexpected));
-            if (status.StatusCode != StatusCode.OK)
-                Assert.False(string.IsNullOrWhiteSpace(status.Detail), $"{method.Name}: {status.StatusCode} without a message");
+            // DeadlineExceeded is the deadline's own status, not the agent's answer: which side ends the call first (the
+            // client's timer, or the server's, whose status has no message) depends on the machine's load
             if (status.StatusCode == StatusCode.DeadlineExceeded)
                 Assert.Contains(method.Name, MayBlock);
+            else if (status.StatusCode != StatusCode.OK)
+                Assert.False(string.IsNullOrWhiteSpace(status.Detail), $"{method.Name}: {status.StatusCode} without a message");
 
             Assert.False(_agent.HasExited, "the agent exited:\n" + string.Join("\n", _agent.StderrLines.TakeLast(20)));
             await _agent.Client.HealthAsync(new HealthRequest(), deadline: DateTime.UtcNow.AddSeconds(10));
