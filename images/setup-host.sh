@@ -182,4 +182,23 @@ done < "$(dirname "${BASH_SOURCE[0]}")/guest-packages"
 printf '%s\n' "${userland[@]}" > "$userland_dir/packages.txt.new"
 mv "$userland_dir/packages.txt.new" "$userland_dir/packages.txt"
 say "guest userland: $(printf '%s\n' "${userland[@]}" | awk '{printf "%s %s, ", $2, $3}')(list $userland_dir/packages.txt)"
+# --- 6. gVisor's runsc from Debian unstable (extracted privately, never installed) --------------------------------
+# The peer `make bench` measures side by side: an OCI runtime run under containerd's runc shim (--runc-binary). A
+# static binary; $cache_dir/gvisor/bin/runsc, its version in $cache_dir/gvisor/package-version.
+gvisor_dir=$cache_dir/gvisor
+deb=$(debian_download unstable runsc)
+version=$(dpkg-deb -f "$deb" Version)
+if [ "$(cat "$gvisor_dir/package-version" 2>/dev/null)" != "$version" ] || [ ! -x "$gvisor_dir/bin/runsc" ]; then
+    rm -rf "$gvisor_dir" "$gvisor_dir.new"
+    mkdir -p "$gvisor_dir.new/extract" "$gvisor_dir.new/bin"
+    dpkg-deb -x "$deb" "$gvisor_dir.new/extract" || die "cannot extract $deb"
+    mv "$gvisor_dir.new/extract/usr/bin/runsc" "$gvisor_dir.new/bin/runsc" || die "$deb has no usr/bin/runsc"
+    rm -rf "$gvisor_dir.new/extract"
+    printf '%s\n' "$version" > "$gvisor_dir.new/package-version"
+    mv "$gvisor_dir.new" "$gvisor_dir"
+    say "gvisor: extracted runsc $version from Debian unstable into $gvisor_dir/bin"
+else
+    say "gvisor: runsc $version present in $gvisor_dir/bin"
+fi
+"$gvisor_dir/bin/runsc" --version >/dev/null 2>&1 || die "$gvisor_dir/bin/runsc does not run on this host"
 say "done"

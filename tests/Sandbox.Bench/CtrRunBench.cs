@@ -6,8 +6,9 @@ namespace Sandbox.Bench;
 /// <summary>
 /// `ctr run --rm IMAGE ID true` through a private containerd, with runc (the yardstick) and with our shim (a fresh VM
 /// each time, twice per round), against the bare-boot floor; the same with QEMU and its helpers unconfined
-/// ([hypervisor.qemu] confine = false), twice in the same rounds in ABBA order, for the cost of the jail; and the shim daemon's RSS
-/// while it serves a running container.
+/// ([hypervisor.qemu] confine = false), twice in the same rounds in ABBA order, for the cost of the jail; gVisor (runsc
+/// under the runc shim, <see cref="GvisorRuntime"/>) once per round, the peer; the shim daemon's RSS while it serves a
+/// running container; and the idle memory of a gVisor container, the peer's figure for pod_pss_mib.
 /// </summary>
 public sealed class CtrRunBench(int rounds, ContainerdMatrix release)
 {
@@ -22,12 +23,16 @@ public sealed class CtrRunBench(int rounds, ContainerdMatrix release)
         var ours = new List<double>();
         var unconfined = new List<double>();
         var floors = new List<double>();
+        var gvisor = new List<double>();
+        var runsc = await GvisorRuntime.PrepareAsync(containerd.Directory);
+        Console.WriteLine($"gVisor: {runsc.Version} ({runsc.Runsc}, --network=none)");
         string unconfinedConfig = Path.Combine(containerd.Directory, "unconfined.toml");
         await File.WriteAllTextAsync(unconfinedConfig, "[hypervisor.qemu]\nconfine = false\n", cancellationToken);
         for (int round = 1; round <= rounds; round++)
         {
             floors.Add(await VmBootBench.FloorOnceAsync($"floor-ctr{round}", cancellationToken));
             runc.Add(await TimeRunAsync(containerd, RuncRuntime, $"runc{round}"));
+            gvisor.Add(await TimeRunAsync(containerd, RuncRuntime, $"gvisor{round}", runcBinary: runsc.Wrapper));
             // Two jailed and two unconfined runs per round in ABBA order (BAAB in even rounds), so that a load that
             // rises or falls during the round falls on both alike.
             bool jailedFirst = round % 2 == 1;
@@ -40,7 +45,7 @@ public sealed class CtrRunBench(int rounds, ContainerdMatrix release)
                     unconfined.Add(await TimeRunAsync(containerd, OurRuntime, $"vmu{round}-{slot}", unconfinedConfig));
             }
             Console.WriteLine(FormattableString.Invariant(
-                $"round {round}/{rounds}: floor {floors[^1]:0.000} s, ctr run --rm true: runc {runc[^1]:0.000} s, sandbox {ours[^2]:0.000} {ours[^1]:0.000} s, unconfined {unconfined[^2]:0.000} {unconfined[^1]:0.000} s"));
+                $"round {round}/{rounds}: floor {floors[^1]:0.000} s, ctr run --rm true: runc {runc[^1]:0.000} s, gVisor {gvisor[^1]:0.000} s, sandbox {ours[^2]:0.000} {ours[^1]:0.000} s, unconfined {unconfined[^2]:0.000} {unconfined[^1]:0.000} s"));
         }
         double oursMedian = BenchReport.Median(ours);
         double floorSeconds = BenchReport.Median(floors);
@@ -48,6 +53,9 @@ public sealed class CtrRunBench(int rounds, ContainerdMatrix release)
         report.Add("ctr_run_runc" + release.Suffix, BenchReport.Median(runc), "s", $"{on}: ctr run --rm busybox true through runc (median of {rounds})");
         report.Add("ctr_run" + release.Suffix, oursMedian, "s", $"{on}: ctr run --rm busybox true through our shim, one VM (median of {ours.Count})");
         report.Add("ctr_run_over_floor" + release.Suffix, oursMedian / floorSeconds, "ratio", $"{on}: ctr_run / the floor booted in the same rounds ({floorSeconds:0.000} s) (target <= 2, goal 1.3)");
+        double gvisorMedian = BenchReport.Median(gvisor);
+        report.Add("ctr_run_gvisor" + release.Suffix, gvisorMedian, "s", $"{on}: ctr run --rm busybox true through gVisor ({runsc.Version}, runc shim, --network=none) (median of {rounds})");
+        report.Add("ctr_run_over_gvisor" + release.Suffix, oursMedian / gvisorMedian, "ratio", $"{on}: ctr_run (a cold VM boot) / ctr_run_gvisor, same rounds");
         double unconfinedMedian = BenchReport.Median(unconfined);
         report.Add("ctr_run_unconfined" + release.Suffix, unconfinedMedian, "s", $"{on}: ctr_run with confine = false (no jail), same rounds (median of {unconfined.Count})");
         report.Add("ctr_run_unconfined_over_floor" + release.Suffix, unconfinedMedian / floorSeconds, "ratio", $"{on}: ctr_run_unconfined / the same floor");
@@ -56,15 +64,21 @@ public sealed class CtrRunBench(int rounds, ContainerdMatrix release)
         var paired = ours.Zip(unconfined, (jailed, free) => jailed - free).ToList();
         report.Add("confinement_cost_over_floor" + release.Suffix, BenchReport.Median(paired) / floorSeconds, "ratio",
             $"{on}: median of the {paired.Count} paired (ctr_run - ctr_run_unconfined) / the floor: what the jail adds (target <= 0.05)");
+        double gvisorIdleKiB = await GvisorIdlePssAsync(containerd, runsc);
+        report.Add("idle_pss_gvisor_mib" + release.Suffix, gvisorIdleKiB / 1024.0, "MiB",
+            $"{on}: PSS of one idle gVisor container (its runc shim and every process under it: runsc's sandbox and gofer), {RssSettleTime.TotalSeconds:0} s after ctr run -d returned");
         var (atStartKiB, settledKiB) = await ShimRssAsync(containerd);
         report.Add("shim_rss_start_mib" + release.Suffix, atStartKiB / 1024.0, "MiB", $"{on}: shim daemon VmRSS as soon as ctr run -d returned (create/start garbage still held)");
         report.Add("shim_rss_mib" + release.Suffix, settledKiB / 1024.0, "MiB",
             $"{on}: shim daemon VmRSS serving one running container, {RssSettleTime.TotalSeconds:0} s after ctr run -d returned (target <= 15)");
     }
 
-    private static async Task<double> TimeRunAsync(PrivateContainerd containerd, string runtime, string id, string? runtimeConfig = null)
+    private static async Task<double> TimeRunAsync(PrivateContainerd containerd, string runtime, string id, string? runtimeConfig = null,
+        string? runcBinary = null)
     {
         string[] config = runtimeConfig is null ? [] : ["--runtime-config-path", runtimeConfig];
+        if (runcBinary is not null)
+            config = [.. config, "--runc-binary", runcBinary];
         var clock = Stopwatch.StartNew();
         var result = await containerd.CtrAsync(["run", "--rm", "--fifo-dir", containerd.FifoDirectory, "--runtime", runtime, .. config,
             BusyboxOciImage.DefaultName, id, "true"]);
@@ -80,6 +94,29 @@ public sealed class CtrRunBench(int rounds, ContainerdMatrix release)
     /// (IdleMemoryTrimmer), so a few seconds in, its RSS is the footprint a host pays per pod.
     /// </summary>
     private static readonly TimeSpan RssSettleTime = TimeSpan.FromSeconds(5);
+
+    /// <summary>PSS in KiB of an idle gVisor container, <see cref="RssSettleTime"/> after `ctr run -d` returned: its
+    /// runc shim and every process under it (runsc's sandbox, gofer and their helpers).</summary>
+    private static async Task<long> GvisorIdlePssAsync(PrivateContainerd containerd, GvisorRuntime runsc)
+    {
+        var run = await containerd.CtrAsync(["run", "-d", "--fifo-dir", containerd.FifoDirectory, "--runtime", RuncRuntime,
+            "--runc-binary", runsc.Wrapper, BusyboxOciImage.DefaultName, "gvisor-idle", "sleep", "600"]);
+        if (run.ExitCode != 0)
+            throw new InvalidOperationException($"ctr run -d with gVisor: {run}\n--- containerd log ---\n{containerd.Log}");
+        try
+        {
+            await Task.Delay(RssSettleTime);
+            var shim = containerd.LeftoverShimProcesses().Single();
+            return ProcessMemory.TreePssKiB(shim);
+        }
+        finally
+        {
+            await containerd.CtrAsync(["task", "kill", "-s", "SIGKILL", "gvisor-idle"]);
+            await containerd.WaitUntilTaskStoppedOrGoneAsync("gvisor-idle", TimeSpan.FromSeconds(30));
+            await containerd.CtrAsync(["task", "rm", "-f", "gvisor-idle"]);
+            await containerd.CtrAsync(["container", "rm", "gvisor-idle"]);
+        }
+    }
 
     /// <summary>The daemon's VmRSS in KiB right after `ctr run -d` returned, and <see cref="RssSettleTime"/> later.</summary>
     private static async Task<(long AtStart, long Settled)> ShimRssAsync(PrivateContainerd containerd)

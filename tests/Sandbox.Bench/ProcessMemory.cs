@@ -15,6 +15,37 @@ public static class ProcessMemory
         throw new InvalidOperationException($"/proc/{pid}/smaps_rollup has no Pss line");
     }
 
+    /// <summary>PSS in KiB of <paramref name="pid"/> and every process under it (parents read from /proc/PID/stat).
+    /// A process that exits meanwhile counts as nothing.</summary>
+    public static long TreePssKiB(int pid)
+    {
+        var children = new Dictionary<int, List<int>>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out int child))
+                continue;
+            try
+            {
+                // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last ')'
+                string stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                int parent = int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1]);
+                if (!children.TryGetValue(parent, out var list))
+                    children[parent] = list = [];
+                list.Add(child);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+        }
+        long total = 0;
+        var pending = new Stack<int>([pid]);
+        while (pending.TryPop(out int next))
+        {
+            try { total += PssKiB(next); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+            foreach (int child in children.GetValueOrDefault(next) ?? [])
+                pending.Push(child);
+        }
+        return total;
+    }
+
     /// <summary>PSS and size in KiB of the mappings of <paramref name="pid"/> whose name contains
     /// <paramref name="name"/> (/proc/PID/smaps), e.g. QEMU's guest RAM ("memory-backend-memfd").</summary>
     public static (long PssKiB, long SizeKiB) MappingKiB(int pid, string name)
