@@ -87,8 +87,22 @@ public sealed class AgentService : Protocol.Agent.AgentBase
         ServerCallContext context) =>
         new DebugConsoleSession(_sandbox).RunAsync(requestStream, responseStream, context.CancellationToken);
 
+    /// <summary>The most host randomness CreateSandbox takes (the kernel's pool holds 256 bits; 512 bytes is ample).</summary>
+    public const int MaxEntropyBytes = 512;
+
     public override async Task<CreateSandboxResponse> CreateSandbox(CreateSandboxRequest request, ServerCallContext context)
     {
+        if (request.Entropy.Length > MaxEntropyBytes)
+            throw AgentErrors.InvalidArgument($"entropy of {request.Entropy.Length} bytes; at most {MaxEntropyBytes}");
+        // Only as the guest's init: an agent run on a host (the tests) must not touch that host's clock or generator.
+        if (_isGuestInit)
+        {
+            CloneFreshness.Reseed(request.Entropy.Span);
+            var clockOffset = CloneFreshness.SetClock(request.HostTimeUnixNanos == 0 ? null
+                : DateTimeOffset.UnixEpoch.AddTicks(request.HostTimeUnixNanos / 100));
+            if (clockOffset is { } offset)
+                AgentLog.Write($"the guest's clock was {offset.TotalSeconds:0.###} s off the host's: set to the host's");
+        }
         await TimedAsync("CreateSandbox", () => _sandbox.CreateAsync(request.SandboxId, request.Hostname, request.ShareMountTag, request.SharedMountPoint,
             request.DebugConsole, context.CancellationToken));
         return new CreateSandboxResponse();

@@ -29,7 +29,13 @@ for (int i = 0; i < args.Length; i++)
 }
 
 var service = new AgentService(AgentRuntime.FromEnvironment());
-await using var server = new AgentServer(listen.EndPoint, binder => Agent.BindService(binder, service), AgentLog.Write);
+// A VM cloned from a template reaches the agent over a virtio-serial port (it has no vsock): listen there too when
+// the VM has one.
+var serialPort = VirtioSerialEndPoint.Find(VirtioSerialEndPoint.AgentPortName);
+System.Net.EndPoint[] endPoints = serialPort is null ? [listen.EndPoint] : [listen.EndPoint, serialPort];
+if (serialPort is not null)
+    listen = listen with { Display = $"{listen.Display} and {serialPort}" };
+await using var server = new AgentServer(endPoints, binder => Agent.BindService(binder, service), AgentLog.Write);
 try
 {
     await server.StartAsync(CancellationToken.None);

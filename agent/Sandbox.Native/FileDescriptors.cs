@@ -34,6 +34,14 @@ public static unsafe class FileDescriptors
         fcntl(fd, F_SETFL, nonBlocking ? flags | O_NONBLOCK : flags & ~O_NONBLOCK);
     }
 
+    /// <summary>Sets or clears FD_CLOEXEC: a descriptor without it is inherited by the programs this process runs.</summary>
+    public static void SetCloseOnExec(int fd, bool closeOnExec)
+    {
+        int flags = fcntl(fd, F_GETFD);
+        if (flags < 0 || fcntl(fd, F_SETFD, closeOnExec ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC) != 0)
+            throw new IOException($"fcntl F_SETFD on descriptor {fd} failed: {Errno.DescribeLast()}");
+    }
+
     /// <summary>write(2) until all of <paramref name="count"/> bytes are written, retrying on EINTR. False when the
     /// descriptor refuses more (e.g. EPIPE: the reader is gone).</summary>
     public static bool WriteAll(int fd, byte* buffer, int count)

@@ -48,6 +48,33 @@ public static unsafe partial class LibCSupplement
     [LibraryImport("libc", EntryPoint = "flock", SetLastError = true)]
     public static partial int flock(int fd, int operation);
 
+    // clock_settime(2): not in Tmds.LibC. CLOCK_REALTIME is clock 0.
+    public const int CLOCK_REALTIME = 0;
+
+    /// <summary>struct timespec as the kernel takes it on 64-bit Linux.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct Timespec
+    {
+        public long Seconds;
+        public long Nanoseconds;
+    }
+
+    /// <summary>Not in Tmds.LibC. Sets a clock (CLOCK_REALTIME needs CAP_SYS_TIME).</summary>
+    [LibraryImport("libc", EntryPoint = "clock_settime", SetLastError = true)]
+    public static partial int clock_settime(int clock, Timespec* time);
+
+    // The random device's ioctls (linux/random.h): not in Tmds.LibC.
+    /// <summary>RNDADDENTROPY = _IOW('R', 0x03, int[2]): mixes a struct rand_pool_info in and credits its bits.</summary>
+    public const int RNDADDENTROPY = 0x40085203;
+    /// <summary>RNDRESEEDCRNG = _IO('R', 0x07): reseeds the kernel's generator from its input pool now.</summary>
+    public const int RNDRESEEDCRNG = 0x5207;
+
+    // lseek(2)'s sparse-file whences: not in Tmds.LibC.
+    /// <summary>The next offset at or after the given one that holds data.</summary>
+    public const int SEEK_DATA = 3;
+    /// <summary>The next hole at or after the given offset (the end of the file counts as one).</summary>
+    public const int SEEK_HOLE = 4;
+
     /// <summary>fcntl(2)'s command that resizes a pipe's buffer: not in Tmds.LibC.</summary>
     public const int F_SETPIPE_SZ = 1031;
 

@@ -30,6 +30,11 @@ public interface IHypervisor : IAsyncDisposable
     /// would read them back from the files). Best effort: returns one line saying what was released or why nothing was.</summary>
     Task<string> ReleaseBootImagesAsync(CancellationToken cancellationToken);
 
+    /// <summary>Only for a VM started as a <see cref="VmTemplateRole.Source"/>, once its agent is ready: pauses the guest,
+    /// writes its device state to <paramref name="stateFile"/> (guest RAM stays in the memory file of the state
+    /// directory, whose path it returns), and ends the VMM.</summary>
+    Task<string> SaveAsTemplateAsync(string stateFile, CancellationToken cancellationToken);
+
     /// <summary>Completes when the VMM process exits, for whatever reason.</summary>
     Task<VmExit> WaitForExitAsync(CancellationToken cancellationToken);
 

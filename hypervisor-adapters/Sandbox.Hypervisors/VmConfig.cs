@@ -51,6 +51,9 @@ public sealed record VmConfig
     /// (they then exist on the host too). false (the default) = the jail's seccomp filter refuses those bits in
     /// chmod and file creation (EPERM in the guest), so the guest cannot plant a setuid-root file on the host.</summary>
     public bool ShareAllowsSetId { get; init; }
+    /// <summary>null = an ordinary cold boot; otherwise this VM becomes a template or is cloned from one (see
+    /// <see cref="VmTemplateRole"/>). Its agent is then reached on a <see cref="VirtioSerialEndpoint"/>.</summary>
+    public VmTemplateRole? Template { get; init; }
 }
 
 /// <summary>One guest network card: a virtio-net device on the tap device <paramref name="TapName"/>, seen by the guest
@@ -92,3 +95,7 @@ public sealed record KernelVsockEndpoint(uint Cid, uint Port) : AgentEndpoint(Po
 
 /// <summary>A host Unix socket; write "CONNECT port\n", read "OK n\n", then the stream.</summary>
 public sealed record HybridVsockEndpoint(string SocketPath, uint Port) : AgentEndpoint(Port);
+
+/// <summary>A virtio-serial port (a template source or clone, see <see cref="VmTemplateRole"/>): QEMU's chardev
+/// socket; connecting is the stream, one client at a time. <see cref="AgentEndpoint.Port"/> is unused (0).</summary>
+public sealed record VirtioSerialEndpoint(string SocketPath) : AgentEndpoint(0);

@@ -178,4 +178,30 @@ public class QemuCommandLineTests
     [InlineData("qemu-system-x86_64: -device vhost-vsock-device,guest-cid=5: vhost-vsock: unable to set guest cid: Address already in use", true)]
     [InlineData("qemu-system-x86_64: -device vhost-vsock-device,guest-cid=5: vhost-vsock: failed to open vhost device: No such file or directory", false)]
     public void Recognises_a_guest_cid_in_use(string output, bool inUse) => Assert.Equal(inUse, QemuAdapter.IsGuestCidInUse(output));
+    [Fact]
+    public void A_template_source_and_its_clone_have_the_same_devices_and_differ_only_in_memory_and_incoming()
+    {
+        var spec = Spec(MachineType.Microvm, Acceleration.Tcg, VsockMode.Hybrid, share: true);
+        var source = QemuCommandLine.Build(spec with { Template = new VmTemplateRole.Source() });
+        var clone = QemuCommandLine.Build(spec with { Template = new VmTemplateRole.CloneOf("/tpl/state", 7) });
+
+        // guest RAM: the source's in a shared file of its state directory, the clone's mapped privately from the
+        // descriptor it inherits
+        Assert.Equal("memory-backend-file,id=mem,size=256M,mem-path=/run/sb/pod1/template-memory,share=on", ValueOf(source, "-object"));
+        Assert.Equal("memory-backend-file,id=mem,size=256M,mem-path=/proc/self/fd/7,share=off", ValueOf(clone, "-object"));
+        Assert.Equal("defer", ValueOf(clone, "-incoming"));
+        Assert.DoesNotContain("-incoming", source);
+        // the agent on a virtio-serial port; no vsock device (QEMU will not migrate vhost-user-vsock)
+        foreach (var args in new[] { source, clone })
+        {
+            Assert.DoesNotContain(args, a => a.Contains("vsock", StringComparison.Ordinal));
+            Assert.Equal(["virtio-serial-device,max_ports=2", "virtserialport,chardev=agent,name=sandbox.agent", "virtio-9p-device,fsdev=fs0,mount_tag=share",
+                "virtio-balloon-device,free-page-reporting=on"], ValuesOf(args, "-device"));
+            Assert.Contains("socket,id=agent,path=/run/sb/pod1/agent.sock,server=on,wait=off", ValuesOf(args, "-chardev"));
+        }
+        // everything else is the same, in the same order (device state is matched to devices by their place)
+        static IEnumerable<string> WithoutMemoryAndIncoming(IReadOnlyList<string> args) =>
+            args.Where((a, i) => a != "-object" && (i == 0 || args[i - 1] != "-object") && a != "-incoming" && (i == 0 || args[i - 1] != "-incoming"));
+        Assert.Equal(WithoutMemoryAndIncoming(source), WithoutMemoryAndIncoming(clone));
+    }
 }

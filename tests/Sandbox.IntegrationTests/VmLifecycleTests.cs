@@ -116,6 +116,7 @@ public sealed class VmLifecycleTests
         public Task StopAsync(CancellationToken cancellationToken) => inner.StopAsync(cancellationToken);
         public void Abandon(string reason) => inner.Abandon(reason);
         public Task<string> ReleaseBootImagesAsync(CancellationToken cancellationToken) => inner.ReleaseBootImagesAsync(cancellationToken);
+        public Task<string> SaveAsTemplateAsync(string stateFile, CancellationToken cancellationToken) => inner.SaveAsTemplateAsync(stateFile, cancellationToken);
         public Task<Sandbox.Hypervisors.VmExit> WaitForExitAsync(CancellationToken cancellationToken) => inner.WaitForExitAsync(cancellationToken);
         public ValueTask DisposeAsync() => inner.DisposeAsync();
     }

@@ -9,8 +9,9 @@ namespace Sandbox.Agent.Server;
 
 /// <summary>
 /// Kestrel transport for the agent: binds a <see cref="VsockEndPoint"/> with <see cref="VsockListener"/> (libc) or a
-/// <see cref="UnixDomainSocketEndPoint"/> with a managed socket, and turns every accepted socket into a Kestrel
-/// connection with <see cref="SocketConnectionContextFactory"/>.
+/// <see cref="UnixDomainSocketEndPoint"/> with a managed socket, or a <see cref="VirtioSerialEndPoint"/> with
+/// <see cref="VirtioSerialListener"/>, and turns every accepted socket into a Kestrel connection with
+/// <see cref="SocketConnectionContextFactory"/>.
 /// </summary>
 public sealed class AgentConnectionListenerFactory(Action<string> log) : IConnectionListenerFactory
 {
@@ -41,8 +42,20 @@ public sealed class AgentConnectionListenerFactory(Action<string> log) : IConnec
                     },
                     () => { socket.Dispose(); File.Delete(path); }));
             }
+            case VirtioSerialEndPoint serial:
+            {
+                var listener = new VirtioSerialListener(serial, log);
+                var stopping = new CancellationTokenSource();
+                return ValueTask.FromResult<IConnectionListener>(new AcceptingListener(serial,
+                    async ct =>
+                    {
+                        using var either = CancellationTokenSource.CreateLinkedTokenSource(ct, stopping.Token);
+                        return await listener.AcceptAsync(either.Token);
+                    },
+                    stopping.Cancel));
+            }
             default:
-                throw new NotSupportedException($"the agent listens on vsock or Unix sockets only, not {endpoint}");
+                throw new NotSupportedException($"the agent listens on vsock, Unix sockets or a virtio-serial port only, not {endpoint}");
         }
     }
 

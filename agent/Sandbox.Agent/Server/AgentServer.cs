@@ -7,13 +7,18 @@ using Sandbox.Agent.Grpc;
 
 namespace Sandbox.Agent.Server;
 
-/// <summary>KestrelServer built by hand (no host, no DI) serving gRPC over HTTP/2 cleartext on one endpoint.</summary>
+/// <summary>KestrelServer built by hand (no host, no DI) serving gRPC over HTTP/2 cleartext on its endpoints.</summary>
 public sealed class AgentServer : IAsyncDisposable
 {
     private readonly KestrelServer _kestrel;
     private readonly GrpcHttpApplication _application;
 
     public AgentServer(EndPoint endPoint, ServerServiceDefinitionBinder bindService, Action<string> log)
+        : this([endPoint], bindService, log)
+    {
+    }
+
+    public AgentServer(IReadOnlyList<EndPoint> endPoints, ServerServiceDefinitionBinder bindService, Action<string> log)
     {
         var methods = new GrpcMethodTable();
         bindService(methods);
@@ -26,7 +31,8 @@ public sealed class AgentServer : IAsyncDisposable
         options.Limits.Http2.InitialConnectionWindowSize = 4 * 1024 * 1024;
         options.Limits.Http2.InitialStreamWindowSize = 2 * 1024 * 1024;
         options.Limits.Http2.MaxStreamsPerConnection = 1000;
-        options.Listen(endPoint, listen => listen.Protocols = HttpProtocols.Http2);
+        foreach (var endPoint in endPoints)
+            options.Listen(endPoint, listen => listen.Protocols = HttpProtocols.Http2);
         _kestrel = new KestrelServer(Options.Create(options), new AgentConnectionListenerFactory(log), NullLoggerFactory.Instance);
     }
 

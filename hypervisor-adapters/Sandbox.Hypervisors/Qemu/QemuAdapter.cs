@@ -77,8 +77,9 @@ public sealed class QemuAdapter : IHypervisor
     public int? VsockDaemonPid => _daemon?.Pid;
     public string ConsoleLogPath => Plan.Spec.Files.ConsoleLog;
 
-    public AgentEndpoint AgentEndpoint => Plan.Spec.VsockMode == VsockMode.Hybrid
-        ? new HybridVsockEndpoint(Plan.Spec.Files.HybridVsockSocket, AgentPort)
+    public AgentEndpoint AgentEndpoint =>
+        !Plan.Spec.HasVsock ? new VirtioSerialEndpoint(Plan.Spec.Files.AgentSerialSocket)
+        : Plan.Spec.VsockMode == VsockMode.Hybrid ? new HybridVsockEndpoint(Plan.Spec.Files.HybridVsockSocket, AgentPort)
         : new KernelVsockEndpoint(Plan.Spec.GuestCid, AgentPort);
 
     /// <summary>The resolved launch plan (after PrepareAsync): the command line's inputs, the binaries used.</summary>
@@ -152,16 +153,19 @@ public sealed class QemuAdapter : IHypervisor
         var watch = Stopwatch.StartNew();
         RemoveEphemeralFiles();
         AppDomain.CurrentDomain.ProcessExit += KillOnProcessExit;
-        if (Plan.Spec.VsockMode == VsockMode.Hybrid)
+        if (Plan.VsockDaemonPath is not null)
             await StartVsockDaemonAsync(cancellationToken).ConfigureAwait(false);
 
         for (var attempt = 1; ; attempt++)
         {
             var launch = QemuLaunchCommand.Build(Plan);
             WriteCommandLines();
-            var qemu = StartProcess("QEMU", launch.Program, launch.Arguments, Files.QemuLog);
+            var qemu = StartQemu(launch);
             _qemu = qemu;
             _logger.LogInformation("sandbox {SandboxId}: QEMU started, pid {Pid}", SandboxId, qemu.Pid);
+            if (Plan.Spec.Template is VmTemplateRole.CloneOf clone && !await RestoreAsync(qemu, clone, cancellationToken).ConfigureAwait(false))
+                throw new HypervisorException(SandboxId, "QEMU exited while the VM was restored from its template. " +
+                                                         DescribeExit(qemu, await qemu.Exited.ConfigureAwait(false)));
             if (await WaitUntilRunningAsync(qemu, cancellationToken).ConfigureAwait(false))
             {
                 _logger.LogInformation("sandbox {SandboxId}: VM running after {Milliseconds} ms", SandboxId, watch.ElapsedMilliseconds);
@@ -186,6 +190,101 @@ public sealed class QemuAdapter : IHypervisor
         _ = RecordExitAsync(_qemu);
         if (_daemon is not null)
             _ = WatchDaemonAsync(_daemon);
+    }
+
+    /// <summary>Starts QEMU; a clone's QEMU inherits the template memory's descriptor (close-on-exec is lifted for
+    /// the start only, so that no other child of this process gets it).</summary>
+    private SupervisedProcess StartQemu(ProcessCommand launch)
+    {
+        if (Plan.Spec.Template is not VmTemplateRole.CloneOf clone)
+            return StartProcess("QEMU", launch.Program, launch.Arguments, Files.QemuLog);
+        lock (InheritedDescriptorLock)
+        {
+            Native.FileDescriptors.SetCloseOnExec(clone.MemoryDescriptor, false);
+            try
+            {
+                return StartProcess("QEMU", launch.Program, launch.Arguments, Files.QemuLog);
+            }
+            finally
+            {
+                Native.FileDescriptors.SetCloseOnExec(clone.MemoryDescriptor, true);
+            }
+        }
+    }
+
+    /// <summary>Held while a descriptor is inheritable, so that two clones starting at once do not hand each other theirs.</summary>
+    private static readonly object InheritedDescriptorLock = new();
+
+    /// <summary>A clone: loads the template's device state into the waiting QEMU and lets the guest run. False when
+    /// QEMU exits first.</summary>
+    private async Task<bool> RestoreAsync(SupervisedProcess qemu, VmTemplateRole.CloneOf clone, CancellationToken cancellationToken)
+    {
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        wait.CancelAfter(_options.ReadyTimeout);
+        var watch = Stopwatch.StartNew();
+        var restore = Task.Run(async () =>
+        {
+            await using var qmp = await ConnectQmpAsync(Files.QmpSocket, wait.Token).ConfigureAwait(false);
+            await QemuTemplateMigration.RestoreAsync(qmp, Files.MigrationSocket, clone.StateFile, wait.Token).ConfigureAwait(false);
+        }, wait.Token);
+        if (await Task.WhenAny(restore, qemu.Exited).ConfigureAwait(false) != restore)
+        {
+            await wait.CancelAsync().ConfigureAwait(false);
+            await restore.ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
+            return false;
+        }
+        try
+        {
+            await restore.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or QmpException or SocketException
+                                  || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+        {
+            throw new HypervisorException(SandboxId, $"restoring the VM from its template failed: {e.Message}. " +
+                                                     $"QEMU said:\n{Indent(qemu.OutputTail)}\nCommand line: {Files.QemuCommandLine}", e);
+        }
+        _logger.LogInformation("sandbox {SandboxId}: restored from the template {StateFile} in {Milliseconds} ms",
+            SandboxId, clone.StateFile, watch.ElapsedMilliseconds);
+        return true;
+    }
+
+    /// <summary>Connects to QMP once QEMU listens.</summary>
+    private static async Task<QmpClient> ConnectQmpAsync(string socketPath, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            try
+            {
+                return await QmpClient.ConnectAsync(socketPath, cancellationToken).ConfigureAwait(false);
+            }
+            catch (SocketException)
+            {
+                // Not listening yet.
+            }
+            await Task.Delay(5, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    public async Task<string> SaveAsTemplateAsync(string stateFile, CancellationToken cancellationToken)
+    {
+        if (Plan.Spec.Template is not VmTemplateRole.Source)
+            throw new InvalidOperationException($"sandbox {SandboxId}: only a VM started as a template source can be saved as a template");
+        if (_qemu is not { HasExited: false })
+            throw new HypervisorException(SandboxId, "the template source VM is not running; nothing to save");
+        var watch = Stopwatch.StartNew();
+        try
+        {
+            await using (var qmp = await QmpClient.ConnectAsync(Files.QmpSocket, cancellationToken).ConfigureAwait(false))
+                await QemuTemplateMigration.SaveAsync(qmp, Files.MigrationSocket, stateFile, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or QmpException or SocketException)
+        {
+            throw new HypervisorException(SandboxId, $"saving the VM as a template failed: {e.Message}. QEMU said:\n{Indent(_qemu.OutputTail)}", e);
+        }
+        _logger.LogInformation("sandbox {SandboxId}: saved as a template ({StateFile}, {Bytes} bytes of device state) in {Milliseconds} ms",
+            SandboxId, stateFile, new FileInfo(stateFile).Length, watch.ElapsedMilliseconds);
+        await StopAsync(cancellationToken).ConfigureAwait(false);
+        return Files.TemplateMemory;
     }
 
     private async Task StartVsockDaemonAsync(CancellationToken cancellationToken)

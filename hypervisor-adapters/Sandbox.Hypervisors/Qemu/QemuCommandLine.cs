@@ -10,6 +10,8 @@ public static class QemuCommandLine
     /// <summary>The -sandbox option: seccomp on, and every optional group denied.</summary>
     public const string SeccompSandbox = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
     private const string MemoryBackendId = "mem";
+    /// <summary>The agent's virtio-serial port name (the agent's VirtioSerialEndPoint.AgentPortName).</summary>
+    public const string AgentSerialPortName = "sandbox.agent";
 
     public static IReadOnlyList<string> Build(QemuLaunchSpec spec)
     {
@@ -20,7 +22,16 @@ public static class QemuCommandLine
 
         var microvm = spec.Machine == MachineType.Microvm;
         // vhost-user needs guest RAM in shared memory the daemon can map.
-        var sharedMemory = spec.VsockMode == VsockMode.Hybrid;
+        var sharedMemory = spec.VsockMode == VsockMode.Hybrid && spec.HasVsock;
+        // A template source keeps guest RAM in a file (shared: the save then writes only the device state); a clone
+        // maps the template's memory privately from the descriptor it inherited.
+        string? memoryBackend = spec.Template switch
+        {
+            VmTemplateRole.Source => $"memory-backend-file,id={MemoryBackendId},size={spec.MemoryMiB}M,mem-path={Escape(spec.Files.TemplateMemory)},share=on",
+            VmTemplateRole.CloneOf clone => $"memory-backend-file,id={MemoryBackendId},size={spec.MemoryMiB}M,mem-path=/proc/self/fd/{clone.MemoryDescriptor},share=off",
+            _ when sharedMemory => $"memory-backend-memfd,id={MemoryBackendId},size={spec.MemoryMiB}M,share=on",
+            _ => null,
+        };
         var args = new List<string>
         {
             "-name", Escape($"sandbox-{spec.SandboxId}"),
@@ -31,7 +42,7 @@ public static class QemuCommandLine
         };
 
         var machine = microvm ? MicrovmMachine : "q35";
-        if (sharedMemory && microvm)
+        if (memoryBackend is not null && microvm)
             machine += $",memory-backend={MemoryBackendId}";
         args.AddRange(["-M", machine]);
 
@@ -42,9 +53,9 @@ public static class QemuCommandLine
             args.AddRange(["-accel", "kvm", "-cpu", "host"]);
 
         args.AddRange(["-smp", spec.Vcpus.ToString(), "-m", $"{spec.MemoryMiB}M"]);
-        if (sharedMemory)
+        if (memoryBackend is not null)
         {
-            args.AddRange(["-object", $"memory-backend-memfd,id={MemoryBackendId},size={spec.MemoryMiB}M,share=on"]);
+            args.AddRange(["-object", memoryBackend]);
             if (!microvm)
                 args.AddRange(["-numa", $"node,memdev={MemoryBackendId}"]);
         }
@@ -55,7 +66,14 @@ public static class QemuCommandLine
         args.AddRange(["-qmp", $"unix:{Escape(spec.Files.QmpSocket)},server=on,wait=off"]);
         args.AddRange(["-pidfile", spec.Files.QemuPidFile]);
 
-        if (spec.VsockMode == VsockMode.Kernel)
+        if (!spec.HasVsock)
+        {
+            // The agent's channel in a template source or clone: one virtio-serial port, QEMU's chardev socket.
+            args.AddRange(["-device", microvm ? "virtio-serial-device,max_ports=2" : "virtio-serial-pci,max_ports=2"]);
+            args.AddRange(["-chardev", $"socket,id=agent,path={Escape(spec.Files.AgentSerialSocket)},server=on,wait=off"]);
+            args.AddRange(["-device", $"virtserialport,chardev=agent,name={AgentSerialPortName}"]);
+        }
+        else if (spec.VsockMode == VsockMode.Kernel)
         {
             args.AddRange(["-device", $"{(microvm ? "vhost-vsock-device" : "vhost-vsock-pci")},guest-cid={spec.GuestCid}"]);
         }
@@ -88,6 +106,10 @@ public static class QemuCommandLine
         // pages are free, and QEMU discards them, so memory the guest touched once and freed (the initrd copy after
         // unpacking, freed init sections) goes back to the host. The balloon itself is never inflated.
         args.AddRange(["-device", $"{(microvm ? "virtio-balloon-device" : "virtio-balloon-pci")},free-page-reporting=on"]);
+        if (spec.Template is VmTemplateRole.CloneOf)
+            // the device state comes through QMP's migrate-incoming, once x-ignore-shared is set (QEMU 7.2 takes
+            // migration capabilities only through QMP)
+            args.AddRange(["-incoming", "defer"]);
         return args;
     }
 

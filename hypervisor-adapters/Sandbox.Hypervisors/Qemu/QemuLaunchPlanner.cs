@@ -76,6 +76,10 @@ public static partial class QemuLaunchPlanner
                 throw Fail($"nsenter (util-linux) not found ({config.NsenterPath ?? "PATH, " + QemuHostFactsProbe.SystemDirectories}); it starts QEMU in the network namespace {netns}");
         }
         var nics = ValidateNetworkInterfaces(config.NetworkInterfaces, Fail);
+        if (config.Template is VmTemplateRole.CloneOf clone && !File.Exists(clone.StateFile))
+            throw Fail($"the template's device state {clone.StateFile} does not exist");
+        if (config.Template is not null && config.MachineType != MachineType.Microvm)
+            throw Fail("templates are made for microvm only (a q35 template is not measured yet)");
 
         var (acceleration, accelerationReason) = config.Acceleration switch
         {
@@ -132,11 +136,12 @@ public static partial class QemuLaunchPlanner
             NetworkNamespacePath = config.NetworkNamespacePath,
             CgroupProcsFiles = config.CgroupProcsFiles,
             NetworkInterfaces = nics,
+            Template = config.Template,
         };
         var capabilities = new HypervisorCapabilities("qemu", acceleration, vsockMode, SharedFilesystem: true,
             Reason: $"{accelerationReason}; vsock: {host.Vsock.Reason}");
         bool jailed = config.JailerPath is not null;
-        string? vsockDaemon = vsockMode == VsockMode.Hybrid ? host.Vsock.VhostDeviceVsockPath : null;
+        string? vsockDaemon = vsockMode == VsockMode.Hybrid && spec.HasVsock ? host.Vsock.VhostDeviceVsockPath : null;
         // A jail holds the programs themselves at their real paths, not the symlinks that lead to them.
         return new QemuLaunchPlan(spec, jailed ? RealPath(host.QemuPath) : host.QemuPath,
             jailed && vsockDaemon is not null ? RealPath(vsockDaemon) : vsockDaemon, cidIsAutomatic, capabilities)

@@ -43,6 +43,13 @@ public sealed record QemuLaunchSpec
     /// <summary>Guest network cards (tap devices that exist where QEMU runs).</summary>
     public IReadOnlyList<VmNetworkInterface> NetworkInterfaces { get; init; } = [];
 
+    /// <summary>See <see cref="VmConfig.Template"/>: a template source or clone has no vsock device (and no vsock
+    /// daemon) but a virtio-serial port for the agent, and its guest RAM in a file.</summary>
+    public VmTemplateRole? Template { get; init; }
+
+    /// <summary>Whether the VM has a vsock device (every VM but a template source or clone).</summary>
+    public bool HasVsock => Template is null;
+
     /// <summary>Every hybrid VM has its own daemon, so the guest CID does not need to be unique.</summary>
     public const uint HybridGuestCid = 3;
 

@@ -31,13 +31,22 @@ public sealed class QemuStateFiles
     /// <summary>Where the host dials the guest in hybrid mode (CONNECT port / OK).</summary>
     public string HybridVsockSocket => Path.Combine(Directory, "vsock.sock");
 
+    /// <summary>The agent's virtio-serial port (a template source or clone): QEMU's chardev socket.</summary>
+    public string AgentSerialSocket => Path.Combine(Directory, "agent.sock");
+    /// <summary>Where a template's device state passes between QEMU and this process (saved or restored).</summary>
+    public string MigrationSocket => Path.Combine(Directory, "migration.sock");
+    /// <summary>A template source's guest RAM (see <see cref="VmTemplateRole.Source"/>).</summary>
+    public string TemplateMemory => Path.Combine(Directory, VmTemplateRole.SourceMemoryFileName);
+
     /// <summary>Sockets and temporary files removed on stop (not the console log or the command lines).</summary>
-    public IEnumerable<string> Ephemeral => [QmpSocket, VhostUserVsockSocket, HybridVsockSocket, QemuPidFile];
+    public IEnumerable<string> Ephemeral => [QmpSocket, VhostUserVsockSocket, HybridVsockSocket, AgentSerialSocket, MigrationSocket, QemuPidFile];
 
     /// <summary>Socket paths that would exceed the kernel's limit, for a clear error before anything starts.</summary>
     public IEnumerable<string> TooLongSocketPaths(bool hybridVsock)
     {
-        var sockets = hybridVsock ? new[] { QmpSocket, VhostUserVsockSocket, HybridVsockSocket } : [QmpSocket];
+        var sockets = hybridVsock
+            ? new[] { QmpSocket, VhostUserVsockSocket, HybridVsockSocket, AgentSerialSocket, MigrationSocket }
+            : [QmpSocket, AgentSerialSocket, MigrationSocket];
         return sockets.Where(s => System.Text.Encoding.UTF8.GetByteCount(s) > MaxSocketPathBytes);
     }
 }

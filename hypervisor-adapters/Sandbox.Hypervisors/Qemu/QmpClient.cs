@@ -63,10 +63,28 @@ public sealed class QmpClient : IAsyncDisposable
 
     /// <summary>Runs <paramref name="command"/> and returns the whole reply (dispose it). Throws
     /// <see cref="QmpException"/> for an error reply or a closed connection.</summary>
-    public async Task<JsonDocument> ExecuteAsync(string command, CancellationToken cancellationToken)
+    public Task<JsonDocument> ExecuteAsync(string command, CancellationToken cancellationToken) =>
+        ExecuteAsync(command, null, cancellationToken);
+
+    /// <summary>Runs <paramref name="command"/> with <paramref name="writeArguments"/> writing the members of its
+    /// "arguments" object (null = none); see <see cref="ExecuteAsync(string, CancellationToken)"/>.</summary>
+    public async Task<JsonDocument> ExecuteAsync(string command, Action<Utf8JsonWriter>? writeArguments, CancellationToken cancellationToken)
     {
-        var request = Encoding.UTF8.GetBytes($"{{\"execute\":\"{command}\"}}\n");
-        await _stream.WriteAsync(request, cancellationToken).ConfigureAwait(false);
+        var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            json.WriteString("execute", command);
+            if (writeArguments is not null)
+            {
+                json.WriteStartObject("arguments");
+                writeArguments(json);
+                json.WriteEndObject();
+            }
+            json.WriteEndObject();
+        }
+        buffer.WriteByte((byte)'\n');
+        await _stream.WriteAsync(buffer.ToArray(), cancellationToken).ConfigureAwait(false);
         while (true)
         {
             var reply = await ReadMessageAsync(cancellationToken).ConfigureAwait(false);
@@ -88,6 +106,34 @@ public sealed class QmpClient : IAsyncDisposable
     {
         using var reply = await ExecuteAsync("query-status", cancellationToken).ConfigureAwait(false);
         return reply.RootElement.GetProperty("return").GetProperty("status").GetString() ?? "";
+    }
+
+    /// <summary>Runs a command whose reply carries nothing of interest.</summary>
+    public async Task RunAsync(string command, Action<Utf8JsonWriter>? writeArguments, CancellationToken cancellationToken) =>
+        (await ExecuteAsync(command, writeArguments, cancellationToken).ConfigureAwait(false)).Dispose();
+
+    /// <summary>Turns on the migration capability x-ignore-shared: guest RAM in a shared file is not sent (a template
+    /// source's RAM is its memory file), and on the receiving side RAM is what the memory backend maps.</summary>
+    public Task IgnoreSharedMemoryInMigrationAsync(CancellationToken cancellationToken) =>
+        RunAsync("migrate-set-capabilities", json =>
+        {
+            json.WriteStartArray("capabilities");
+            json.WriteStartObject();
+            json.WriteString("capability", "x-ignore-shared");
+            json.WriteBoolean("state", true);
+            json.WriteEndObject();
+            json.WriteEndArray();
+        }, cancellationToken);
+
+    /// <summary>query-migrate's status ("setup", "active", "completed", "failed", ...; "" before any migration) and,
+    /// when it failed, QEMU's reason.</summary>
+    public async Task<(string Status, string? Error)> QueryMigrationAsync(CancellationToken cancellationToken)
+    {
+        using var reply = await ExecuteAsync("query-migrate", cancellationToken).ConfigureAwait(false);
+        var result = reply.RootElement.GetProperty("return");
+        string status = result.TryGetProperty("status", out var s) ? s.GetString() ?? "" : "";
+        string? error = result.TryGetProperty("error-desc", out var e) ? e.GetString() : null;
+        return (status, error);
     }
 
     /// <summary>Asks QEMU to exit now (no guest shutdown). QEMU may close the socket before or after its reply;

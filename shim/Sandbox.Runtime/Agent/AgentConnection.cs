@@ -21,7 +21,8 @@ public sealed class AgentConnection : IDisposable
         var handler = new SocketsHttpHandler
         {
             ConnectCallback = async (_, cancellationToken) => await dialer.DialAsync(cancellationToken),
-            EnableMultipleHttp2Connections = true,
+            // a virtio-serial port serves one connection at a time; the agent allows 1000 streams on one
+            EnableMultipleHttp2Connections = !dialer.SingleConnection,
             PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
             KeepAlivePingDelay = TimeSpan.FromSeconds(30),
             KeepAlivePingTimeout = TimeSpan.FromSeconds(20),
@@ -32,6 +33,8 @@ public sealed class AgentConnection : IDisposable
         _channel = GrpcChannel.ForAddress("http://agent", new GrpcChannelOptions
         {
             HttpHandler = handler,
+            // disposing the connection closes its sockets (a virtio-serial port is free again only then)
+            DisposeHttpClient = true,
             MaxReceiveMessageSize = 16 * 1024 * 1024,
             MaxSendMessageSize = 16 * 1024 * 1024,
         });

@@ -7,4 +7,8 @@ public interface IAgentDialer
     string Description { get; }
 
     Task<Stream> DialAsync(CancellationToken cancellationToken);
+
+    /// <summary>True when the far end takes one connection at a time (a virtio-serial port): the channel then keeps
+    /// every call on one HTTP/2 connection.</summary>
+    bool SingleConnection => false;
 }

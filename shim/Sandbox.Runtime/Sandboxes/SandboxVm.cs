@@ -51,6 +51,9 @@ public sealed record SandboxVmOptions
     public SandboxJournal? Journal { get; init; }
     /// <summary>Where the record of a failed boot or a stop goes before the state directory is removed. null = none.</summary>
     public PostMortemStore? PostMortems { get; init; }
+    /// <summary>Start the VM from a template instead of booting it (<see cref="Templates.VmTemplateStore"/>); the sandbox
+    /// releases the template memory when it ends or fails to start. null = a cold boot.</summary>
+    public Templates.TemplateClone? FromTemplate { get; init; }
 }
 
 /// <summary>
@@ -68,6 +71,7 @@ public sealed class SandboxVm : IAsyncDisposable
         PodPortForwarder? portForwarder, Task<string> bootImagesReleased, PodHostCgroup? hostCgroup, SandboxVmOptions options)
     {
         _journal = options.Journal;
+        _clone = options.FromTemplate;
         _postMortems = options.PostMortems;
         HostCgroup = hostCgroup;
         State = state;
@@ -78,6 +82,10 @@ public sealed class SandboxVm : IAsyncDisposable
         BootImagesReleased = bootImagesReleased;
     }
 
+    /// <summary>Host randomness sent to the guest at CreateSandbox (the agent takes at most 512 bytes).</summary>
+    public const int GuestEntropyBytes = 64;
+
+    private readonly Templates.TemplateClone? _clone;
     private readonly PodPortForwarder? _portForwarder;
     private readonly SandboxJournal? _journal;
     private readonly PostMortemStore? _postMortems;
@@ -162,6 +170,7 @@ public sealed class SandboxVm : IAsyncDisposable
                 CgroupProcsFiles = hostCgroup?.ProcsFiles ?? [],
                 JailerPath = options.JailerPath,
                 ShareAllowsSetId = options.ShareAllowsSetId,
+                Template = options.FromTemplate?.Role,
             };
             await hypervisor.PrepareAsync(config, cancellationToken);
             using (await TakeBootSlotAsync(options, cancellationToken))
@@ -180,6 +189,9 @@ public sealed class SandboxVm : IAsyncDisposable
                 ShareMountTag = config.ShareMountTag,
                 SharedMountPoint = GuestSharedMountPoint,
                 DebugConsole = options.DebugConsole,
+                // a clone resumes with its template's random generator and clock: both are refreshed from the host
+                Entropy = Google.Protobuf.ByteString.CopyFrom(System.Security.Cryptography.RandomNumberGenerator.GetBytes(GuestEntropyBytes)),
+                HostTimeUnixNanos = (DateTimeOffset.UtcNow - DateTimeOffset.UnixEpoch).Ticks * 100,
             }, deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: cancellationToken);
             PodPortForwarder? portForwarder = null;
             if (options.Network is not null)
@@ -194,6 +206,7 @@ public sealed class SandboxVm : IAsyncDisposable
             agent?.Dispose();
             await bootImagesReleased;
             await hypervisor.StopAsync(CancellationToken.None);
+            options.FromTemplate?.Release();
             WritePostMortem(options.PostMortems, options.Journal, state, PostMortemRecord.BootFailedPrefix + FirstLine(e.Message), failed: true, e.Message);
             TryDeleteState(state);
             if (options.Network is not null)
@@ -258,6 +271,7 @@ public sealed class SandboxVm : IAsyncDisposable
     {
         HybridVsockEndpoint hybrid => new HybridVsockDialer(hybrid.SocketPath, hybrid.Port),
         KernelVsockEndpoint kernel => new KernelVsockDialer(kernel.Cid, kernel.Port),
+        VirtioSerialEndpoint serial => new VirtioSerialDialer(serial.SocketPath),
         _ => throw new NotSupportedException($"agent endpoint {endpoint} has no dialer"),
     };
 
@@ -322,6 +336,7 @@ public sealed class SandboxVm : IAsyncDisposable
         Agent.Dispose();
         await BootImagesReleased;
         await Hypervisor.StopAsync(cancellationToken);
+        _clone?.Release();
         // QEMU and its helpers are gone: their cgroup can go
         if (HostCgroup is not null)
             await RemoveHostCgroupAsync(HostCgroup);

@@ -64,6 +64,8 @@ internal sealed class FakeHypervisor(string agentSocketPath) : IHypervisor
     }
 
     public Task<string> ReleaseBootImagesAsync(CancellationToken cancellationToken) => Task.FromResult("fake: nothing to release");
+    public Task<string> SaveAsTemplateAsync(string stateFile, CancellationToken cancellationToken) =>
+        throw new NotSupportedException("the fake hypervisor makes no templates");
 
     public Task<VmExit> WaitForExitAsync(CancellationToken cancellationToken) => _exit.Task.WaitAsync(cancellationToken);
 

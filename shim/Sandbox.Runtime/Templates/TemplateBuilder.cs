@@ -1,0 +1,133 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using Sandbox.Hypervisors;
+using Sandbox.Runtime.Agent;
+
+namespace Sandbox.Runtime.Templates;
+
+/// <summary>
+/// Makes a template: boots a VM as a template source (no sandbox in it yet: no hostname, share unmounted), waits
+/// until its agent answers over the virtio-serial port and is idle again, saves it, and moves the saved files into
+/// place with a manifest. Built in a sibling directory and renamed, so a template directory is complete or absent.
+/// </summary>
+public static class TemplateBuilder
+{
+    /// <summary>The agent's console line when its virtio-serial port waits for the host (the agent's
+    /// VirtioSerialListener.WaitingForHostMessage): after the readiness call has disconnected, the port is idle.</summary>
+    public const string AgentWaitingLine = "waiting for the host to connect";
+
+    public static async Task<VmTemplate> BuildAsync(VmTemplateRecipe recipe, VmTemplate target, IHypervisor hypervisor, string? jailerPath,
+        TimeSpan agentReadyTimeout, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        string build = $"{target.Directory}.build-{Guid.NewGuid().ToString("N")[..8]}";
+        string vmDirectory = Path.Combine(build, "vm");
+        string share = Path.Combine(build, "share");
+        Directory.CreateDirectory(vmDirectory);
+        Directory.CreateDirectory(share);
+        string id = "template-" + target.Key[..16];
+        try
+        {
+            await hypervisor.PrepareAsync(new VmConfig
+            {
+                SandboxId = id,
+                StateDirectory = vmDirectory,
+                KernelPath = recipe.Assets.KernelPath,
+                InitrdPath = recipe.Assets.InitrdPath,
+                ExtraKernelParameters = recipe.ExtraKernelParameters,
+                Vcpus = recipe.Vcpus,
+                MemoryMiB = recipe.MemoryMiB,
+                Acceleration = recipe.Acceleration,
+                MachineType = recipe.MachineType,
+                VmmPath = recipe.QemuPath,
+                Debug = recipe.Debug,
+                SharedDirectory = share,
+                JailerPath = jailerPath,
+                Template = new VmTemplateRole.Source(),
+            }, cancellationToken);
+            await hypervisor.StartAsync(cancellationToken);
+            if (hypervisor.AgentEndpoint is not VirtioSerialEndpoint serial)
+                throw new InvalidOperationException($"template {id}: the source VM has no virtio-serial agent endpoint ({hypervisor.AgentEndpoint})");
+            int waitingBefore;
+            using (var agent = new AgentConnection(new VirtioSerialDialer(serial.SocketPath), id))
+            {
+                await agent.WaitUntilReadyAsync(agentReadyTimeout, cancellationToken);
+                waitingBefore = CountWaitingLines(hypervisor.ConsoleLogPath);
+            }
+            await WaitUntilIdleAsync(hypervisor.ConsoleLogPath, waitingBefore, id, cancellationToken);
+            double bootSeconds = clock.Elapsed.TotalSeconds;
+            string stateFile = Path.Combine(build, "state");
+            string memory = await hypervisor.SaveAsTemplateAsync(stateFile, cancellationToken);
+            File.Move(memory, Path.Combine(build, "memory"));
+            var saved = new VmTemplate(build, target.Key);
+            await File.WriteAllTextAsync(saved.ManifestFile, Manifest(recipe, saved, hypervisor, bootSeconds, clock.Elapsed.TotalSeconds), cancellationToken);
+            Directory.Move(build, target.Directory);
+            return target;
+        }
+        catch
+        {
+            await hypervisor.StopAsync(CancellationToken.None);
+            TryDelete(build);
+            throw;
+        }
+    }
+
+    private static int CountWaitingLines(string consoleLog)
+    {
+        try
+        {
+            using var stream = new FileStream(consoleLog, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            using var reader = new StreamReader(stream);
+            int count = 0;
+            while (reader.ReadLine() is { } line)
+                if (line.Contains(AgentWaitingLine, StringComparison.Ordinal))
+                    count++;
+            return count;
+        }
+        catch (FileNotFoundException)
+        {
+            return 0;
+        }
+    }
+
+    private static async Task WaitUntilIdleAsync(string consoleLog, int waitingBefore, string id, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        while (CountWaitingLines(consoleLog) <= waitingBefore)
+        {
+            if (clock.Elapsed > TimeSpan.FromSeconds(20))
+                throw new TimeoutException($"template {id}: the agent did not go back to waiting on its virtio-serial port within 20 s " +
+                                           $"(no new \"{AgentWaitingLine}\" line in {consoleLog}). Last console lines:\n" +
+                                           Hypervisors.Processes.ConsoleLogTail.Read(consoleLog));
+            await Task.Delay(10, cancellationToken);
+        }
+    }
+
+    private static string Manifest(VmTemplateRecipe recipe, VmTemplate saved, IHypervisor hypervisor, double bootSeconds, double totalSeconds)
+    {
+        var text = new StringBuilder();
+        void Line(string name, object value) => text.Append(name).Append(' ').Append(Convert.ToString(value, CultureInfo.InvariantCulture)).Append('\n');
+        text.Append("# a VM template (Sandbox.Runtime.Templates.TemplateBuilder): device state in state, guest memory in memory\n");
+        Line("key", saved.Key);
+        Line("recipe", VmTemplateRecipe.Version);
+        Line("kernel", VmTemplateRecipe.FileIdentity(recipe.Assets.KernelPath));
+        Line("initrd", VmTemplateRecipe.FileIdentity(recipe.Assets.InitrdPath));
+        Line("qemu", VmTemplateRecipe.FileIdentity(recipe.QemuPath));
+        Line("vcpus", recipe.Vcpus);
+        Line("memory_mib", recipe.MemoryMiB);
+        Line("acceleration", hypervisor.Capabilities.Acceleration);
+        Line("machine", recipe.MachineType);
+        Line("kernel_params", recipe.ExtraKernelParameters);
+        Line("created", DateTimeOffset.UtcNow.ToString("O", CultureInfo.InvariantCulture));
+        Line("boot_seconds", bootSeconds.ToString("F2", CultureInfo.InvariantCulture));
+        Line("build_seconds", totalSeconds.ToString("F2", CultureInfo.InvariantCulture));
+        Line("state_bytes", new FileInfo(saved.StateFile).Length);
+        return text.ToString();
+    }
+
+    private static void TryDelete(string directory)
+    {
+        try { Directory.Delete(directory, recursive: true); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+    }
+}
