@@ -14,6 +14,8 @@ public sealed record SandboxListing(string SandboxId, string StateDirectory, str
 {
     /// <summary>How its QEMU and helpers are confined (<see cref="SandboxMetadata.Confinement"/>).</summary>
     public string? Confinement { get; init; }
+    /// <summary>How its VM started (<see cref="SandboxMetadata.Start"/>): "booted" or "cloned from template ...".</summary>
+    public string? Start { get; init; }
 }
 
 /// <summary>`sandboxctl list`: every sandbox on this host, from the state directories alone (no daemon is asked).</summary>
@@ -75,8 +77,11 @@ public static class ListCommand
         };
         return new SandboxListing(metadata?.SandboxId ?? state.SandboxId, state.Path, SandboxOwnership.Describe(liveness),
             owner?.Pid, metadata?.VmmPid, running, metadata?.Acceleration, metadata?.VsockMode, metadata?.ConsoleLog,
-            metadata?.CreatedAt, problem) { Confinement = metadata?.Confinement };
+            metadata?.CreatedAt, problem) { Confinement = metadata?.Confinement, Start = metadata?.Start };
     }
+
+    /// <summary>"booted", "cloned" or "-" (a sandbox.json from before templates).</summary>
+    private static string StartWord(string? start) => start is null ? "-" : start.StartsWith("cloned", StringComparison.Ordinal) ? "cloned" : "booted";
 
     private static void PrintText(IReadOnlyList<SandboxListing> listings)
     {
@@ -85,13 +90,13 @@ public static class ListCommand
             Console.WriteLine("no sandboxes");
             return;
         }
-        Console.WriteLine($"{"SANDBOX",-24} {"STATE",-8} {"SHIM PID",8} {"VMM PID",8} {"VMM",-7} {"ACCEL",-5} {"VSOCK",-7} {"CONFINED",-10} CONSOLE");
+        Console.WriteLine($"{"SANDBOX",-24} {"STATE",-8} {"SHIM PID",8} {"VMM PID",8} {"VMM",-7} {"ACCEL",-5} {"VSOCK",-7} {"CONFINED",-10} {"START",-7} CONSOLE");
         foreach (var l in listings)
         {
             var id = l.SandboxId.Length > 24 ? l.SandboxId[..21] + "..." : l.SandboxId;
             Console.WriteLine($"{id,-24} {l.State,-8} {l.ShimPid?.ToString() ?? "-",8} {l.VmmPid?.ToString() ?? "-",8} " +
                               $"{(l.VmmRunning ? "running" : "-"),-7} {l.Acceleration ?? "-",-5} {l.VsockMode ?? "-",-7} " +
-                              $"{l.Confinement?.Split(' ')[0] ?? "-",-10} {l.ConsoleLog ?? "-"}");
+                              $"{l.Confinement?.Split(' ')[0] ?? "-",-10} {StartWord(l.Start),-7} {l.ConsoleLog ?? "-"}");
             if (l.Problem is not null)
                 Console.WriteLine($"{"",-24} {l.Problem}");
         }

@@ -389,6 +389,70 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
         await AssertNothingLeftAsync();
     }
 
+    /// <summary>[hypervisor.qemu] template = true, through real containerd: the first container's shim builds the
+    /// template, and each container's VM is a clone of it, its own machine.</summary>
+    [Fact]
+    public async Task With_template_on_containers_start_in_clones_of_a_template_made_once()
+    {
+        string configuration = Path.Combine(Path.GetDirectoryName(_fixture.StateRoot)!, "template.toml");
+        await File.WriteAllTextAsync(configuration, $"[hypervisor.qemu]\ntemplate = true\n\n[runtime]\nstate_root = \"{_fixture.StateRoot}\"\n");
+        string templates = Path.Combine(Path.GetDirectoryName(_fixture.StateRoot)!, "templates");
+        string[] identity = ["sh", "-c", "cat /proc/sys/kernel/random/boot_id; date +%s"];
+
+        await Containerd.CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, "--runtime-config-path", configuration,
+            _fixture.Image, "vm-clone-1", "sleep", "1000");
+        var metadata = SandboxMetadata.TryRead(Path.Combine(_fixture.StateRoot, "vm-clone-1", "sandbox.json"))!;
+        Assert.StartsWith("cloned from template", metadata.Start);
+        Assert.NotNull(metadata.AgentSerialSocket);
+        var first = await ExecAsync("vm-clone-1", "identity", null, identity);
+        Assert.True(first.ExitCode == 0, Containerd.Describe(first));
+
+        var second = await Containerd.CtrAsync(["run", "--rm", "--fifo-dir", Containerd.FifoDirectory, "--runtime", Runtime,
+            "--runtime-config-path", configuration, _fixture.Image, "vm-clone-2", .. identity], RunTimeout);
+        Assert.True(second.ExitCode == 0, Containerd.Describe(second));
+        long now = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        Assert.NotEqual(Lines(first.Stdout)[0], Lines(second.Stdout)[0]); // boot ids: each clone is its own machine
+        Assert.InRange(long.Parse(Lines(second.Stdout)[1]), now - 3, now + 1); // the host's clock, not the template's
+        var template = Assert.Single(Directory.GetDirectories(templates));
+        Assert.True(File.Exists(Path.Combine(template, "manifest.txt")));
+
+        await Containerd.CtrOkAsync("task", "kill", "-s", "SIGKILL", "vm-clone-1");
+        await Containerd.WaitUntilTaskStoppedOrGoneAsync("vm-clone-1", TimeSpan.FromSeconds(60));
+        await Containerd.CtrOkAsync("task", "rm", "vm-clone-1");
+        await Containerd.CtrOkAsync("container", "rm", "vm-clone-1");
+        Assert.Empty(Directory.GetFiles(Path.Combine(template, "holders"))); // each shim released the template memory
+        await AssertNothingLeftAsync();
+    }
+
+    /// <summary>A template that cannot be restored (its device state damaged) must not cost the container: the VM
+    /// boots cold, and sandbox.json says so.</summary>
+    [Fact]
+    public async Task A_template_that_fails_to_restore_leaves_the_container_booting_cold()
+    {
+        string configuration = Path.Combine(Path.GetDirectoryName(_fixture.StateRoot)!, "template.toml");
+        await File.WriteAllTextAsync(configuration, $"[hypervisor.qemu]\ntemplate = true\n\n[runtime]\nstate_root = \"{_fixture.StateRoot}\"\n");
+        string templates = Path.Combine(Path.GetDirectoryName(_fixture.StateRoot)!, "templates");
+        var warm = await Containerd.CtrAsync(["run", "--rm", "--fifo-dir", Containerd.FifoDirectory, "--runtime", Runtime,
+            "--runtime-config-path", configuration, _fixture.Image, "vm-clone-warm", "true"], RunTimeout);
+        Assert.True(warm.ExitCode == 0, Containerd.Describe(warm));
+        foreach (string state in Directory.GetFiles(templates, "state", SearchOption.AllDirectories))
+            await File.WriteAllTextAsync(state, "not a QEMU migration stream");
+
+        await Containerd.CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--runtime", Runtime, "--runtime-config-path", configuration,
+            _fixture.Image, "vm-clone-cold", "sleep", "1000");
+        var metadata = SandboxMetadata.TryRead(Path.Combine(_fixture.StateRoot, "vm-clone-cold", "sandbox.json"))!;
+        Assert.Equal("booted", metadata.Start);
+        var echo = await ExecAsync("vm-clone-cold", "echo", null, "echo", "still works");
+        Assert.True(echo.ExitCode == 0 && echo.Stdout == "still works\n", Containerd.Describe(echo));
+
+        await Containerd.CtrOkAsync("task", "kill", "-s", "SIGKILL", "vm-clone-cold");
+        await Containerd.WaitUntilTaskStoppedOrGoneAsync("vm-clone-cold", TimeSpan.FromSeconds(60));
+        await Containerd.CtrOkAsync("task", "rm", "vm-clone-cold");
+        await Containerd.CtrOkAsync("container", "rm", "vm-clone-cold");
+        Directory.Delete(templates, recursive: true); // the next test makes a sound one
+        await AssertNothingLeftAsync();
+    }
+
     [Fact]
     public async Task The_runtime_config_path_configures_the_vm_and_SIGTERM_stops_it_in_order()
     {

@@ -95,6 +95,11 @@ public sealed record QemuSettings
     /// <summary>The guest may make setuid/setgid files in the pod's share (see <see cref="VmConfig.ShareAllowsSetId"/>).
     /// false = refused, so that no setuid-root file made by a guest ever exists on the host.</summary>
     public bool ShareAllowSetId { get; init; }
+    /// <summary>Start a sandbox's VM as a clone of a template (a booted, idle guest saved once per recipe:
+    /// <see cref="Templates.VmTemplateStore"/>) instead of booting it. Sandboxes it does not cover yet (network cards)
+    /// and any failure boot cold, and the shim logs why. Off by default until sandboxctl reaches clones too (their agent
+    /// is on a one-client virtio-serial port); see configuration.toml.</summary>
+    public bool Template { get; init; }
 }
 
 /// <summary>[agent]</summary>

@@ -35,6 +35,7 @@ public static class SandboxConfigurationParser
         [$"{Qemu}.confine"] = "true or false",
         [$"{Qemu}.jailer_path"] = "an absolute path to sandbox-jailer, or \"\" for the one next to the shim (else PATH)",
         [$"{Qemu}.share_allow_setid"] = "true or false",
+        [$"{Qemu}.template"] = "true or false",
         ["agent.ready_timeout"] = "a number of seconds greater than 0 and at most 3600",
         ["agent.rpc_timeout"] = "a number of seconds greater than 0 and at most 3600",
         ["agent.liveness_timeout"] = "a number of seconds from 0 (never) to 3600",
@@ -108,6 +109,7 @@ public static class SandboxConfigurationParser
                 Confine = reader.Boolean($"{Qemu}.confine") ?? defaults.Qemu.Confine,
                 JailerPath = reader.Path($"{Qemu}.jailer_path"),
                 ShareAllowSetId = reader.Boolean($"{Qemu}.share_allow_setid") ?? defaults.Qemu.ShareAllowSetId,
+                Template = reader.Boolean($"{Qemu}.template") ?? defaults.Qemu.Template,
             },
             Agent = new AgentSettings
             {

@@ -59,6 +59,7 @@ public static class SandboxConfigurationWriter
         Line(text, "confine", configuration.Qemu.Confine ? "true" : "false");
         Line(text, "jailer_path", Quote(configuration.Qemu.JailerPath ?? ""));
         Line(text, "share_allow_setid", configuration.Qemu.ShareAllowSetId ? "true" : "false");
+        Line(text, "template", configuration.Qemu.Template ? "true" : "false");
         text.Append("\n[agent]\n");
         Line(text, "ready_timeout", Seconds(configuration.Agent.ReadyTimeout));
         Line(text, "rpc_timeout", Seconds(configuration.Agent.RpcTimeout));

@@ -32,6 +32,11 @@ public sealed record SandboxMetadata
     /// <summary>How QEMU and its helpers are confined on the host, for people and `sandboxctl list`: "jailed (...)" or
     /// "unconfined (...)"; null in a sandbox.json older than the jail.</summary>
     public string? Confinement { get; init; }
+    /// <summary>How the VM started, for people and `sandboxctl list`: "booted", or "cloned from template KEY (...)"
+    /// (<see cref="Templates.TemplateClone.Describe"/>); null in a sandbox.json older than templates.</summary>
+    public string? Start { get; init; }
+    /// <summary>For tools: the agent's virtio-serial socket (a VM cloned from a template), or null.</summary>
+    public string? AgentSerialSocket { get; init; }
 
     /// <summary>True while the recorded VMM runs: its pid is alive and its command line names this sandbox's state
     /// directory (so a recycled pid is never taken for it).</summary>
@@ -52,6 +57,7 @@ public sealed record SandboxMetadata
     /// <summary>A dialer for the sandbox's agent, or null when sandbox.json does not say where it listens (yet).</summary>
     public Agent.IAgentDialer? AgentDialer() => (AgentSocketPath, AgentCid, AgentPort) switch
     {
+        _ when AgentSerialSocket is { } serial => new Agent.VirtioSerialDialer(serial),
         ({ } socket, _, { } port) => new Agent.HybridVsockDialer(socket, port),
         (null, { } cid, { } port) => new Agent.KernelVsockDialer(cid, port),
         _ => null,

@@ -305,6 +305,8 @@ public sealed class SandboxVm : IAsyncDisposable
             HostCgroup = options.HostCgroupPath,
             HostCgroupMemoryLimit = options.HostCgroupMemoryLimit,
             Confinement = DescribeConfinement(options),
+            Start = options.FromTemplate?.Describe() ?? "booted",
+            AgentSerialSocket = (hypervisor?.AgentEndpoint as VirtioSerialEndpoint)?.SocketPath,
         }.Write(state.MetadataFile);
     }
 

@@ -10,6 +10,7 @@ using Sandbox.Runtime.Configuration;
 using Sandbox.Runtime.Network;
 using Sandbox.Runtime.PostMortem;
 using Sandbox.Runtime.Sandboxes;
+using Sandbox.Runtime.Templates;
 using Sandbox.Shim.Backend;
 using Sandbox.Shim.Start;
 using Sandbox.Ttrpc;
@@ -567,7 +568,8 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
         SandboxVm vm;
         try
         {
-            vm = await SandboxVm.BootAsync(options, hypervisor, cancellationToken).ConfigureAwait(false);
+            vm = await StartFromTemplateOrBootAsync(options, hypervisor, cancellationToken).ConfigureAwait(false);
+            hypervisor = vm.Hypervisor;
             _vmSize = (options.Vcpus, options.MemoryMiB);
         }
         catch (Exception e)
@@ -595,6 +597,32 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
              $"{vm.Hypervisor.Capabilities.VsockMode} vsock), agent ready after {clock.Elapsed.TotalSeconds:0.00} s; console: {vm.Hypervisor.ConsoleLogPath}");
         _ = LogBootImagesReleasedAsync(vm);
         return vm;
+    }
+
+    /// <summary>
+    /// With [hypervisor.qemu] template = true: the VM as a clone of its template (<see cref="VmTemplateCloner"/>), and
+    /// when that fails, booted cold all the same (a pod never fails because of a template; the log says why).
+    /// Otherwise, or for a sandbox templates do not cover, a cold boot.
+    /// </summary>
+    private async Task<SandboxVm> StartFromTemplateOrBootAsync(SandboxVmOptions options, IHypervisor hypervisor, CancellationToken cancellationToken)
+    {
+        if (!_configuration.Qemu.Template)
+            return await SandboxVm.BootAsync(options, hypervisor, cancellationToken).ConfigureAwait(false);
+        var cloner = new VmTemplateCloner(new VmTemplateStore(VmTemplateCloner.RootBeside(options.StateRoot!)), _newHypervisor, _log);
+        if (await cloner.TryPrepareAsync(options, cancellationToken).ConfigureAwait(false) is not { } clone)
+            return await SandboxVm.BootAsync(options, hypervisor, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var vm = await SandboxVm.BootAsync(options with { FromTemplate = clone }, hypervisor, cancellationToken).ConfigureAwait(false);
+            _log($"sandbox {options.SandboxId}: {clone.Describe()}");
+            return vm;
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            _log($"sandbox {options.SandboxId}: starting from template {clone.Template.Key[..16]} failed, booting cold instead: {e.Message}");
+            await hypervisor.DisposeAsync().ConfigureAwait(false);
+            return await SandboxVm.BootAsync(options, _newHypervisor(), cancellationToken).ConfigureAwait(false);
+        }
     }
 
     /// <summary>A boot refused before the sandbox had a state directory (a missing guest kernel, a bad size): its
