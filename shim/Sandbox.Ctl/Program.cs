@@ -9,4 +9,5 @@ root.Subcommands.Add(MetricsCommand.Create());
 root.Subcommands.Add(ExecCommand.Create());
 root.Subcommands.Add(DoctorCommand.Create());
 root.Subcommands.Add(LogsCommand.Create());
+root.Subcommands.Add(TemplateCommand.Create());
 return await root.Parse(args).InvokeAsync();

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Sandbox.Hypervisors.Processes;
 using Sandbox.Shim.Tests.Containerd;
 
 namespace Sandbox.Bench;
@@ -28,11 +29,20 @@ public sealed class CtrRunBench(int rounds, ContainerdMatrix release)
         Console.WriteLine($"gVisor: {runsc.Version} ({runsc.Runsc}, --network=none)");
         string unconfinedConfig = Path.Combine(containerd.Directory, "unconfined.toml");
         await File.WriteAllTextAsync(unconfinedConfig, "[hypervisor.qemu]\nconfine = false\n", cancellationToken);
+        // Warm starts: VMs cloned from a template, kept under this run's own directory; the first run builds it (untimed).
+        string sandboxes = Path.Combine(containerd.Directory, "sandboxes");
+        string warmConfig = Path.Combine(containerd.Directory, "template.toml");
+        string coldConfig = Path.Combine(containerd.Directory, "cold.toml");
+        await File.WriteAllTextAsync(warmConfig, $"[hypervisor.qemu]\ntemplate = true\n\n[runtime]\nstate_root = \"{sandboxes}\"\n", cancellationToken);
+        await File.WriteAllTextAsync(coldConfig, $"[runtime]\nstate_root = \"{sandboxes}\"\n", cancellationToken);
+        double templateBuild = await TimeRunAsync(containerd, OurRuntime, "template-build", warmConfig);
+        var warm = new List<double>();
         for (int round = 1; round <= rounds; round++)
         {
             floors.Add(await VmBootBench.FloorOnceAsync($"floor-ctr{round}", cancellationToken));
             runc.Add(await TimeRunAsync(containerd, RuncRuntime, $"runc{round}"));
             gvisor.Add(await TimeRunAsync(containerd, RuncRuntime, $"gvisor{round}", runcBinary: runsc.Wrapper));
+            warm.Add(await TimeRunAsync(containerd, OurRuntime, $"warm{round}", warmConfig));
             // Two jailed and two unconfined runs per round in ABBA order (BAAB in even rounds), so that a load that
             // rises or falls during the round falls on both alike.
             bool jailedFirst = round % 2 == 1;
@@ -45,7 +55,7 @@ public sealed class CtrRunBench(int rounds, ContainerdMatrix release)
                     unconfined.Add(await TimeRunAsync(containerd, OurRuntime, $"vmu{round}-{slot}", unconfinedConfig));
             }
             Console.WriteLine(FormattableString.Invariant(
-                $"round {round}/{rounds}: floor {floors[^1]:0.000} s, ctr run --rm true: runc {runc[^1]:0.000} s, gVisor {gvisor[^1]:0.000} s, sandbox {ours[^2]:0.000} {ours[^1]:0.000} s, unconfined {unconfined[^2]:0.000} {unconfined[^1]:0.000} s"));
+                $"round {round}/{rounds}: floor {floors[^1]:0.000} s, ctr run --rm true: runc {runc[^1]:0.000} s, gVisor {gvisor[^1]:0.000} s, warm {warm[^1]:0.000} s, sandbox {ours[^2]:0.000} {ours[^1]:0.000} s, unconfined {unconfined[^2]:0.000} {unconfined[^1]:0.000} s"));
         }
         double oursMedian = BenchReport.Median(ours);
         double floorSeconds = BenchReport.Median(floors);
@@ -56,6 +66,19 @@ public sealed class CtrRunBench(int rounds, ContainerdMatrix release)
         double gvisorMedian = BenchReport.Median(gvisor);
         report.Add("ctr_run_gvisor" + release.Suffix, gvisorMedian, "s", $"{on}: ctr run --rm busybox true through gVisor ({runsc.Version}, runc shim, --network=none) (median of {rounds})");
         report.Add("ctr_run_over_gvisor" + release.Suffix, oursMedian / gvisorMedian, "ratio", $"{on}: ctr_run (a cold VM boot) / ctr_run_gvisor, same rounds");
+        double warmMedian = BenchReport.Median(warm);
+        report.Add("ctr_run_warm" + release.Suffix, warmMedian, "s",
+            $"{on}: ctr run --rm busybox true through our shim, the VM cloned from a template ([hypervisor.qemu] template = true) (median of {rounds}; " +
+            $"the template's build, in the first run: {templateBuild:0.00} s)");
+        report.Add("ctr_run_warm_over_floor" + release.Suffix, warmMedian / floorSeconds, "ratio", $"{on}: ctr_run_warm / the same floor (target <= 0.6)");
+        report.Add("ctr_run_warm_over_gvisor" + release.Suffix, warmMedian / gvisorMedian, "ratio", $"{on}: ctr_run_warm / ctr_run_gvisor, same rounds (target <= 2)");
+        double warmPss = await TenIdleSandboxesPssPerSandboxMiBAsync(containerd, warmConfig, sandboxes, "warm", cancellationToken);
+        report.Add("pod_pss_mib_10_warm" + release.Suffix, warmPss, "MiB",
+            $"{on}: PSS per sandbox of ten idle ones at once (ctr run -d sleep; QEMU + shim), cloned from the template (target <= 100). " +
+            "ctr's sandboxes: CRI pods have network cards, which clones do not cover yet");
+        double coldPss = await TenIdleSandboxesPssPerSandboxMiBAsync(containerd, coldConfig, sandboxes, "cold", cancellationToken);
+        report.Add("pod_pss_mib_10_ctr_cold" + release.Suffix, coldPss, "MiB", $"{on}: the same ten sandboxes booted cold (QEMU + vsock daemon + shim)");
+        report.Add("pss_warm_over_cold" + release.Suffix, warmPss / coldPss, "ratio", $"{on}: pod_pss_mib_10_warm / pod_pss_mib_10_ctr_cold");
         double unconfinedMedian = BenchReport.Median(unconfined);
         report.Add("ctr_run_unconfined" + release.Suffix, unconfinedMedian, "s", $"{on}: ctr_run with confine = false (no jail), same rounds (median of {unconfined.Count})");
         report.Add("ctr_run_unconfined_over_floor" + release.Suffix, unconfinedMedian / floorSeconds, "ratio", $"{on}: ctr_run_unconfined / the same floor");
@@ -94,6 +117,44 @@ public sealed class CtrRunBench(int rounds, ContainerdMatrix release)
     /// (IdleMemoryTrimmer), so a few seconds in, its RSS is the footprint a host pays per pod.
     /// </summary>
     private static readonly TimeSpan RssSettleTime = TimeSpan.FromSeconds(5);
+
+    private const int TenSandboxes = 10;
+
+    /// <summary>Starts ten idle sandboxes (`ctr run -d ... sleep`) with <paramref name="configuration"/>, lets them
+    /// settle, and returns the PSS of their VM processes and shims together divided by ten; then removes them.</summary>
+    private static async Task<double> TenIdleSandboxesPssPerSandboxMiBAsync(PrivateContainerd containerd, string configuration, string stateRoot,
+        string label, CancellationToken cancellationToken)
+    {
+        var ids = Enumerable.Range(0, TenSandboxes).Select(i => $"{label}-idle{i}").ToList();
+        var started = new List<string>();
+        try
+        {
+            foreach (string id in ids)
+            {
+                var run = await containerd.CtrAsync(["run", "-d", "--fifo-dir", containerd.FifoDirectory, "--runtime", OurRuntime,
+                    "--runtime-config-path", configuration, BusyboxOciImage.DefaultName, id, "sleep", "600"]);
+                if (run.ExitCode != 0)
+                    throw new InvalidOperationException($"ctr run -d {id}: {run}\n--- containerd log ---\n{containerd.Log}");
+                started.Add(id);
+            }
+            await Task.Delay(RssSettleTime, cancellationToken);
+            var vmProcesses = ids.SelectMany(id => LeftoverVmProcesses.Find(Path.Combine(stateRoot, id)).Select(p => p.Pid));
+            long totalKiB = vmProcesses.Concat(containerd.LeftoverShimProcesses()).Distinct().Sum(ProcessMemory.PssKiB);
+            double perSandbox = totalKiB / 1024.0 / TenSandboxes;
+            Console.WriteLine(FormattableString.Invariant($"{TenSandboxes} idle sandboxes ({label}): {totalKiB / 1024.0:0} MiB PSS together, {perSandbox:0.0} MiB each"));
+            return perSandbox;
+        }
+        finally
+        {
+            foreach (string id in started)
+            {
+                await containerd.CtrAsync(["task", "kill", "-s", "SIGKILL", id]);
+                await containerd.WaitUntilTaskStoppedOrGoneAsync(id, TimeSpan.FromSeconds(60));
+                await containerd.CtrAsync(["task", "rm", "-f", id]);
+                await containerd.CtrAsync(["container", "rm", id]);
+            }
+        }
+    }
 
     /// <summary>PSS in KiB of an idle gVisor container, <see cref="RssSettleTime"/> after `ctr run -d` returned: its
     /// runc shim and every process under it (runsc's sandbox, gofer and their helpers).</summary>

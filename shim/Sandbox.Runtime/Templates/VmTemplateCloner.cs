@@ -25,17 +25,7 @@ public sealed class VmTemplateCloner(VmTemplateStore store, Func<IHypervisor> ne
         }
         try
         {
-            var recipe = new VmTemplateRecipe
-            {
-                Assets = options.Assets,
-                QemuPath = QemuProbe.Locate(options.VmmPath, out string qemuReason) ?? throw new FileNotFoundException(qemuReason),
-                Vcpus = options.Vcpus,
-                MemoryMiB = options.MemoryMiB,
-                Acceleration = options.Acceleration,
-                MachineType = options.MachineType,
-                ExtraKernelParameters = options.ExtraKernelParameters,
-                Debug = options.Debug,
-            };
+            var recipe = RecipeFor(options);
             var clock = System.Diagnostics.Stopwatch.StartNew();
             var (template, built) = await store.GetOrBuildAsync(recipe, newHypervisor, options.JailerPath, options.AgentReadyTimeout, cancellationToken);
             if (built)
@@ -49,6 +39,19 @@ public sealed class VmTemplateCloner(VmTemplateStore store, Func<IHypervisor> ne
             return null;
         }
     }
+
+    /// <summary>The template recipe of a sandbox's VM. Throws <see cref="FileNotFoundException"/> without QEMU.</summary>
+    public static VmTemplateRecipe RecipeFor(SandboxVmOptions options) => new()
+    {
+        Assets = options.Assets,
+        QemuPath = QemuProbe.Locate(options.VmmPath, out string qemuReason) ?? throw new FileNotFoundException(qemuReason),
+        Vcpus = options.Vcpus,
+        MemoryMiB = options.MemoryMiB,
+        Acceleration = options.Acceleration,
+        MachineType = options.MachineType,
+        ExtraKernelParameters = options.ExtraKernelParameters,
+        Debug = options.Debug,
+    };
 
     /// <summary>Why a sandbox cannot start from a template (yet), or null when it can.</summary>
     public static string? WhyNot(SandboxVmOptions options) =>
