@@ -29,12 +29,13 @@ for (int i = 0; i < args.Length; i++)
 }
 
 var service = new AgentService(AgentRuntime.FromEnvironment());
-// A VM cloned from a template reaches the agent over a virtio-serial port (it has no vsock): listen there too when
-// the VM has one.
-var serialPort = VirtioSerialEndPoint.Find(VirtioSerialEndPoint.AgentPortName);
-System.Net.EndPoint[] endPoints = serialPort is null ? [listen.EndPoint] : [listen.EndPoint, serialPort];
-if (serialPort is not null)
-    listen = listen with { Display = $"{listen.Display} and {serialPort}" };
+// A VM cloned from a template reaches the agent over virtio-serial ports (it has no vsock), one for the shim and one
+// for the operator's tools: listen there too when the VM has them.
+var serialPorts = new[] { VirtioSerialEndPoint.AgentPortName, VirtioSerialEndPoint.ToolsPortName }
+    .Select(name => VirtioSerialEndPoint.Find(name)).OfType<VirtioSerialEndPoint>().ToList();
+System.Net.EndPoint[] endPoints = [listen.EndPoint, .. serialPorts];
+if (serialPorts.Count > 0)
+    listen = listen with { Display = $"{listen.Display} and {string.Join(", ", serialPorts)}" };
 await using var server = new AgentServer(endPoints, binder => Agent.BindService(binder, service), AgentLog.Write);
 try
 {

@@ -97,5 +97,6 @@ public sealed record KernelVsockEndpoint(uint Cid, uint Port) : AgentEndpoint(Po
 public sealed record HybridVsockEndpoint(string SocketPath, uint Port) : AgentEndpoint(Port);
 
 /// <summary>A virtio-serial port (a template source or clone, see <see cref="VmTemplateRole"/>): QEMU's chardev
-/// socket; connecting is the stream, one client at a time. <see cref="AgentEndpoint.Port"/> is unused (0).</summary>
-public sealed record VirtioSerialEndpoint(string SocketPath) : AgentEndpoint(0);
+/// socket; connecting is the stream, one client at a time. <paramref name="ToolsSocketPath"/> is a second port for the
+/// operator's tools, while the runtime holds the first. <see cref="AgentEndpoint.Port"/> is unused (0).</summary>
+public sealed record VirtioSerialEndpoint(string SocketPath, string ToolsSocketPath) : AgentEndpoint(0);

@@ -195,9 +195,11 @@ public class QemuCommandLineTests
         foreach (var args in new[] { source, clone })
         {
             Assert.DoesNotContain(args, a => a.Contains("vsock", StringComparison.Ordinal));
-            Assert.Equal(["virtio-serial-device,max_ports=2", "virtserialport,chardev=agent,name=sandbox.agent", "virtio-9p-device,fsdev=fs0,mount_tag=share",
+            Assert.Equal(["virtio-serial-device,max_ports=3", "virtserialport,chardev=agent,name=sandbox.agent", "virtserialport,chardev=tools,name=sandbox.tools",
+                "virtio-9p-device,fsdev=fs0,mount_tag=share",
                 "virtio-balloon-device,free-page-reporting=on"], ValuesOf(args, "-device"));
-            Assert.Contains("socket,id=agent,path=/run/sb/pod1/agent.sock,server=on,wait=off", ValuesOf(args, "-chardev"));
+            Assert.Equal(["socket,id=agent,path=/run/sb/pod1/agent.sock,server=on,wait=off", "socket,id=tools,path=/run/sb/pod1/tools.sock,server=on,wait=off"],
+                ValuesOf(args, "-chardev"));
         }
         // everything else is the same, in the same order (device state is matched to devices by their place)
         static IEnumerable<string> WithoutMemoryAndIncoming(IReadOnlyList<string> args) =>

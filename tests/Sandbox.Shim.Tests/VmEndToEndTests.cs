@@ -394,8 +394,9 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
     [Fact]
     public async Task With_template_on_containers_start_in_clones_of_a_template_made_once()
     {
-        string configuration = Path.Combine(Path.GetDirectoryName(_fixture.StateRoot)!, "template.toml");
-        await File.WriteAllTextAsync(configuration, $"[hypervisor.qemu]\ntemplate = true\n\n[runtime]\nstate_root = \"{_fixture.StateRoot}\"\n");
+        string configuration = Path.Combine(Path.GetDirectoryName(_fixture.StateRoot)!, "template-console.toml");
+        await File.WriteAllTextAsync(configuration,
+            $"[hypervisor.qemu]\ntemplate = true\n\n[agent]\ndebug_console = true\n\n[runtime]\nstate_root = \"{_fixture.StateRoot}\"\n");
         string templates = Path.Combine(Path.GetDirectoryName(_fixture.StateRoot)!, "templates");
         string[] identity = ["sh", "-c", "cat /proc/sys/kernel/random/boot_id; date +%s"];
 
@@ -406,6 +407,13 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
         Assert.NotNull(metadata.AgentSerialSocket);
         var first = await ExecAsync("vm-clone-1", "identity", null, identity);
         Assert.True(first.ExitCode == 0, Containerd.Describe(first));
+        // the operator's tools reach the clone's agent on its second serial port while the shim holds the first
+        string sandboxctl = SandboxctlBinary.Locate();
+        var exec = await ExternalCommand.RunAsync(sandboxctl, ["exec", "--state-root", _fixture.StateRoot, "vm-clone-1", "--", "cat", "/proc/sys/kernel/random/boot_id"],
+            TimeSpan.FromSeconds(60), stdin: "");
+        Assert.True(exec.ExitCode == 0 && exec.Stdout.Trim() == Lines(first.Stdout)[0], $"sandboxctl exec: {exec}");
+        var metrics = await ExternalCommand.RunAsync(sandboxctl, ["metrics", "--state-root", _fixture.StateRoot], TimeSpan.FromSeconds(60), stdin: "");
+        Assert.True(metrics.ExitCode == 0 && metrics.Stdout.Contains("vm-clone-1", StringComparison.Ordinal), $"sandboxctl metrics: {metrics}");
 
         var second = await Containerd.CtrAsync(["run", "--rm", "--fifo-dir", Containerd.FifoDirectory, "--runtime", Runtime,
             "--runtime-config-path", configuration, _fixture.Image, "vm-clone-2", .. identity], RunTimeout);

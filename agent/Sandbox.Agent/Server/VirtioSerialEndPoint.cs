@@ -12,6 +12,9 @@ public sealed class VirtioSerialEndPoint(string name, string devicePath) : EndPo
 {
     /// <summary>The port name the shim gives the agent's channel (QEMU `virtserialport,name=`).</summary>
     public const string AgentPortName = "sandbox.agent";
+    /// <summary>The second port, for the operator's tools (sandboxctl exec, metrics, doctor): a port serves one client
+    /// at a time, and the shim holds the first for the sandbox's life.</summary>
+    public const string ToolsPortName = "sandbox.tools";
 
     /// <summary>The port's name, as QEMU announces it.</summary>
     public string Name { get; } = name;

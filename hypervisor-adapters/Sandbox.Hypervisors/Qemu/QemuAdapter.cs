@@ -78,7 +78,7 @@ public sealed class QemuAdapter : IHypervisor
     public string ConsoleLogPath => Plan.Spec.Files.ConsoleLog;
 
     public AgentEndpoint AgentEndpoint =>
-        !Plan.Spec.HasVsock ? new VirtioSerialEndpoint(Plan.Spec.Files.AgentSerialSocket)
+        !Plan.Spec.HasVsock ? new VirtioSerialEndpoint(Plan.Spec.Files.AgentSerialSocket, Plan.Spec.Files.ToolsSerialSocket)
         : Plan.Spec.VsockMode == VsockMode.Hybrid ? new HybridVsockEndpoint(Plan.Spec.Files.HybridVsockSocket, AgentPort)
         : new KernelVsockEndpoint(Plan.Spec.GuestCid, AgentPort);
 

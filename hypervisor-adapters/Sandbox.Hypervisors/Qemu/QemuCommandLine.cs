@@ -12,6 +12,8 @@ public static class QemuCommandLine
     private const string MemoryBackendId = "mem";
     /// <summary>The agent's virtio-serial port name (the agent's VirtioSerialEndPoint.AgentPortName).</summary>
     public const string AgentSerialPortName = "sandbox.agent";
+    /// <summary>The tools' virtio-serial port name (the agent's VirtioSerialEndPoint.ToolsPortName).</summary>
+    public const string ToolsSerialPortName = "sandbox.tools";
 
     public static IReadOnlyList<string> Build(QemuLaunchSpec spec)
     {
@@ -69,9 +71,12 @@ public static class QemuCommandLine
         if (!spec.HasVsock)
         {
             // The agent's channel in a template source or clone: one virtio-serial port, QEMU's chardev socket.
-            args.AddRange(["-device", microvm ? "virtio-serial-device,max_ports=2" : "virtio-serial-pci,max_ports=2"]);
+            // Two ports, each one client at a time: the shim's, and one for the operator's tools (sandboxctl).
+            args.AddRange(["-device", microvm ? "virtio-serial-device,max_ports=3" : "virtio-serial-pci,max_ports=3"]);
             args.AddRange(["-chardev", $"socket,id=agent,path={Escape(spec.Files.AgentSerialSocket)},server=on,wait=off"]);
             args.AddRange(["-device", $"virtserialport,chardev=agent,name={AgentSerialPortName}"]);
+            args.AddRange(["-chardev", $"socket,id=tools,path={Escape(spec.Files.ToolsSerialSocket)},server=on,wait=off"]);
+            args.AddRange(["-device", $"virtserialport,chardev=tools,name={ToolsSerialPortName}"]);
         }
         else if (spec.VsockMode == VsockMode.Kernel)
         {

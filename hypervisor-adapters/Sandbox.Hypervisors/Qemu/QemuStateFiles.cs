@@ -33,20 +33,22 @@ public sealed class QemuStateFiles
 
     /// <summary>The agent's virtio-serial port (a template source or clone): QEMU's chardev socket.</summary>
     public string AgentSerialSocket => Path.Combine(Directory, "agent.sock");
+    /// <summary>The second virtio-serial port, for the operator's tools (sandboxctl).</summary>
+    public string ToolsSerialSocket => Path.Combine(Directory, "tools.sock");
     /// <summary>Where a template's device state passes between QEMU and this process (saved or restored).</summary>
     public string MigrationSocket => Path.Combine(Directory, "migration.sock");
     /// <summary>A template source's guest RAM (see <see cref="VmTemplateRole.Source"/>).</summary>
     public string TemplateMemory => Path.Combine(Directory, VmTemplateRole.SourceMemoryFileName);
 
     /// <summary>Sockets and temporary files removed on stop (not the console log or the command lines).</summary>
-    public IEnumerable<string> Ephemeral => [QmpSocket, VhostUserVsockSocket, HybridVsockSocket, AgentSerialSocket, MigrationSocket, QemuPidFile];
+    public IEnumerable<string> Ephemeral => [QmpSocket, VhostUserVsockSocket, HybridVsockSocket, AgentSerialSocket, ToolsSerialSocket, MigrationSocket, QemuPidFile];
 
     /// <summary>Socket paths that would exceed the kernel's limit, for a clear error before anything starts.</summary>
     public IEnumerable<string> TooLongSocketPaths(bool hybridVsock)
     {
         var sockets = hybridVsock
-            ? new[] { QmpSocket, VhostUserVsockSocket, HybridVsockSocket, AgentSerialSocket, MigrationSocket }
-            : [QmpSocket, AgentSerialSocket, MigrationSocket];
+            ? new[] { QmpSocket, VhostUserVsockSocket, HybridVsockSocket, AgentSerialSocket, ToolsSerialSocket, MigrationSocket }
+            : [QmpSocket, AgentSerialSocket, ToolsSerialSocket, MigrationSocket];
         return sockets.Where(s => System.Text.Encoding.UTF8.GetByteCount(s) > MaxSocketPathBytes);
     }
 }

@@ -35,7 +35,8 @@ public sealed record SandboxMetadata
     /// <summary>How the VM started, for people and `sandboxctl list`: "booted", or "cloned from template KEY (...)"
     /// (<see cref="Templates.TemplateClone.Describe"/>); null in a sandbox.json older than templates.</summary>
     public string? Start { get; init; }
-    /// <summary>For tools: the agent's virtio-serial socket (a VM cloned from a template), or null.</summary>
+    /// <summary>For tools: the agent's virtio-serial port for tools (a VM cloned from a template; the shim holds the
+    /// other), or null. One client at a time.</summary>
     public string? AgentSerialSocket { get; init; }
 
     /// <summary>True while the recorded VMM runs: its pid is alive and its command line names this sandbox's state

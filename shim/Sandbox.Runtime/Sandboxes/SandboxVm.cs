@@ -306,7 +306,8 @@ public sealed class SandboxVm : IAsyncDisposable
             HostCgroupMemoryLimit = options.HostCgroupMemoryLimit,
             Confinement = DescribeConfinement(options),
             Start = options.FromTemplate?.Describe() ?? "booted",
-            AgentSerialSocket = (hypervisor?.AgentEndpoint as VirtioSerialEndpoint)?.SocketPath,
+            // tools (sandboxctl) get the second port: the shim holds the first
+            AgentSerialSocket = (hypervisor?.AgentEndpoint as VirtioSerialEndpoint)?.ToolsSocketPath,
         }.Write(state.MetadataFile);
     }
 

@@ -14,7 +14,7 @@ namespace Sandbox.Runtime.Templates;
 public sealed record VmTemplateRecipe
 {
     /// <summary>Bumped when what a template holds changes meaning (the device set, the agent channel).</summary>
-    public const int Version = 1;
+    public const int Version = 2;
 
     public required GuestAssets Assets { get; init; }
     public required string QemuPath { get; init; }
