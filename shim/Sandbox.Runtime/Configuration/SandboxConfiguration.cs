@@ -97,8 +97,8 @@ public sealed record QemuSettings
     public bool ShareAllowSetId { get; init; }
     /// <summary>Start a sandbox's VM as a clone of a template (a booted, idle guest saved once per recipe:
     /// <see cref="Templates.VmTemplateStore"/>) instead of booting it. Sandboxes it does not cover yet (network cards)
-    /// and any failure boot cold, and the shim logs why. Off by default until sandboxctl reaches clones too (their agent
-    /// is on a one-client virtio-serial port); see configuration.toml.</summary>
+    /// and any failure boot cold, and the shim logs why. Off by default while pods with network cards are not covered;
+    /// see configuration.toml.</summary>
     public bool Template { get; init; }
 }
 
