@@ -103,6 +103,17 @@ public sealed class AgentService : Protocol.Agent.AgentBase
             if (clockOffset is { } offset)
                 AgentLog.Write($"the guest's clock was {offset.TotalSeconds:0.###} s off the host's: set to the host's");
         }
+        if (request.NetworkCardMacs.Count > 0)
+        {
+            try
+            {
+                _network.SetCardAddresses(request.NetworkCardMacs);
+            }
+            catch (NetlinkException e)
+            {
+                throw AgentErrors.Internal($"CreateSandbox: {e.Message}");
+            }
+        }
         await TimedAsync("CreateSandbox", () => _sandbox.CreateAsync(request.SandboxId, request.Hostname, request.ShareMountTag, request.SharedMountPoint,
             request.DebugConsole, context.CancellationToken));
         return new CreateSandboxResponse();

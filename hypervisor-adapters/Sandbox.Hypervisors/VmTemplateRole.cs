@@ -14,14 +14,19 @@ public abstract record VmTemplateRole
     }
 
     /// <summary>Boots to be saved with <see cref="IHypervisor.SaveAsTemplateAsync"/>: guest RAM lives in a file of the
-    /// state directory (<see cref="SourceMemoryFileName"/>), shared, so the save writes only the device state.</summary>
-    public sealed record Source : VmTemplateRole;
+    /// state directory (<see cref="SourceMemoryFileName"/>), shared, so the save writes only the device state. It has
+    /// <paramref name="NetworkCards"/> virtio-net cards without a backend, with the addresses
+    /// <see cref="PlaceholderMac"/>: a clone puts its taps behind them and the agent gives them the pod's addresses.</summary>
+    public sealed record Source(int NetworkCards = 0) : VmTemplateRole;
 
     /// <summary>Starts from a saved template: the device state is read from <paramref name="StateFile"/>, and guest RAM
     /// is mapped privately (copy-on-write) from <paramref name="MemoryDescriptor"/>, a descriptor this process holds
     /// and the VMM inherits: a sealed memfd with the template's memory, which every clone of the template shares until
     /// it writes a page.</summary>
     public sealed record CloneOf(string StateFile, int MemoryDescriptor) : VmTemplateRole;
+
+    /// <summary>The hardware address of a template's network card <paramref name="index"/> (locally administered).</summary>
+    public static string PlaceholderMac(int index) => $"02:00:00:00:00:{index + 1:x2}";
 
     /// <summary>The name of a source VM's guest RAM file in its state directory.</summary>
     public const string SourceMemoryFileName = "template-memory";

@@ -47,6 +47,50 @@ public abstract class VmCriPodTests<TFixture>(TFixture fixture, ITestOutputHelpe
         Assert.True(leftovers.Count == 0, $"left after the pod's removal:\n{string.Join('\n', leftovers)}");
     }
 
+    /// <summary>Issue 14 on Kubernetes pods: with [hypervisor.qemu] template = true, two pods start as clones of one
+    /// template (one network card), each with its own address on its card, and reach each other over the pod network.</summary>
+    [Fact]
+    public async Task With_template_on_pods_start_as_clones_with_their_own_addresses_and_reach_each_other()
+    {
+        string original = await File.ReadAllTextAsync(Fixture.ShimConfigurationPath);
+        string withTemplate = original.Contains("[hypervisor.qemu]\n", StringComparison.Ordinal)
+            ? original.Replace("[hypervisor.qemu]\n", "[hypervisor.qemu]\ntemplate = true\n", StringComparison.Ordinal)
+            : "[hypervisor.qemu]\ntemplate = true\n\n" + original;
+        await File.WriteAllTextAsync(Fixture.ShimConfigurationPath, withTemplate);
+        var pods = new List<TestPod>();
+        try
+        {
+            foreach (string name in new[] { "clone-a", "clone-b" })
+            {
+                var pod = await Fixture.RunPodAsync(name);
+                pods.Add(pod);
+                await Fixture.StartContainerAsync(pod, "main", ["sleep", "2147483647"]);
+                var metadata = Sandbox.Runtime.Sandboxes.SandboxMetadata.TryRead(Path.Combine(Fixture.StateRoot, pod.Id, "sandbox.json"));
+                Assert.NotNull(metadata);
+                string journal = Path.Combine(Fixture.StateRoot, pod.Id, "shim.log");
+                Assert.True(metadata.Start?.StartsWith("cloned from template", StringComparison.Ordinal) == true,
+                    $"{pod} started {metadata.Start}; its shim said:\n{(File.Exists(journal) ? await File.ReadAllTextAsync(journal) : "(no shim.log)")}");
+            }
+            var addresses = new List<string>();
+            foreach (var pod in pods)
+            {
+                string ip = (await Fixture.PodStatusAsync(pod)).Status.Network.Ip;
+                var shown = await Fixture.ExecAsync(pod, "main", "busybox", "ip", "-o", "-4", "addr");
+                Assert.True(shown.ExitCode == 0 && shown.Stdout.Contains($"inet {ip}/", StringComparison.Ordinal), $"{pod}: {ip} not on its card: {shown}");
+                addresses.Add(ip);
+            }
+            Assert.NotEqual(addresses[0], addresses[1]);
+            var ping = await Fixture.ExecAsync(pods[0], "main", "busybox", "ping", "-c", "1", "-W", "5", addresses[1]);
+            Assert.True(ping.ExitCode == 0, $"clone-a cannot reach clone-b at {addresses[1]}: {ping}");
+        }
+        finally
+        {
+            await File.WriteAllTextAsync(Fixture.ShimConfigurationPath, original);
+            foreach (var pod in pods)
+                await Fixture.StopAndRemovePodAsync(pod);
+        }
+    }
+
     /// <summary>Issue 11 on a Kubernetes pod: QEMU runs jailed (as /proc shows) in the pod's network namespace, which
     /// the jailer entered, with the pod's tap as an open descriptor (opened by the jailer: QEMU has no CAP_NET_ADMIN and
     /// no /dev/net/tun), and the pod's network works.</summary>

@@ -206,4 +206,22 @@ public class QemuCommandLineTests
             args.Where((a, i) => a != "-object" && (i == 0 || args[i - 1] != "-object") && a != "-incoming" && (i == 0 || args[i - 1] != "-incoming"));
         Assert.Equal(WithoutMemoryAndIncoming(source), WithoutMemoryAndIncoming(clone));
     }
+    [Fact]
+    public void A_template_with_a_network_card_has_it_where_its_clone_has_the_pods_without_a_backend()
+    {
+        var spec = Spec(MachineType.Microvm, Acceleration.Tcg, VsockMode.Hybrid, share: true);
+        var source = QemuCommandLine.Build(spec with { Template = new VmTemplateRole.Source(NetworkCards: 1) });
+        var clone = QemuCommandLine.Build(spec with
+        {
+            Template = new VmTemplateRole.CloneOf("/tpl/state", 7),
+            NetworkInterfaces = [new VmNetworkInterface("tap0", "02:42:0a:58:00:05")],
+        });
+        var sourceDevices = ValuesOf(source, "-device");
+        var cloneDevices = ValuesOf(clone, "-device");
+        Assert.Equal(sourceDevices.Count, cloneDevices.Count);
+        int card = sourceDevices.IndexOf("virtio-net-device,mac=02:00:00:00:00:01");
+        Assert.True(card >= 0, string.Join(' ', sourceDevices));
+        Assert.Equal("virtio-net-device,netdev=net0,mac=02:42:0a:58:00:05", cloneDevices[card]);
+        Assert.DoesNotContain("-netdev", source);
+    }
 }

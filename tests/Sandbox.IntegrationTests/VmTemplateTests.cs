@@ -75,7 +75,7 @@ public sealed class VmTemplateTests(ITestOutputHelper output) : IAsyncLifetime
                 Hostname = $"clone-{i}",
                 AgentReadyTimeout = TimeSpan.FromSeconds(60),
                 JailerPath = jailer,
-                FromTemplate = new TemplateClone(template, memory, shared),
+                CloneSource = (_, _) => Task.FromResult<TemplateClone?>(new TemplateClone(template, memory, shared)),
                 DebugConsole = true,
             }, new QemuAdapter(), Timeout);
             double startSeconds = clock.Elapsed.TotalSeconds;

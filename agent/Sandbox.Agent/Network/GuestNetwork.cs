@@ -144,6 +144,43 @@ public sealed class GuestNetwork(KernelModules modules)
     private static string Describe(Route route) =>
         $"{(route.Destination.Length > 0 ? route.Destination : "default")}{(route.Gateway.Length > 0 ? " via " + route.Gateway : "")} dev {(route.Device.Length > 0 ? route.Device : "?")}";
 
+    /// <summary>
+    /// Gives the guest's network cards, in device order (interface index), the hardware addresses <paramref name="macs"/>.
+    /// A VM cloned from a template starts with the template's placeholder addresses; the host then names each card by
+    /// the address it gave it (UpdateInterface finds a card by it). The cards are still down, so the kernel takes any
+    /// address.
+    /// </summary>
+    public void SetCardAddresses(IReadOnlyList<string> macs)
+    {
+        var wanted = new List<byte[]>();
+        foreach (string mac in macs)
+        {
+            var bytes = mac.Split(':').Select(part => byte.TryParse(part, System.Globalization.NumberStyles.HexNumber, null, out byte b) ? (byte?)b : null).ToArray();
+            if (bytes.Length != 6 || bytes.Any(b => b is null) || (bytes[0]!.Value & 1) != 0)
+                throw AgentErrors.InvalidArgument($"network card address '{mac}' is not a unicast MAC such as 02:42:0a:58:00:05");
+            wanted.Add(bytes.Select(b => b!.Value).ToArray());
+        }
+        using var netlink = NetlinkSocket.Open();
+        // cards are the links backed by a device (virtio-net); the kernel's own (lo, dummy, tunnels) have none
+        List<LinkInfo> cards = ListLinks(netlink).Where(l => l.Mac.Length == 6 && Directory.Exists($"/sys/class/net/{l.Name}/device"))
+            .OrderBy(l => l.Index).ToList();
+        if (cards.Count < wanted.Count)
+            throw AgentErrors.FailedPrecondition($"{wanted.Count} network card address(es) given, but the guest has {cards.Count} card(s): {DescribeLinks(cards)}");
+        for (int i = 0; i < wanted.Count; i++)
+        {
+            if (cards[i].Mac.AsSpan().SequenceEqual(wanted[i]))
+                continue;
+            try
+            {
+                netlink.Execute(Rtnetlink.SetLink(netlink.NextSequence(), cards[i].Index, 0, 0, address: wanted[i]));
+            }
+            catch (NetlinkException e)
+            {
+                throw new NetlinkException(e.Errno, e.KernelMessage, $"set the address of {cards[i].Name} to {macs[i]}: {e.Message}");
+            }
+        }
+    }
+
     private static async Task<LinkInfo> FindByMacAsync(NetlinkSocket netlink, InterfacePlan plan, CancellationToken cancellationToken)
     {
         // The driver probes the device while modprobe runs; the wait covers a device that shows up a little later.

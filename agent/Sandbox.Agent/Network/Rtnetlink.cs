@@ -58,12 +58,13 @@ public static class Rtnetlink
         new NetlinkMessageWriter(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP).Write(IfInfoMsg(AF_UNSPEC, 0, 0, 0)).ToArray(sequence);
 
     /// <summary>Changes the link <paramref name="index"/>: the flags in <paramref name="change"/> to their value in
-    /// <paramref name="flags"/>, and the name and MTU when given.</summary>
-    public static byte[] SetLink(uint sequence, int index, uint flags, uint change, string? name = null, uint mtu = 0)
+    /// <paramref name="flags"/>, and the name, MTU and hardware address when given.</summary>
+    public static byte[] SetLink(uint sequence, int index, uint flags, uint change, string? name = null, uint mtu = 0, byte[]? address = null)
     {
         var writer = new NetlinkMessageWriter(RTM_NEWLINK, Ack).Write(IfInfoMsg(AF_UNSPEC, index, flags, change));
         if (name != null) writer.Attribute(IFLA_IFNAME, name);
         if (mtu != 0) writer.Attribute(IFLA_MTU, mtu);
+        if (address != null) writer.Attribute(IFLA_ADDRESS, address);
         return writer.ToArray(sequence);
     }
 

@@ -94,6 +94,13 @@ public static class QemuCommandLine
             args.AddRange(["-device", $"{(microvm ? "virtio-9p-device" : "virtio-9p-pci")},fsdev=fs0,mount_tag={Escape(spec.ShareMountTag)}"]);
         }
 
+        if (spec.Template is VmTemplateRole.Source { NetworkCards: > 0 } source)
+        {
+            // A template's cards have no backend (QEMU warns that they have no peer); each clone's has its tap. Same
+            // devices in the same places as a clone's cards below.
+            for (var i = 0; i < source.NetworkCards; i++)
+                args.AddRange(["-device", $"virtio-net-device,mac={VmTemplateRole.PlaceholderMac(i)}"]);
+        }
         for (var i = 0; i < spec.NetworkInterfaces.Count; i++)
         {
             var nic = spec.NetworkInterfaces[i];

@@ -96,9 +96,9 @@ public sealed record QemuSettings
     /// false = refused, so that no setuid-root file made by a guest ever exists on the host.</summary>
     public bool ShareAllowSetId { get; init; }
     /// <summary>Start a sandbox's VM as a clone of a template (a booted, idle guest saved once per recipe:
-    /// <see cref="Templates.VmTemplateStore"/>) instead of booting it. Sandboxes it does not cover yet (network cards)
-    /// and any failure boot cold, and the shim logs why. Off by default while pods with network cards are not covered;
-    /// see configuration.toml.</summary>
+    /// <see cref="Templates.VmTemplateStore"/>) instead of booting it. Any failure boots cold, and the shim logs why.
+    /// Off by default: clones share pages between pods (a side-channel trade-off the operator chooses); see
+    /// configuration.toml.</summary>
     public bool Template { get; init; }
 }
 

@@ -51,9 +51,10 @@ public sealed record SandboxVmOptions
     public SandboxJournal? Journal { get; init; }
     /// <summary>Where the record of a failed boot or a stop goes before the state directory is removed. null = none.</summary>
     public PostMortemStore? PostMortems { get; init; }
-    /// <summary>Start the VM from a template instead of booting it (<see cref="Templates.VmTemplateStore"/>); the sandbox
-    /// releases the template memory when it ends or fails to start. null = a cold boot.</summary>
-    public Templates.TemplateClone? FromTemplate { get; init; }
+    /// <summary>Asked, once the sandbox's network cards are known (their number is part of a template's recipe), what to
+    /// start the VM from: a template clone (<see cref="Templates.VmTemplateCloner"/>), whose memory the sandbox releases
+    /// when it ends or fails to start, or null for a cold boot. null = always a cold boot.</summary>
+    public Func<int, CancellationToken, Task<Templates.TemplateClone?>>? CloneSource { get; init; }
 }
 
 /// <summary>
@@ -68,10 +69,11 @@ public sealed class SandboxVm : IAsyncDisposable
     private int _stopped;
 
     private SandboxVm(SandboxStateDirectory state, IHypervisor hypervisor, AgentConnection agent, PodNetwork? network,
-        PodPortForwarder? portForwarder, Task<string> bootImagesReleased, PodHostCgroup? hostCgroup, SandboxVmOptions options)
+        PodPortForwarder? portForwarder, Task<string> bootImagesReleased, PodHostCgroup? hostCgroup, SandboxVmOptions options,
+        Templates.TemplateClone? clone)
     {
         _journal = options.Journal;
-        _clone = options.FromTemplate;
+        _clone = clone;
         _postMortems = options.PostMortems;
         HostCgroup = hostCgroup;
         State = state;
@@ -134,6 +136,7 @@ public sealed class SandboxVm : IAsyncDisposable
         AgentConnection? agent = null;
         PodHostCgroup? hostCgroup = null;
         Task<string> bootImagesReleased = Task.FromResult("not started");
+        Templates.TemplateClone? clone = null;
         try
         {
             if (options.JailerPath is not null)
@@ -143,12 +146,14 @@ public sealed class SandboxVm : IAsyncDisposable
             SandboxOwnerFile.WriteSelf(state.Path);
             if (options.HostCgroupPath is { } cgroupPath)
             {
-                WriteMetadata(state, options, hypervisor: null); // names the cgroup before it exists
+                WriteMetadata(state, options, hypervisor: null, clone: null); // names the cgroup before it exists
                 hostCgroup = PodHostCgroup.Create(options.SandboxId, cgroupPath, HostCgroupMounts.Read());
                 if (options.HostCgroupMemoryLimit is { } limit)
                     hostCgroup.SetMemoryLimit(limit);
             }
             var nics = options.Network is null ? [] : await options.Network.SetUpAsync(cancellationToken);
+            if (options.CloneSource is { } cloneSource)
+                clone = await cloneSource(nics.Count, cancellationToken);
             var config = new VmConfig
             {
                 SandboxId = options.SandboxId,
@@ -170,14 +175,14 @@ public sealed class SandboxVm : IAsyncDisposable
                 CgroupProcsFiles = hostCgroup?.ProcsFiles ?? [],
                 JailerPath = options.JailerPath,
                 ShareAllowsSetId = options.ShareAllowsSetId,
-                Template = options.FromTemplate?.Role,
+                Template = clone?.Role,
             };
             await hypervisor.PrepareAsync(config, cancellationToken);
             using (await TakeBootSlotAsync(options, cancellationToken))
             {
                 await hypervisor.StartAsync(cancellationToken);
                 agent = new AgentConnection(DialerFor(hypervisor.AgentEndpoint), options.SandboxId);
-                WriteMetadata(state, options, hypervisor);
+                WriteMetadata(state, options, hypervisor, clone);
                 await AgentReadiness.WaitAsync(hypervisor, agent, options.SandboxId, options.AgentReadyTimeout, cancellationToken);
             }
             // The guest has long copied both images into its memory; this runs beside the sandbox set-up below.
@@ -192,6 +197,8 @@ public sealed class SandboxVm : IAsyncDisposable
                 // a clone resumes with its template's random generator and clock: both are refreshed from the host
                 Entropy = Google.Protobuf.ByteString.CopyFrom(System.Security.Cryptography.RandomNumberGenerator.GetBytes(GuestEntropyBytes)),
                 HostTimeUnixNanos = (DateTimeOffset.UtcNow - DateTimeOffset.UnixEpoch).Ticks * 100,
+                // a clone's cards have the template's placeholder addresses until the agent sets the pod's
+                NetworkCardMacs = { clone is null ? [] : nics.Select(nic => nic.Mac) },
             }, deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: cancellationToken);
             PodPortForwarder? portForwarder = null;
             if (options.Network is not null)
@@ -199,14 +206,14 @@ public sealed class SandboxVm : IAsyncDisposable
                 await GuestNetworkClient.ApplyAsync(agent.Client, options.Network, cancellationToken);
                 portForwarder = await StartPortForwarderAsync(options.SandboxId, options.Network, agent, cancellationToken);
             }
-            return new SandboxVm(state, hypervisor, agent, options.Network, portForwarder, bootImagesReleased, hostCgroup, options);
+            return new SandboxVm(state, hypervisor, agent, options.Network, portForwarder, bootImagesReleased, hostCgroup, options, clone);
         }
         catch (Exception e)
         {
             agent?.Dispose();
             await bootImagesReleased;
             await hypervisor.StopAsync(CancellationToken.None);
-            options.FromTemplate?.Release();
+            clone?.Release();
             WritePostMortem(options.PostMortems, options.Journal, state, PostMortemRecord.BootFailedPrefix + FirstLine(e.Message), failed: true, e.Message);
             TryDeleteState(state);
             if (options.Network is not null)
@@ -281,7 +288,7 @@ public sealed class SandboxVm : IAsyncDisposable
     /// so that a shim killed from then on leaves a cgroup that `delete` can find (issue 15's soak: killed 0.3 s into
     /// `ctr run`, it left the cgroup in every hierarchy); then once the VMM runs.
     /// </summary>
-    private static void WriteMetadata(SandboxStateDirectory state, SandboxVmOptions options, IHypervisor? hypervisor)
+    private static void WriteMetadata(SandboxStateDirectory state, SandboxVmOptions options, IHypervisor? hypervisor, Templates.TemplateClone? clone)
     {
         const string pending = "pending";
         var caps = hypervisor?.Capabilities;
@@ -305,7 +312,7 @@ public sealed class SandboxVm : IAsyncDisposable
             HostCgroup = options.HostCgroupPath,
             HostCgroupMemoryLimit = options.HostCgroupMemoryLimit,
             Confinement = DescribeConfinement(options),
-            Start = options.FromTemplate?.Describe() ?? "booted",
+            Start = clone?.Describe() ?? "booted",
             // tools (sandboxctl) get the second port: the shim holds the first
             AgentSerialSocket = (hypervisor?.AgentEndpoint as VirtioSerialEndpoint)?.ToolsSocketPath,
         }.Write(state.MetadataFile);

@@ -44,7 +44,7 @@ public static class TemplateBuilder
                 Debug = recipe.Debug,
                 SharedDirectory = share,
                 JailerPath = jailerPath,
-                Template = new VmTemplateRole.Source(),
+                Template = new VmTemplateRole.Source(recipe.NetworkCards),
             }, cancellationToken);
             await hypervisor.StartAsync(cancellationToken);
             if (hypervisor.AgentEndpoint is not VirtioSerialEndpoint serial)
@@ -119,6 +119,7 @@ public static class TemplateBuilder
         Line("acceleration", hypervisor.Capabilities.Acceleration);
         Line("machine", recipe.MachineType);
         Line("kernel_params", recipe.ExtraKernelParameters);
+        Line("network_cards", recipe.NetworkCards);
         Line("created", DateTimeOffset.UtcNow.ToString("O", CultureInfo.InvariantCulture));
         Line("boot_seconds", bootSeconds.ToString("F2", CultureInfo.InvariantCulture));
         Line("build_seconds", totalSeconds.ToString("F2", CultureInfo.InvariantCulture));

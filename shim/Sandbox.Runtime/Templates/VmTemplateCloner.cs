@@ -14,8 +14,9 @@ public sealed class VmTemplateCloner(VmTemplateStore store, Func<IHypervisor> ne
     public static string RootBeside(string stateRoot) =>
         Path.Combine(Path.GetDirectoryName(Path.GetFullPath(stateRoot).TrimEnd('/')) ?? "/", "templates");
 
-    /// <summary>What to start <paramref name="options"/>' VM from, or null to boot it cold (the reason is logged).</summary>
-    public async Task<TemplateClone?> TryPrepareAsync(SandboxVmOptions options, CancellationToken cancellationToken)
+    /// <summary>What to start <paramref name="options"/>' VM, with <paramref name="networkCards"/> network cards, from; or
+    /// null to boot it cold (the reason is logged).</summary>
+    public async Task<TemplateClone?> TryPrepareAsync(SandboxVmOptions options, int networkCards, CancellationToken cancellationToken)
     {
         string id = options.SandboxId;
         if (WhyNot(options) is { } reason)
@@ -25,7 +26,7 @@ public sealed class VmTemplateCloner(VmTemplateStore store, Func<IHypervisor> ne
         }
         try
         {
-            var recipe = RecipeFor(options);
+            var recipe = RecipeFor(options) with { NetworkCards = networkCards };
             var clock = System.Diagnostics.Stopwatch.StartNew();
             var (template, built) = await store.GetOrBuildAsync(recipe, newHypervisor, options.JailerPath, options.AgentReadyTimeout, cancellationToken);
             if (built)
@@ -55,7 +56,5 @@ public sealed class VmTemplateCloner(VmTemplateStore store, Func<IHypervisor> ne
 
     /// <summary>Why a sandbox cannot start from a template (yet), or null when it can.</summary>
     public static string? WhyNot(SandboxVmOptions options) =>
-        options.Network is not null ? "it has network cards, which templates do not cover yet"
-        : options.MachineType != MachineType.Microvm ? "templates are made for microvm only"
-        : null;
+        options.MachineType != MachineType.Microvm ? "templates are made for microvm only" : null;
 }

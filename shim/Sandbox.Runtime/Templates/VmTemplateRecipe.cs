@@ -24,6 +24,8 @@ public sealed record VmTemplateRecipe
     public MachineType MachineType { get; init; } = MachineType.Microvm;
     public string ExtraKernelParameters { get; init; } = "";
     public bool Debug { get; init; }
+    /// <summary>Network cards (each clone puts its taps behind them; the agent gives them the pod's addresses).</summary>
+    public int NetworkCards { get; init; }
 
     /// <summary>The template's identity: sha256 (hex) of every input above, files by path, size and modification time.</summary>
     public string Key
@@ -42,6 +44,7 @@ public sealed record VmTemplateRecipe
             Line("machine", MachineType);
             Line("kernel_params", ExtraKernelParameters);
             Line("debug", Debug);
+            Line("network_cards", NetworkCards);
             return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())));
         }
     }

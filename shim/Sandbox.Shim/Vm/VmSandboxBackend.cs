@@ -609,17 +609,21 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
         if (!_configuration.Qemu.Template)
             return await SandboxVm.BootAsync(options, hypervisor, cancellationToken).ConfigureAwait(false);
         var cloner = new VmTemplateCloner(new VmTemplateStore(VmTemplateCloner.RootBeside(options.StateRoot!)), _newHypervisor, _log);
-        if (await cloner.TryPrepareAsync(options, cancellationToken).ConfigureAwait(false) is not { } clone)
-            return await SandboxVm.BootAsync(options, hypervisor, cancellationToken).ConfigureAwait(false);
+        TemplateClone? attempted = null;
         try
         {
-            var vm = await SandboxVm.BootAsync(options with { FromTemplate = clone }, hypervisor, cancellationToken).ConfigureAwait(false);
-            _log($"sandbox {options.SandboxId}: {clone.Describe()}");
+            var vm = await SandboxVm.BootAsync(options with
+            {
+                // once the pod's network cards are known: their number is part of the template's recipe
+                CloneSource = async (networkCards, token) => attempted = await cloner.TryPrepareAsync(options, networkCards, token).ConfigureAwait(false),
+            }, hypervisor, cancellationToken).ConfigureAwait(false);
+            if (attempted is not null)
+                _log($"sandbox {options.SandboxId}: {attempted.Describe()}");
             return vm;
         }
-        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        catch (Exception e) when (attempted is not null && (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested))
         {
-            _log($"sandbox {options.SandboxId}: starting from template {clone.Template.Key[..16]} failed, booting cold instead: {e.Message}");
+            _log($"sandbox {options.SandboxId}: starting from template {attempted.Template.Key[..16]} failed, booting cold instead: {e.Message}");
             await hypervisor.DisposeAsync().ConfigureAwait(false);
             return await SandboxVm.BootAsync(options, _newHypervisor(), cancellationToken).ConfigureAwait(false);
         }
