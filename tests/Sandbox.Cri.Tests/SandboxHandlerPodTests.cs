@@ -69,6 +69,39 @@ public sealed class SandboxHandlerPodTests(SandboxCriFixture fixture, ITestOutpu
         Assert.Equal(count, outcome.PodStarts.Count);
     }
 
+    /// <summary>Issue 14's load: the same 20 pods at once with [hypervisor.qemu] template = true and no template yet. The
+    /// first pod's shim builds it while the others wait on its lock, then they start as clones (a pod whose clone
+    /// fails boots cold): all reach READY, each in its own VM, and all are removed without a trace.</summary>
+    [Fact]
+    [Trait("Category", "Load")]
+    public async Task Twenty_pods_started_at_once_from_a_template_all_run_and_are_all_removed()
+    {
+        int count = int.TryParse(Environment.GetEnvironmentVariable("SANDBOX_LOAD_PODS"), out var n) ? n : 20;
+        string original = await File.ReadAllTextAsync(Fixture.ShimConfigurationPath);
+        await File.WriteAllTextAsync(Fixture.ShimConfigurationPath, original.Contains("[hypervisor.qemu]\n", StringComparison.Ordinal)
+            ? original.Replace("[hypervisor.qemu]\n", "[hypervisor.qemu]\ntemplate = true\n", StringComparison.Ordinal)
+            : "[hypervisor.qemu]\ntemplate = true\n\n" + original);
+        string templates = Path.Combine(Path.GetDirectoryName(Fixture.StateRoot)!, "templates");
+        if (Directory.Exists(templates))
+            Directory.Delete(templates, recursive: true);
+        BulkPodStart.Outcome outcome;
+        try
+        {
+            outcome = await new BulkPodStart(Fixture, Output.WriteLine).RunAsync(count);
+        }
+        finally
+        {
+            await File.WriteAllTextAsync(Fixture.ShimConfigurationPath, original);
+        }
+        foreach (var line in outcome.Figures("_template"))
+            Output.WriteLine(line);
+        Output.WriteLine($"started: {string.Join(", ", outcome.Starts.GroupBy(s => s).Select(g => $"{g.Count()} {g.Key}"))}");
+        Assert.True(outcome.Failures.Count == 0, $"{outcome.Failures.Count} of {count} pods failed:\n  {string.Join("\n  ", outcome.Failures)}");
+        Assert.True(outcome.Leftovers.Count == 0, $"left behind:\n  {string.Join("\n  ", outcome.Leftovers)}");
+        Assert.Equal(count, outcome.PodStarts.Count);
+        Assert.Contains("cloned", outcome.Starts);
+    }
+
     [Fact]
     public async Task Each_pod_is_a_vm_of_its_own_shared_by_its_containers()
     {

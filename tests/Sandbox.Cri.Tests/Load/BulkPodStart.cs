@@ -16,6 +16,9 @@ public sealed class BulkPodStart(CriFixture fixture, Action<string> log)
     public sealed record Outcome(int Pods, TimeSpan AllRunning, TimeSpan AllRemoved, IReadOnlyList<TimeSpan> PodStarts,
         IReadOnlyList<string> Failures, IReadOnlyList<string> Leftovers)
     {
+        /// <summary>How each pod's VM started ("booted" or "cloned", from its sandbox.json).</summary>
+        public IReadOnlyList<string> Starts { get; init; } = [];
+
         public TimeSpan MedianPodStart => PodStarts.Count == 0 ? TimeSpan.Zero : PodStarts.Order().ElementAt(PodStarts.Count / 2);
 
         /// <summary>The `bench:` lines of the run.</summary>
@@ -40,10 +43,13 @@ public sealed class BulkPodStart(CriFixture fixture, Action<string> log)
         log($"{pods.Count} of {count} pods started in {allRunning.TotalSeconds:0.0} s");
 
         var bootIds = new Dictionary<string, string>(StringComparer.Ordinal);
+        var startModes = new List<string>();
         foreach (var pod in pods)
         {
             try
             {
+                var metadata = Sandbox.Runtime.Sandboxes.SandboxMetadata.TryRead(Path.Combine(fixture.StateRoot, pod.Id, "sandbox.json"));
+                startModes.Add(metadata?.Start?.StartsWith("cloned", StringComparison.Ordinal) == true ? "cloned" : "booted");
                 var status = await fixture.PodStatusAsync(pod);
                 if (status.Status.State != PodSandboxState.SandboxReady)
                     failures.Add($"{pod} is {status.Status.State}, not READY");
@@ -82,7 +88,10 @@ public sealed class BulkPodStart(CriFixture fixture, Action<string> log)
         foreach (var pod in pods)
             leftovers.AddRange((await PodLeftovers.WaitUntilGoneAsync(fixture, pod)).Select(l => $"{pod}: {l}"));
         log($"{pods.Count} pods removed in {allRemoved.TotalSeconds:0.0} s; {leftovers.Count} leftovers");
-        return new Outcome(count, allRunning, allRemoved, starts.Where(s => s.Pod is not null).Select(s => s.Took).ToList(), failures, leftovers);
+        return new Outcome(count, allRunning, allRemoved, starts.Where(s => s.Pod is not null).Select(s => s.Took).ToList(), failures, leftovers)
+        {
+            Starts = startModes,
+        };
     }
 
     private async Task<(TestPod? Pod, TimeSpan Took)> StartPodAsync(string name, List<string> failures)
