@@ -25,6 +25,7 @@ public sealed class SandboxctlListTests(SharedVmFixture fixture)
             Assert.True(running.VmmRunning);
             Assert.Equal(fixture.Vm.Hypervisor.Pid, running.VmmPid);
             Assert.Equal(fixture.Vm.Hypervisor.ConsoleLogPath, running.ConsoleLog);
+            Assert.Equal("booted", running.Start); // not cloned from a template
             Assert.Null(running.Problem);
 
             var leftover = Assert.Single(listings, l => l.SandboxId == "stale-leftover");
