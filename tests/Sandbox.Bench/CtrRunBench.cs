@@ -73,12 +73,11 @@ public sealed class CtrRunBench(int rounds, ContainerdMatrix release)
         report.Add("ctr_run_warm_over_floor" + release.Suffix, warmMedian / floorSeconds, "ratio", $"{on}: ctr_run_warm / the same floor (target <= 0.6)");
         report.Add("ctr_run_warm_over_gvisor" + release.Suffix, warmMedian / gvisorMedian, "ratio", $"{on}: ctr_run_warm / ctr_run_gvisor, same rounds (target <= 2)");
         double warmPss = await TenIdleSandboxesPssPerSandboxMiBAsync(containerd, warmConfig, sandboxes, "warm", cancellationToken);
-        report.Add("pod_pss_mib_10_warm" + release.Suffix, warmPss, "MiB",
-            $"{on}: PSS per sandbox of ten idle ones at once (ctr run -d sleep; QEMU + shim), cloned from the template (target <= 100). " +
-            "ctr's sandboxes: CRI pods have network cards, which clones do not cover yet");
+        report.Add("ctr_pss_mib_10_warm" + release.Suffix, warmPss, "MiB",
+            $"{on}: PSS per sandbox of ten idle ones at once (ctr run -d sleep; QEMU + shim), cloned from the template (the pod bench has the CRI figure)");
         double coldPss = await TenIdleSandboxesPssPerSandboxMiBAsync(containerd, coldConfig, sandboxes, "cold", cancellationToken);
-        report.Add("pod_pss_mib_10_ctr_cold" + release.Suffix, coldPss, "MiB", $"{on}: the same ten sandboxes booted cold (QEMU + vsock daemon + shim)");
-        report.Add("pss_warm_over_cold" + release.Suffix, warmPss / coldPss, "ratio", $"{on}: pod_pss_mib_10_warm / pod_pss_mib_10_ctr_cold");
+        report.Add("ctr_pss_mib_10_cold" + release.Suffix, coldPss, "MiB", $"{on}: the same ten sandboxes booted cold (QEMU + vsock daemon + shim)");
+        report.Add("ctr_pss_warm_over_cold" + release.Suffix, warmPss / coldPss, "ratio", $"{on}: ctr_pss_mib_10_warm / ctr_pss_mib_10_cold");
         double unconfinedMedian = BenchReport.Median(unconfined);
         report.Add("ctr_run_unconfined" + release.Suffix, unconfinedMedian, "s", $"{on}: ctr_run with confine = false (no jail), same rounds (median of {unconfined.Count})");
         report.Add("ctr_run_unconfined_over_floor" + release.Suffix, unconfinedMedian / floorSeconds, "ratio", $"{on}: ctr_run_unconfined / the same floor");
