@@ -99,7 +99,11 @@ public sealed class SandboxOwnershipTests : IDisposable
         using var bystander = Process.Start("/bin/bash", ["-c", "sleep 60; :", "x", $"{gone}/qmp.sock"]);
         try
         {
-            await WaitUntilAsync(() => File.ReadAllText($"/proc/{orphan.Id}/comm").StartsWith("qemu-system-", StringComparison.Ordinal));
+            // and until its child has become `sleep`: between fork and exec the child is a second "qemu-system-tes"
+            // naming the same path (CI caught the scan in that window once)
+            await WaitUntilAsync(() => File.ReadAllText($"/proc/{orphan.Id}/comm").StartsWith("qemu-system-", StringComparison.Ordinal)
+                && File.ReadAllText($"/proc/{orphan.Id}/task/{orphan.Id}/children").Split(' ', StringSplitOptions.RemoveEmptyEntries)
+                    .Any(child => File.Exists($"/proc/{child}/comm") && File.ReadAllText($"/proc/{child}/comm").Trim() == "sleep"));
 
             var report = LeftoverScan.Scan(_root, DateTime.UtcNow);
 
