@@ -193,7 +193,8 @@ public sealed class QemuAdapter : IHypervisor
     }
 
     /// <summary>Starts QEMU; a clone's QEMU inherits the template memory's descriptor (close-on-exec is lifted for
-    /// the start only, so that no other child of this process gets it).</summary>
+    /// the start only; a child this process starts at that very moment inherits it too, which costs nothing: the memfd
+    /// is sealed against writes).</summary>
     private SupervisedProcess StartQemu(ProcessCommand launch)
     {
         if (Plan.Spec.Template is not VmTemplateRole.CloneOf clone)
