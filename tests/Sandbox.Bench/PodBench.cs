@@ -63,7 +63,9 @@ public sealed class PodBench(int rounds, ContainerdMatrix release)
             double tenPodsMiB = await TenIdlePodsPssPerPodMiBAsync(modes[0].Fixture, cancellationToken);
             report.Add("pod_pss_mib_10" + release.Suffix, tenPodsMiB, "MiB",
                 $"{on}, {modes[0].Description}: host PSS per pod with {TenPods} idle pods running at once (shared pages divided among them)");
-            double tenWarmPodsMiB = await WithTemplatesAsync(modes[0].Fixture, () => TenIdlePodsPssPerPodMiBAsync(modes[0].Fixture, cancellationToken));
+            double tenWarmPodsMiB;
+            await using (await modes[0].Fixture.UseTemplatesAsync())
+                tenWarmPodsMiB = await TenIdlePodsPssPerPodMiBAsync(modes[0].Fixture, cancellationToken);
             report.Add("pod_pss_mib_10_warm" + release.Suffix, tenWarmPodsMiB, "MiB",
                 $"{on}, {modes[0].Description}: the same ten idle pods started from a template ([hypervisor.qemu] template = true; the first builds it) (target <= 100)");
             report.Add("pod_pss_warm_over_cold" + release.Suffix, tenWarmPodsMiB / tenPodsMiB, "ratio", $"{on}: pod_pss_mib_10_warm / pod_pss_mib_10");
@@ -80,24 +82,6 @@ public sealed class PodBench(int rounds, ContainerdMatrix release)
         {
             foreach (var mode in modes)
                 await mode.Fixture.DisposeAsync();
-        }
-    }
-
-    /// <summary>Runs <paramref name="body"/> with [hypervisor.qemu] template = true in the fixture's shim configuration
-    /// (read by each shim as it starts), and no template yet.</summary>
-    private static async Task<T> WithTemplatesAsync<T>(CriFixture fixture, Func<Task<T>> body)
-    {
-        string original = await File.ReadAllTextAsync(fixture.ShimConfigurationPath);
-        await File.WriteAllTextAsync(fixture.ShimConfigurationPath, original.Contains("[hypervisor.qemu]\n", StringComparison.Ordinal)
-            ? original.Replace("[hypervisor.qemu]\n", "[hypervisor.qemu]\ntemplate = true\n", StringComparison.Ordinal)
-            : "[hypervisor.qemu]\ntemplate = true\n\n" + original);
-        try
-        {
-            return await body();
-        }
-        finally
-        {
-            await File.WriteAllTextAsync(fixture.ShimConfigurationPath, original);
         }
     }
 

@@ -77,22 +77,12 @@ public sealed class SandboxHandlerPodTests(SandboxCriFixture fixture, ITestOutpu
     public async Task Twenty_pods_started_at_once_from_a_template_all_run_and_are_all_removed()
     {
         int count = int.TryParse(Environment.GetEnvironmentVariable("SANDBOX_LOAD_PODS"), out var n) ? n : 20;
-        string original = await File.ReadAllTextAsync(Fixture.ShimConfigurationPath);
-        await File.WriteAllTextAsync(Fixture.ShimConfigurationPath, original.Contains("[hypervisor.qemu]\n", StringComparison.Ordinal)
-            ? original.Replace("[hypervisor.qemu]\n", "[hypervisor.qemu]\ntemplate = true\n", StringComparison.Ordinal)
-            : "[hypervisor.qemu]\ntemplate = true\n\n" + original);
         string templates = Path.Combine(Path.GetDirectoryName(Fixture.StateRoot)!, "templates");
         if (Directory.Exists(templates))
             Directory.Delete(templates, recursive: true);
         BulkPodStart.Outcome outcome;
-        try
-        {
+        await using (await Fixture.UseTemplatesAsync())
             outcome = await new BulkPodStart(Fixture, Output.WriteLine).RunAsync(count);
-        }
-        finally
-        {
-            await File.WriteAllTextAsync(Fixture.ShimConfigurationPath, original);
-        }
         foreach (var line in outcome.Figures("_template"))
             Output.WriteLine(line);
         Output.WriteLine($"started: {string.Join(", ", outcome.Starts.GroupBy(s => s).Select(g => $"{g.Count()} {g.Key}"))}");

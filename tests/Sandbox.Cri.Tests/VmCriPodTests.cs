@@ -52,11 +52,7 @@ public abstract class VmCriPodTests<TFixture>(TFixture fixture, ITestOutputHelpe
     [Fact]
     public async Task With_template_on_pods_start_as_clones_with_their_own_addresses_and_reach_each_other()
     {
-        string original = await File.ReadAllTextAsync(Fixture.ShimConfigurationPath);
-        string withTemplate = original.Contains("[hypervisor.qemu]\n", StringComparison.Ordinal)
-            ? original.Replace("[hypervisor.qemu]\n", "[hypervisor.qemu]\ntemplate = true\n", StringComparison.Ordinal)
-            : "[hypervisor.qemu]\ntemplate = true\n\n" + original;
-        await File.WriteAllTextAsync(Fixture.ShimConfigurationPath, withTemplate);
+        var templates = await Fixture.UseTemplatesAsync();
         var pods = new List<TestPod>();
         try
         {
@@ -85,7 +81,7 @@ public abstract class VmCriPodTests<TFixture>(TFixture fixture, ITestOutputHelpe
         }
         finally
         {
-            await File.WriteAllTextAsync(Fixture.ShimConfigurationPath, original);
+            await templates.DisposeAsync();
             foreach (var pod in pods)
                 await Fixture.StopAndRemovePodAsync(pod);
         }

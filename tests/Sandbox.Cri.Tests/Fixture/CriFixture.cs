@@ -549,6 +549,22 @@ public abstract class CriFixture : IAsyncLifetime
     private string RegistryTable(string header) =>
         RegistryHostsDirectory is null ? "" : $"{header}\nconfig_path = \"{RegistryHostsDirectory}\"\n";
 
+    /// <summary>Turns on [hypervisor.qemu] template = true in the shim configuration (each shim reads it as it starts)
+    /// until the returned handle is disposed, which puts the configuration back.</summary>
+    public async Task<IAsyncDisposable> UseTemplatesAsync()
+    {
+        string original = await File.ReadAllTextAsync(ShimConfigurationPath);
+        await File.WriteAllTextAsync(ShimConfigurationPath, original.Contains("[hypervisor.qemu]\n", StringComparison.Ordinal)
+            ? original.Replace("[hypervisor.qemu]\n", "[hypervisor.qemu]\ntemplate = true\n", StringComparison.Ordinal)
+            : "[hypervisor.qemu]\ntemplate = true\n\n" + original);
+        return new ConfigurationRestore(ShimConfigurationPath, original);
+    }
+
+    private sealed class ConfigurationRestore(string path, string original) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync() => await File.WriteAllTextAsync(path, original);
+    }
+
     /// <summary>The shim's configuration.toml: state under this fixture, the checkout's guest image when built.</summary>
     private string ShimConfiguration()
     {
