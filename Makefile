@@ -52,7 +52,7 @@ $(CTL): $(call SOURCES_OF,shim agent/Sandbox.Agent.Protocol agent/Sandbox.Native
 ## kernel: our guest kernel from Debian's linux-source and images/kernel/sandbox-guest.config; cached under
 ## /var/cache/sandbox/kernel-build by its inputs (a first build takes ~15 min on 2 cores, then seconds)
 kernel: $(OWN_KERNEL)/vmlinux
-$(OWN_KERNEL)/vmlinux: images/build-kernel.sh images/kernel/sandbox-guest.config $(KERNEL_SOURCE_DEB) $(SETUP_STAMP)
+$(OWN_KERNEL)/vmlinux: images/build-kernel.sh images/kernel/sandbox-guest.config $(wildcard images/kernel/patches/*.patch) $(KERNEL_SOURCE_DEB) $(SETUP_STAMP)
 	images/build-kernel.sh $(OWN_KERNEL)
 
 ## image: our kernel and Debian's generic one (PVH vmlinux), each with its initramfs (busybox, crun, the agent);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Sandbox guest kernel: Debian's linux-source package, `make allnoconfig`, then the fragment
 # images/kernel/sandbox-guest.config (merged with the kernel's scripts/kconfig/merge_config.sh, and checked: every line
-# of the fragment must hold in the final .config), then `make vmlinux`.
+# of the fragment must hold in the final .config), then `make vmlinux`. The source gets the patches in
+# images/kernel/patches/*.patch first (in name order; each says why it is there).
 #
 #   images/build-kernel.sh OUT_DIR
 #
@@ -9,8 +10,8 @@
 #   vmlinux          the uncompressed PVH ELF kernel, symbols stripped
 #   config           the full .config it was built with
 #   kernel-release   its release string (6.1.x-sandbox)
-#   manifest.txt     source package and version, its sha256, the fragment's sha256, the compiler, the build time, the
-#                    sha256 of vmlinux and of config
+#   manifest.txt     source package and version, its sha256, the fragment's sha256, each patch's sha256, the
+#                    compiler, the build time, the sha256 of vmlinux and of config
 #
 # Inputs (environment, all optional):
 #   KERNEL_SOURCE_DEB  linux-source-6.1 package (default /var/cache/sandbox/kernel-source/linux-source.deb, which
@@ -18,8 +19,8 @@
 #   KERNEL_BUILD_CACHE where builds are kept, one directory per input key (default /var/cache/sandbox/kernel-build)
 #   JOBS               parallel jobs (default: the number of CPUs)
 #
-# The build is keyed by the sha256 of the source package, of the resulting .config (so a comment in the fragment does
-# not rebuild), the compiler's version and RECIPE (bumped when the steps below change), and kept under
+# The build is keyed by the sha256 of the source package, of the patches, of the resulting .config (so a comment in
+# the fragment does not rebuild), the compiler's version and RECIPE (bumped when the steps below change), and kept under
 # KERNEL_BUILD_CACHE/<key>: a second run with the same inputs copies the result (no compiler run). It is reproducible:
 # the timestamp is the source package's date, user and host are fixed, and no debug information is built.
 # The compiler's output goes to KERNEL_BUILD_CACHE/<key>/build.log; the terminal gets progress lines, and on failure
@@ -38,7 +39,7 @@ source_deb=${KERNEL_SOURCE_DEB:-/var/cache/sandbox/kernel-source/linux-source.de
 cache=${KERNEL_BUILD_CACHE:-/var/cache/sandbox/kernel-build}
 jobs=${JOBS:-$(nproc)}
 
-for tool in dpkg-deb tar xz make gcc bc flex bison sha256sum objcopy readelf; do
+for tool in dpkg-deb tar xz make gcc bc flex bison sha256sum objcopy readelf patch; do
     command -v "$tool" >/dev/null || die "'$tool' not found; run images/setup-host.sh"
 done
 [ -f /usr/include/gelf.h ] || die "libelf-dev is missing (objtool needs it); run images/setup-host.sh"
@@ -52,7 +53,12 @@ source_version=$(dpkg-deb -f "$source_deb" Version)
 source_sha=$(sha "$source_deb")
 compiler=$(gcc --version | head -n1)
 # The build steps' version: part of the key.
-recipe=1
+recipe=2
+patches=("$images_dir"/kernel/patches/*.patch)
+[ -e "${patches[0]}" ] || patches=()
+# One line per patch (name and sha256), in the order they are applied: part of the key and of the manifest.
+patch_list=$(for p in "${patches[@]}"; do printf '%s sha256 %s\n' "kernel/patches/$(basename "$p")" "$(sha "$p")"; done)
+patch_sha=$(printf '%s' "$patch_list" | sha256sum | cut -c1-12)
 
 publish() {
     mkdir -p "$out_dir"
@@ -62,16 +68,20 @@ publish() {
     done
 }
 
-# --- Source: unpacked once per source package version --------------------------------------------------------
-source_tree=$cache/source-$source_version
+# --- Source: unpacked and patched once per source package version and patch set ------------------------------
+source_tree=$cache/source-$source_version-patches-$patch_sha
 if [ ! -f "$source_tree/.unpacked" ]; then
-    say "unpacking $source_package $source_version into $source_tree"
+    say "unpacking $source_package $source_version into $source_tree (${#patches[@]} patch(es))"
     rm -rf "$source_tree" "$source_tree.tmp"
     mkdir -p "$source_tree.tmp"
     tarball=$(dpkg-deb -c "$source_deb" | awk '{print $6}' | grep -E '^\./usr/src/linux-source-[0-9.]+\.tar\.xz$' | head -n1)
     [ -n "$tarball" ] || die "$source_deb has no usr/src/linux-source-*.tar.xz"
     dpkg-deb --fsys-tarfile "$source_deb" | tar -xO "$tarball" | tar -xJ -C "$source_tree.tmp" --strip-components=1 \
         || die "cannot unpack $tarball from $source_deb"
+    for p in "${patches[@]}"; do
+        patch -d "$source_tree.tmp" -p1 --forward --quiet < "$p" \
+            || die "$p does not apply to $source_package $source_version: update it for this source"
+    done
     touch "$source_tree.tmp/.unpacked"
     mv "$source_tree.tmp" "$source_tree"
 fi
@@ -106,7 +116,7 @@ done < "$fragment"
 [ ${#unmet[@]} -eq 0 ] || die "the kernel's Kconfig did not take these lines of $fragment (a dependency is missing or the option is gone): ${unmet[*]}"
 
 # --- The key: what the build depends on ----------------------------------------------------------------------
-key=$(printf 'recipe %s\nsource %s\nconfig %s\ncompiler %s\n' "$recipe" "$source_sha" "$(sha "$work/obj/.config")" "$compiler" \
+key=$(printf 'recipe %s\nsource %s\npatches %s\nconfig %s\ncompiler %s\n' "$recipe" "$source_sha" "$patch_list" "$(sha "$work/obj/.config")" "$compiler" \
     | sha256sum | cut -d' ' -f1)
 build=$cache/$key
 if [ -f "$build/manifest.txt" ] && [ -f "$build/vmlinux" ]; then
@@ -138,6 +148,7 @@ printf '%s\n' "$release" > "$work/kernel-release"
     printf 'input-key %s\n' "$key"
     printf 'source-package %s %s sha256 %s file %s\n' "$source_package" "$source_version" "$source_sha" "$source_deb"
     printf 'config-fragment %s sha256 %s\n' "images/kernel/sandbox-guest.config" "$(sha "$fragment")"
+    [ -z "$patch_list" ] || printf '%s\n' "$patch_list" | sed 's/^/patch /'
     printf 'config sha256 %s\n' "$(sha "$work/config")"
     printf 'compiler %s\n' "$compiler"
     printf 'kernel-release %s\n' "$release"

@@ -41,10 +41,10 @@ make_download_dir() {
 # --- 1. Host packages -------------------------------------------------------------------------------------------
 packages=(qemu-system-x86 busybox-static crun containerd runc gcc zlib1g-dev cpio kmod xz-utils
           containernetworking-plugins iproute2 util-linux python3 binutils debian-archive-keyring
-          iptables docker-registry skopeo python3-prometheus-client make bc flex bison libelf-dev libssl-dev)
+          iptables docker-registry skopeo python3-prometheus-client make bc flex bison libelf-dev libssl-dev patch)
 # iptables: port-forward into a pod's VM (a REDIRECT in the pod's network namespace); docker-registry and skopeo:
 # `make conformance`'s private registry for critest's images; python3-prometheus-client: its text-format parser checks
-# `sandboxctl metrics` in the tests; make, bc, flex, bison, libelf-dev, libssl-dev: building the guest kernel
+# `sandboxctl metrics` in the tests; make, bc, flex, bison, libelf-dev, libssl-dev, patch: building the guest kernel
 # (images/build-kernel.sh)
 missing=()
 for p in "${packages[@]}"; do
