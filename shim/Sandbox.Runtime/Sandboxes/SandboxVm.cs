@@ -196,7 +196,11 @@ public sealed class SandboxVm : IAsyncDisposable
                 await hypervisor.StartAsync(cancellationToken);
                 agent = new AgentConnection(DialerFor(hypervisor.AgentEndpoint), options.SandboxId);
                 WriteMetadata(state, options, hypervisor, clone);
-                await AgentReadiness.WaitAsync(hypervisor, agent, options.SandboxId, options.AgentReadyTimeout, cancellationToken);
+                // A clone's agent was listening when its template was saved, so its first call is CreateSandbox: under
+                // TCG every call into a restored guest runs freshly translated code, and a Health first cost one more
+                // such round trip. A clone that does not answer fails CreateSandbox and boots cold (VmSandboxBackend).
+                if (clone is null)
+                    await AgentReadiness.WaitAsync(hypervisor, agent, options.SandboxId, options.AgentReadyTimeout, cancellationToken);
             }
             // The guest has long copied both images into its memory; this runs beside the sandbox set-up below.
             bootImagesReleased = ReleaseBootImagesAsync(hypervisor);
