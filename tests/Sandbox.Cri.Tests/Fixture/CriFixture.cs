@@ -22,6 +22,9 @@ public abstract class CriFixture : IAsyncLifetime
 {
     public const string RuncHandler = "runc";
     public const string SandboxHandler = "sandbox";
+    /// <summary>The same runtime with a configuration of its own (<see cref="ColdShimConfigurationPath"/>) that
+    /// <see cref="UseTemplatesAsync"/> leaves alone: its pods boot cold while the others start from a template.</summary>
+    public const string SandboxColdHandler = "sandbox-cold";
 
     /// <summary>
     /// containerd 2.x only: the same shim with `sandboxer = "shim"`, so that CRI starts the pod through the shim's
@@ -61,6 +64,10 @@ public abstract class CriFixture : IAsyncLifetime
     public string RuncRoot => Path.Combine(Directory, "runc");
 
     public string ShimConfigurationPath => Path.Combine(Directory, "configuration.toml");
+
+    /// <summary>The <see cref="SandboxColdHandler"/>'s configuration: the same as <see cref="ShimConfigurationPath"/>'s
+    /// at the start, never switched to templates.</summary>
+    public string ColdShimConfigurationPath => Path.Combine(Directory, "configuration-cold.toml");
 
     public PrivateContainerd Containerd { get; private set; } = null!;
 
@@ -113,6 +120,7 @@ public abstract class CriFixture : IAsyncLifetime
             await File.WriteAllTextAsync(HostMarkerPath, "host-only\n");
             Network = await CniBridgeNetwork.CreateAsync(System.IO.Directory.CreateDirectory(Path.Combine(Directory, "cni")).FullName);
             await File.WriteAllTextAsync(ShimConfigurationPath, ShimConfiguration());
+            await File.WriteAllTextAsync(ColdShimConfigurationPath, ShimConfiguration());
 
             var release = await ContainerdRelease.DetectAsync();
             var options = new PrivateContainerdOptions
@@ -497,6 +505,10 @@ public abstract class CriFixture : IAsyncLifetime
               runtime_type = "io.containerd.sandbox.v2"
               [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{SandboxHandler}.options]
                 ConfigPath = "{ShimConfigurationPath}"
+            [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{SandboxColdHandler}]
+              runtime_type = "io.containerd.sandbox.v2"
+              [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{SandboxColdHandler}.options]
+                ConfigPath = "{ColdShimConfigurationPath}"
           [plugins."io.containerd.grpc.v1.cri".cni]
             bin_dir = "{CniBridgeNetwork.PluginDirectory}"
             conf_dir = "{Network.ConfigDirectory}"
@@ -525,6 +537,10 @@ public abstract class CriFixture : IAsyncLifetime
               runtime_type = "io.containerd.sandbox.v2"
               [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.{SandboxHandler}.options]
                 ConfigPath = "{ShimConfigurationPath}"
+            [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.{SandboxColdHandler}]
+              runtime_type = "io.containerd.sandbox.v2"
+              [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.{SandboxColdHandler}.options]
+                ConfigPath = "{ColdShimConfigurationPath}"
             # no options table: containerd 2.1's client takes any runtime options of a sandboxed container for runc's
             # (containerd#13360, fixed after 2.1), so the shim finds its configuration through $SANDBOX_CONFIG
             [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.{SandboxApiHandler}]

@@ -33,11 +33,12 @@ public sealed class BulkPodStart(CriFixture fixture, Action<string> log)
         }
     }
 
-    public async Task<Outcome> RunAsync(int count)
+    /// <param name="handlerOf">The runtime handler of pod i (null: the fixture's own for every pod).</param>
+    public async Task<Outcome> RunAsync(int count, Func<int, string>? handlerOf = null)
     {
         var failures = new List<string>();
         var clock = Stopwatch.StartNew();
-        var starts = await Task.WhenAll(Enumerable.Range(0, count).Select(i => StartPodAsync($"bulk-{i}", failures)));
+        var starts = await Task.WhenAll(Enumerable.Range(0, count).Select(i => StartPodAsync($"bulk-{i}", handlerOf?.Invoke(i), failures)));
         var allRunning = clock.Elapsed;
         var pods = starts.Where(s => s.Pod is not null).Select(s => s.Pod!).ToList();
         log($"{pods.Count} of {count} pods started in {allRunning.TotalSeconds:0.0} s");
@@ -94,13 +95,13 @@ public sealed class BulkPodStart(CriFixture fixture, Action<string> log)
         };
     }
 
-    private async Task<(TestPod? Pod, TimeSpan Took)> StartPodAsync(string name, List<string> failures)
+    private async Task<(TestPod? Pod, TimeSpan Took)> StartPodAsync(string name, string? handler, List<string> failures)
     {
         var clock = Stopwatch.StartNew();
         TestPod? pod = null;
         try
         {
-            pod = await fixture.RunPodAsync(name);
+            pod = await fixture.RunPodAsync(name, null, false, NamespaceMode.Pod, handler);
             var ready = clock.Elapsed;
             await fixture.StartContainerAsync(pod, "main", ["sleep", "2147483647"]);
             log($"{pod}: READY after {ready.TotalSeconds:0.0} s, its container running after {clock.Elapsed.TotalSeconds:0.0} s");
