@@ -91,7 +91,7 @@ public sealed class PodBench(int rounds, ContainerdMatrix release)
     private static async Task<(double Held, double NotFree)> GuestMemoryMiBAsync(CriFixture fixture, TestPod pod)
     {
         int qemu = LeftoverVmProcesses.Find(Path.Combine(fixture.StateRoot, pod.Id)).Select(p => p.Pid)
-            .First(pid => File.ReadAllText($"/proc/{pid}/comm").StartsWith("qemu", StringComparison.Ordinal));
+            .First(pid => ProcessName(pid).StartsWith("qemu", StringComparison.Ordinal));
         var (heldKiB, sizeKiB) = ProcessMemory.MappingKiB(qemu, "memory-backend");
         var meminfo = await fixture.ExecAsync(pod, "app", "cat", "/proc/meminfo");
         long memFreeKiB = long.Parse(meminfo.Stdout.Split('\n').First(l => l.StartsWith("MemFree:", StringComparison.Ordinal))
