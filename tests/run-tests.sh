@@ -20,6 +20,17 @@ results=()
 # The console logger closes each run with "Total tests: N", then "     Passed: N", "     Failed: N", "    Skipped: N".
 count() { grep -E "^ +$1: +[0-9]+ *\$" "$log" | tail -1 | grep -oE '[0-9]+' || echo 0; }
 
+# failures_of LOG: "    failed: NAME" per failed test of a console log, each followed by up to 12 lines of its
+# "Error Message:" block (the console logger prints it between the "Failed NAME [time]" line and "Stack Trace:").
+failures_of() {
+    awk '
+        /^ +Failed [A-Za-z_][^ ]+/ { print "    failed: " $2; inmessage = 0; lines = 0; next }
+        /^ +Error Message:/ { inmessage = 1; next }
+        /^ +(Stack Trace:|Standard Output Messages:|Passed |Skipped )/ { inmessage = 0; next }
+        inmessage && lines < 12 && NF > 0 { sub(/^ +/, ""); print "      " $0; lines++ }
+    ' "$1"
+}
+
 # run_project PROJECT WHAT [dotnet test arguments...]: one dotnet test run, added to the totals and the results table.
 run_project() {
     local project=$1 what=$2 rc p f s
@@ -39,8 +50,9 @@ run_project() {
     passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
     [ "$rc" -eq 0 ] || status=1
     results+=("$(printf '%-26s %-42s %s' "$(basename "$(dirname "$project")")" "$what" "$([ "$rc" -eq 0 ] && echo passed || echo FAILED) ($p passed, $f failed, $s skipped)")")
-    # the failed tests by name, so that the closing table (often all a CI log keeps) says which ones
-    while read -r name; do results+=("    failed: $name"); done < <(grep -oE '^ +Failed [A-Za-z_][^ ]+' "$log" | awk '{print $2}')
+    # the failed tests by name and the first lines of their error messages, so that the closing table (often all a CI
+    # log keeps) says which ones failed and why
+    while IFS= read -r line; do results+=("$line"); done < <(failures_of "$log")
     rm -f "$log"
 }
 

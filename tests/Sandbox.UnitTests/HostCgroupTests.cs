@@ -146,6 +146,33 @@ public sealed class PodHostCgroupTests : IDisposable
         RemoveParents(hierarchies);
     }
 
+    /// <summary>Pods started at once: another shim has just made the parent directories and not yet given cpuset its
+    /// cpus and mems (a v1 cpuset starts empty). The pod's cgroup must still take a process, not fail with ENOSPC.
+    /// On a host without a v1 cpuset hierarchy the parents have nothing to fill and the process still moves in.</summary>
+    [Fact]
+    public async Task Parents_made_by_another_shim_and_not_yet_filled_still_give_a_cpuset_that_takes_processes()
+    {
+        var hierarchies = HostCgroupMounts.Read();
+        foreach (var hierarchy in hierarchies)
+            Directory.CreateDirectory(hierarchy.MountPoint + Path.GetDirectoryName(_path)); // mkdir only, as the other shim so far
+        var cgroup = PodHostCgroup.Create("sb", _path, hierarchies);
+        using var sleeper = Process.Start("sleep", "60");
+        try
+        {
+            cgroup.Add(sleeper.Id);
+            Assert.Equal([sleeper.Id], cgroup.Pids());
+            foreach (var cpuset in hierarchies.Where(h => !h.IsV2 && h.Has("cpuset")))
+                Assert.NotEqual("", File.ReadAllText(Path.Combine(cpuset.MountPoint + Path.GetDirectoryName(_path), "cpuset.cpus")).Trim());
+        }
+        finally
+        {
+            sleeper.Kill();
+            await sleeper.WaitForExitAsync();
+        }
+        Assert.Empty(await cgroup.RemoveAsync(TimeSpan.FromSeconds(5), CancellationToken.None));
+        RemoveParents(hierarchies);
+    }
+
     [Fact]
     public void A_process_that_cannot_move_in_gives_an_error_naming_the_sandbox_and_the_file()
     {

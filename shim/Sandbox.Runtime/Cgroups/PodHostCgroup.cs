@@ -183,9 +183,10 @@ public sealed class PodHostCgroup
         {
             string parent = current;
             current = System.IO.Path.Combine(current, part);
-            if (Directory.Exists(current))
-                continue;
             Directory.CreateDirectory(current);
+            // every level, not only the ones made here: when pods start at once, another shim may have just made the
+            // parent and not yet given it cpus and mems, and a child of an empty cpuset stays empty (ENOSPC on
+            // cgroup.procs). Writing the same values twice is harmless (runc's cpuset code does the same).
             if (hierarchy.Has("cpuset"))
             {
                 CopyIfEmpty(parent, current, "cpuset.cpus");
