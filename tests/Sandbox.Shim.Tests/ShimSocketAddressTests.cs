@@ -59,6 +59,17 @@ public class ShimSocketAddressTests
     }
 
     [Fact]
+    public void Rootfs_is_roots_path_relative_to_the_bundle_unless_absolute_as_runc_reads_it()
+    {
+        Assert.Equal("/b/rootfs", BundleConfig.RootfsOf("""{"root":{"path":"rootfs","readonly":true}}""", "/b"));
+        Assert.Equal("/b/rootfs", BundleConfig.RootfsOf("""{"ociVersion":"1.0.2"}""", "/b"));
+        Assert.Equal("/srv/image", BundleConfig.RootfsOf("""{"root":{"path":"/srv/image"}}""", "/b")); // ctr run --rootfs
+        Assert.Equal("/srv/image", BundleConfig.RootfsOf("""{"root":{"path":"../../srv/image"}}""", "/b/c"));
+        Assert.Throws<FormatException>(() => BundleConfig.RootfsOf("""{"root":{"path":7}}""", "/b"));
+        Assert.Throws<FormatException>(() => BundleConfig.RootfsOf("""{"root":{"path":""}}""", "/b"));
+    }
+
+    [Fact]
     public void Address_file_is_written_without_newline_and_replaced_atomically()
     {
         var dir = Directory.CreateTempSubdirectory("addr-").FullName;

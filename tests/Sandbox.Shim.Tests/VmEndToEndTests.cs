@@ -156,6 +156,34 @@ public sealed class VmEndToEndTests : IClassFixture<VmBackedContainerdFixture>, 
         await AssertNothingLeftAsync();
     }
 
+    /// <summary>`ctr run --rootfs DIR`: the spec's root.path names a host directory and containerd mounts no snapshot;
+    /// the container in the VM runs in that directory, as runc's does, and the directory is left as it was.</summary>
+    [Fact]
+    public async Task Ctr_run_with_a_rootfs_directory_runs_in_that_directory_as_runc_does()
+    {
+        string rootfs = Directory.CreateTempSubdirectory("vm-rootfs-dir-").FullName;
+        try
+        {
+            foreach (string directory in new[] { "bin", "proc", "sys", "dev", "tmp", "etc" })
+                Directory.CreateDirectory(Path.Combine(rootfs, directory));
+            File.Copy("/bin/busybox", Path.Combine(rootfs, "bin", "busybox"));
+            File.WriteAllText(Path.Combine(rootfs, "marker"), "from the host directory\n");
+            string[] command = ["/bin/busybox", "cat", "/marker"];
+            var vm = await Containerd.CtrAsync(["run", "--fifo-dir", Containerd.FifoDirectory, "--rm", "--runtime", Runtime, "--rootfs", rootfs, "vm-rootfs-dir", .. command], RunTimeout);
+            var runc = await Containerd.CtrAsync(["run", "--fifo-dir", Containerd.FifoDirectory, "--rm", "--runtime", RuncRuntime, "--rootfs", rootfs, "runc-rootfs-dir", .. command], RunTimeout);
+
+            Assert.True(vm.ExitCode == 0, Containerd.Describe(vm));
+            Assert.Equal("from the host directory", vm.Stdout.Trim());
+            Assert.Equal(runc.Stdout, vm.Stdout);
+            await AssertNothingLeftAsync();
+            Assert.Equal("from the host directory\n", File.ReadAllText(Path.Combine(rootfs, "marker")));
+        }
+        finally
+        {
+            Directory.Delete(rootfs, recursive: true);
+        }
+    }
+
     /// <summary>The container's /dev is the one runc gives it: the same entries, types and modes.</summary>
     [Fact]
     public async Task The_dev_listing_matches_runc()

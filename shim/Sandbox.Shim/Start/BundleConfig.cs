@@ -30,4 +30,26 @@ public static class BundleConfig
         }
         return containerId;
     }
+
+    /// <summary>
+    /// The container's root filesystem on the host, as runc reads it: the spec's root.path, relative to the bundle
+    /// unless absolute; "rootfs" when the spec names none. containerd writes "rootfs" and mounts the snapshot there;
+    /// `ctr run --rootfs DIR` writes DIR and mounts nothing. Throws JsonException on JSON that does not parse and
+    /// FormatException on a root.path that is not a string.
+    /// </summary>
+    public static string RootfsOf(string configJson, string bundle)
+    {
+        using var document = JsonDocument.Parse(configJson);
+        string path = "rootfs";
+        if (document.RootElement.ValueKind == JsonValueKind.Object
+            && document.RootElement.TryGetProperty("root", out var root)
+            && root.ValueKind == JsonValueKind.Object
+            && root.TryGetProperty("path", out var value))
+        {
+            path = value.ValueKind == JsonValueKind.String && value.GetString() is { Length: > 0 } named
+                ? named
+                : throw new FormatException($"root.path must be a non-empty string, not {Tasks.UntrustedText.Quote(value.GetRawText())}");
+        }
+        return Path.GetFullPath(Path.Combine(bundle, path));
+    }
 }

@@ -108,7 +108,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
         bool bound = false;
         try
         {
-            RootfsShare.Bind(request.RootfsPath, containerDirectory, $"container {id}");
+            RootfsShare.Bind(RootfsOf(specJson, request.Bundle, owner), containerDirectory, $"container {id}");
             bound = true;
             string guestSpecJson = ContainerMountShare.Share(specJson, containerDirectory, vm.GuestPathOf, $"container {id}");
             shared = Stopwatch.GetTimestamp();
@@ -881,6 +881,23 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
         catch (JsonException e)
         {
             throw new SandboxBackendException(TtrpcStatusCode.InvalidArgument, $"{owner}: config.json is not valid JSON: {e.Message}");
+        }
+        catch (FormatException e)
+        {
+            throw new SandboxBackendException(TtrpcStatusCode.InvalidArgument, $"{owner}: config.json: {e.Message}");
+        }
+    }
+
+    /// <summary>The container's rootfs on the host: the spec's root.path (<c>&lt;bundle&gt;/rootfs</c>, where the task
+    /// service mounted the snapshot, or the directory of `ctr run --rootfs`).</summary>
+    private static string RootfsOf(string specJson, string bundle, string owner)
+    {
+        try
+        {
+            string rootfs = BundleConfig.RootfsOf(specJson, bundle);
+            return Directory.Exists(rootfs)
+                ? rootfs
+                : throw new SandboxBackendException(TtrpcStatusCode.InvalidArgument, $"{owner}: its rootfs {rootfs} (root.path of config.json) is not a directory");
         }
         catch (FormatException e)
         {
