@@ -26,6 +26,16 @@ public sealed class TtrpcServer : IAsyncDisposable
     /// <summary>Requests being handled right now, over all connections.</summary>
     public int ActiveRequests => Volatile.Read(ref _activeRequests);
 
+    /// <summary>Connections accepted and not yet closed by either side.</summary>
+    public int OpenConnections
+    {
+        get
+        {
+            lock (_gate)
+                return _connections.Count;
+        }
+    }
+
     /// <summary>
     /// Creates a listening Unix stream socket at <paramref name="path"/> with mode 0600. The path must not exist.
     /// </summary>
@@ -62,7 +72,8 @@ public sealed class TtrpcServer : IAsyncDisposable
     public void Start(string path) => Start(ListenUnix(path));
 
     /// <summary>
-    /// Stops accepting, lets requests in flight finish for up to <paramref name="grace"/>, then cancels the rest and
+    /// Stops accepting, lets requests in flight finish for up to <paramref name="grace"/>, waits for the clients to hang
+    /// up for up to <see cref="TtrpcServerOptions.HangUpWait"/> (not with a zero grace), then cancels what is left and
     /// closes every connection.
     /// </summary>
     public async Task ShutdownAsync(TimeSpan grace)
@@ -77,6 +88,12 @@ public sealed class TtrpcServer : IAsyncDisposable
         var deadline = DateTime.UtcNow + grace;
         while (ActiveRequests > 0 && DateTime.UtcNow < deadline)
             await Task.Delay(10).ConfigureAwait(false);
+        if (grace > TimeSpan.Zero && ActiveRequests == 0)
+        {
+            var hangUpDeadline = DateTime.UtcNow + _options.HangUpWait;
+            while (OpenConnections > 0 && DateTime.UtcNow < hangUpDeadline)
+                await Task.Delay(10).ConfigureAwait(false);
+        }
 
         _stopping.Cancel();
         await _acceptLoop.ConfigureAwait(false);

@@ -23,9 +23,13 @@ public sealed class ServerClientTests : IAsyncLifetime
         _dir.Dispose();
     }
 
-    private void StartServer()
+    private void StartServer(TimeSpan? hangUpWait = null)
     {
-        _server = new TtrpcServer(_registry, new TtrpcServerOptions { Log = line => { lock (_serverLog) _serverLog.Add(line); } });
+        _server = new TtrpcServer(_registry, new TtrpcServerOptions
+        {
+            Log = line => { lock (_serverLog) _serverLog.Add(line); },
+            HangUpWait = hangUpWait ?? new TtrpcServerOptions().HangUpWait,
+        });
         _server.Start(SocketPath);
     }
 
@@ -366,6 +370,47 @@ public sealed class ServerClientTests : IAsyncLifetime
 
         Assert.Equal(new byte[] { 0x08, 0x01 }, await call);
         await Assert.ThrowsAnyAsync<Exception>(() => TtrpcClient.ConnectAsync(SocketPath, CancellationToken.None));
+    }
+
+    /// <summary>The answer to the last call (containerd's ShutdownSandbox) must not race the connection's close: after
+    /// it, a graceful shutdown leaves the connection open until the client hangs up.</summary>
+    [Fact]
+    public async Task Shutdown_leaves_the_connection_open_after_the_last_answer_until_the_client_hangs_up()
+    {
+        var answered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _registry.Register(Service, "Last", (_, _) =>
+        {
+            answered.SetResult(); // as the shim's ShutdownSandbox: it asks the daemon to stop before its answer is out
+            return Task.FromResult(new byte[] { 0x08, 0x01 });
+        });
+        StartServer(hangUpWait: TimeSpan.FromMinutes(5));
+        var client = await TtrpcClient.ConnectAsync(SocketPath, CancellationToken.None);
+        var call = client.CallAsync(Service, "Last", Array.Empty<byte>());
+        await answered.Task;
+        var shutdown = _server!.ShutdownAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(new byte[] { 0x08, 0x01 }, await call);
+        await Task.Delay(200);
+        Assert.True(client.IsConnected, "the server closed the connection before the client hung up");
+        Assert.False(shutdown.IsCompleted);
+
+        await client.DisposeAsync();
+        await shutdown.WaitAsync(TimeSpan.FromSeconds(30)); // ends at the hang-up, not after the 5 min wait
+        Assert.Equal(0, _server.OpenConnections);
+    }
+
+    [Fact]
+    public async Task Shutdown_closes_a_connection_whose_client_does_not_hang_up_after_the_wait()
+    {
+        RegisterEcho();
+        StartServer(hangUpWait: TimeSpan.FromMilliseconds(200));
+        await using var client = await TtrpcClient.ConnectAsync(SocketPath, CancellationToken.None);
+        await client.CallAsync(Service, "Echo", new StringValue { Value = "x" }.ToByteArray());
+
+        await _server!.ShutdownAsync(TimeSpan.FromSeconds(30)).WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(0, _server.OpenConnections);
+        await WaitUntilAsync(() => !client.IsConnected);
     }
 
     [Fact]
