@@ -76,14 +76,13 @@ public interface ISandboxBackend
 public sealed record ProcessStdio(string Stdin, string Stdout, string Stderr, bool Terminal);
 
 /// <summary>
-/// A container to create. <see cref="RootfsPath"/> (<c>&lt;bundle&gt;/rootfs</c>) is already mounted from
-/// <see cref="RootfsMounts"/> by the task service (or was prepared by containerd when the list is empty).
+/// A container to create. Its rootfs is the bundle's config.json root.path, as runc reads it: the task service has
+/// already mounted containerd's rootfs mounts at <c>&lt;bundle&gt;/rootfs</c>; with none (`ctr run --rootfs DIR`)
+/// root.path names a directory of its own.
 /// </summary>
 public sealed record ContainerCreateRequest(
     string ContainerId,
     string Bundle,
-    string RootfsPath,
-    IReadOnlyList<Mount> RootfsMounts,
     ProcessStdio Stdio,
     Any? Options);
 

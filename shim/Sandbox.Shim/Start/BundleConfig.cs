@@ -35,7 +35,7 @@ public static class BundleConfig
     /// The container's root filesystem on the host, as runc reads it: the spec's root.path, relative to the bundle
     /// unless absolute; "rootfs" when the spec names none. containerd writes "rootfs" and mounts the snapshot there;
     /// `ctr run --rootfs DIR` writes DIR and mounts nothing. Throws JsonException on JSON that does not parse and
-    /// FormatException on a root.path that is not a string.
+    /// FormatException on a root.path that is not a non-empty string.
     /// </summary>
     public static string RootfsOf(string configJson, string bundle)
     {

@@ -151,7 +151,7 @@ public sealed class TaskService
                 container.RootfsMounted = true;
             }
 
-            var backendRequest = new ContainerCreateRequest(request.Id, request.Bundle, container.RootfsPath, container.Rootfs, stdio, request.Options);
+            var backendRequest = new ContainerCreateRequest(request.Id, request.Bundle, stdio, request.Options);
             uint pid = await CallBackendAsync($"create container {request.Id}",
                 () => _backend.CreateContainerAsync(backendRequest, cancellationToken)).ConfigureAwait(false);
 
