@@ -108,6 +108,9 @@ public sealed class SandboxVm : IAsyncDisposable
     private (string Reason, bool Failed) _end = ("stopped by the runtime (its containers were deleted, or the pod was stopped)", false);
 
     public string SandboxId => State.SandboxId;
+
+    /// <summary>Where the boot's time went, for the shim's log: "state, cgroup and network 3 ms, template 41 ms, ...".</summary>
+    public string BootPhases { get; private init; } = "";
     public SandboxStateDirectory State { get; }
     public IHypervisor Hypervisor { get; }
     public AgentConnection Agent { get; }
@@ -150,6 +153,7 @@ public sealed class SandboxVm : IAsyncDisposable
         PodHostCgroup? hostCgroup = null;
         Task<string> bootImagesReleased = Task.FromResult("not started");
         Templates.TemplateClone? clone = null;
+        var phases = new BootPhaseClock();
         try
         {
             if (options.JailerPath is not null)
@@ -165,8 +169,12 @@ public sealed class SandboxVm : IAsyncDisposable
                     hostCgroup.SetMemoryLimit(limit);
             }
             var nics = options.Network is null ? [] : await options.Network.SetUpAsync(cancellationToken);
+            phases.Mark("state, cgroup and network");
             if (options.CloneSource is { } cloneSource)
+            {
                 clone = await cloneSource(nics.Count, cancellationToken);
+                phases.Mark("template");
+            }
             var config = new VmConfig
             {
                 SandboxId = options.SandboxId,
@@ -191,16 +199,21 @@ public sealed class SandboxVm : IAsyncDisposable
                 Template = clone?.Role,
             };
             await hypervisor.PrepareAsync(config, cancellationToken);
+            phases.Mark("prepare");
             using (await TakeBootSlotAsync(options, cancellationToken))
             {
                 await hypervisor.StartAsync(cancellationToken);
+                phases.Mark(clone is null ? "QEMU started" : "QEMU restored");
                 agent = new AgentConnection(DialerFor(hypervisor.AgentEndpoint), options.SandboxId);
                 WriteMetadata(state, options, hypervisor, clone);
                 // A clone's agent was listening when its template was saved, so its first call is CreateSandbox: under
                 // TCG every call into a restored guest runs freshly translated code, and a Health first cost one more
                 // such round trip. A clone that does not answer fails CreateSandbox and boots cold (VmSandboxBackend).
                 if (clone is null)
+                {
                     await AgentReadiness.WaitAsync(hypervisor, agent, options.SandboxId, options.AgentReadyTimeout, cancellationToken);
+                    phases.Mark("agent ready");
+                }
             }
             // The guest has long copied both images into its memory; this runs beside the sandbox set-up below.
             bootImagesReleased = ReleaseBootImagesAsync(hypervisor);
@@ -217,13 +230,18 @@ public sealed class SandboxVm : IAsyncDisposable
                 // a clone's cards have the template's placeholder addresses until the agent sets the pod's
                 NetworkCardMacs = { clone is null ? [] : nics.Select(nic => nic.Mac) },
             }, deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: cancellationToken);
+            phases.Mark("CreateSandbox");
             PodPortForwarder? portForwarder = null;
             if (options.Network is not null)
             {
                 await GuestNetworkClient.ApplyAsync(agent.Client, options.Network, cancellationToken);
                 portForwarder = await StartPortForwarderAsync(options.SandboxId, options.Network, agent, cancellationToken);
+                phases.Mark("guest network");
             }
-            return new SandboxVm(state, hypervisor, agent, options.Network, portForwarder, bootImagesReleased, hostCgroup, options, clone);
+            return new SandboxVm(state, hypervisor, agent, options.Network, portForwarder, bootImagesReleased, hostCgroup, options, clone)
+            {
+                BootPhases = phases.Describe(),
+            };
         }
         catch (Exception e)
         {

@@ -594,7 +594,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
         _ = WatchVmAsync(vm);
         _ = WatchAgentLivenessAsync(vm);
         _log($"sandbox {sandboxId}: VM running (QEMU pid {vm.Hypervisor.Pid}, {vm.Hypervisor.Capabilities.Acceleration}, " +
-             $"{vm.Hypervisor.Capabilities.VsockMode} vsock), agent ready after {clock.Elapsed.TotalSeconds:0.00} s; console: {vm.Hypervisor.ConsoleLogPath}");
+             $"{vm.Hypervisor.Capabilities.VsockMode} vsock), agent ready after {clock.Elapsed.TotalSeconds:0.00} s ({vm.BootPhases}); console: {vm.Hypervisor.ConsoleLogPath}");
         _ = LogBootImagesReleasedAsync(vm);
         return vm;
     }
