@@ -56,6 +56,11 @@ public sealed class VmTemplateTests(ITestOutputHelper output) : IAsyncLifetime
                          File.ReadAllText(template.ManifestFile));
         Assert.True(built);
         Assert.True(template.IsComplete);
+        // the source VM ran its warm-up container (TemplateWarmUp) and removed it before the save
+        Assert.Matches(@"(?m)^warm_up_seconds [0-9.]+$", File.ReadAllText(template.ManifestFile));
+        string sourceConsole = File.ReadAllText(Path.Combine(template.Directory, "vm", "console.log"));
+        Assert.Contains("sandbox-agent: CreateContainer template-war", sourceConsole);
+        Assert.Contains("sandbox-agent: RemoveContainer template-war", sourceConsole);
         Assert.InRange(new FileInfo(template.StateFile).Length, 1, 1024 * 1024); // device state only: RAM stays in the memory file
         var again = await store.GetOrBuildAsync(Recipe(), () => throw new InvalidOperationException("built twice"), jailer, TimeSpan.FromSeconds(90), Timeout);
         Assert.False(again.Built);
@@ -97,6 +102,10 @@ public sealed class VmTemplateTests(ITestOutputHelper output) : IAsyncLifetime
             Assert.Equal($"clone-{i}", lines[2]);
             // no boot: the agent announced "listening on" in the template's console, not in the clone's
             Assert.DoesNotContain("sandbox-agent: listening on", await File.ReadAllTextAsync(vm.Hypervisor.ConsoleLogPath));
+            // the template's warm-up container is not in the clone
+            var warmUpGone = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => vm.Agent.Client.WaitProcessAsync(
+                new WaitProcessRequest { ContainerId = TemplateWarmUp.ContainerId }, deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync);
+            Assert.Equal(Grpc.Core.StatusCode.NotFound, warmUpGone.StatusCode);
             var health = await vm.Agent.Client.HealthAsync(new HealthRequest(), deadline: DateTime.UtcNow.AddSeconds(10));
             Assert.False(string.IsNullOrEmpty(health.AgentVersion));
         }

@@ -13,8 +13,9 @@ namespace Sandbox.Runtime.Templates;
 /// </summary>
 public sealed record VmTemplateRecipe
 {
-    /// <summary>Bumped when what a template holds changes meaning (the device set, the agent channel).</summary>
-    public const int Version = 2;
+    /// <summary>Bumped when what a template holds changes meaning (the device set, the agent channel; 3: the source VM
+    /// has run <see cref="TemplateWarmUp"/>'s container before its save).</summary>
+    public const int Version = 3;
 
     public required GuestAssets Assets { get; init; }
     public required string QemuPath { get; init; }
