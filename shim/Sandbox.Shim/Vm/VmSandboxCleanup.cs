@@ -27,6 +27,10 @@ internal static class VmSandboxCleanup
     /// SIGTERM. Both waits fit in the 5 s containerd gives `delete` before killing it.</summary>
     public static readonly TimeSpan DefaultOwnerExitWait = TimeSpan.FromSeconds(2);
 
+    /// <summary>How often the owner daemon is looked for while it stops its VM. containerd 1.6 waits for `delete` before
+    /// `ctr run --rm` returns, and the daemon needs ~60-90 ms under TCG: a coarse poll would add up to its whole period.</summary>
+    private static readonly TimeSpan OwnerPollInterval = TimeSpan.FromMilliseconds(10);
+
     public static async Task CleanupAfterDeadShimAsync(SandboxConfiguration configuration, string bundle, string containerId,
         Action<string> log, CancellationToken cancellationToken, TimeSpan? ownerExitWait = null)
     {
@@ -90,7 +94,7 @@ internal static class VmSandboxCleanup
     {
         var deadline = DateTime.UtcNow + wait;
         while (SandboxOwnerFile.LiveOwner(state.Path) is not null && DateTime.UtcNow < deadline)
-            await Task.Delay(50, cancellationToken).ConfigureAwait(false);
+            await Task.Delay(OwnerPollInterval, cancellationToken).ConfigureAwait(false);
         return SandboxOwnerFile.LiveOwner(state.Path) is null;
     }
 
