@@ -53,6 +53,7 @@ public sealed class SandboxConfigurationTests : IDisposable
             vsock = "hybrid"
             machine_type = "q35"
             tcg_translation_cache = 96
+            clone_tcg_translation_cache = 80
             vhost_device_vsock_path = "/usr/local/bin/vhost-device-vsock"
 
             [agent]
@@ -76,6 +77,7 @@ public sealed class SandboxConfigurationTests : IDisposable
         Assert.Equal(VsockMode.Hybrid, c.Qemu.Vsock);
         Assert.Equal(MachineType.Q35, c.Qemu.MachineType);
         Assert.Equal(96, c.Qemu.TcgTranslationCacheMiB);
+        Assert.Equal(80, c.Qemu.CloneTcgTranslationCacheMiB);
         Assert.Equal("/usr/local/bin/vhost-device-vsock", c.Qemu.VhostDeviceVsockPath);
         Assert.Equal(TimeSpan.FromSeconds(90), c.Agent.ReadyTimeout);
         Assert.Equal(TimeSpan.FromSeconds(2.5), c.Agent.RpcTimeout);
@@ -170,6 +172,7 @@ public sealed class SandboxConfigurationTests : IDisposable
     [InlineData("[runtime]\ndebug = \"yes\"", "/etc/sandbox/c.toml:2", "runtime.debug", "true or false")]
     [InlineData("[hypervisor.qemu]\nvsock = \"vhost\"", "/etc/sandbox/c.toml:2", "hypervisor.qemu.vsock", "\"auto\", \"kernel\" or \"hybrid\"")]
     [InlineData("[hypervisor.qemu]\ntcg_translation_cache = 4", "/etc/sandbox/c.toml:2", "hypervisor.qemu.tcg_translation_cache", "from 8 to 2048")]
+    [InlineData("[hypervisor.qemu]\nclone_tcg_translation_cache = 4096", "/etc/sandbox/c.toml:2", "hypervisor.qemu.clone_tcg_translation_cache", "from 8 to 2048")]
     [InlineData("[hypervisor.qemu]\nmachine_type = \"pc\"", "/etc/sandbox/c.toml:2", "hypervisor.qemu.machine_type", "\"microvm\" or \"q35\"")]
     public void Bad_values_name_the_file_line_key_and_what_is_accepted(string toml, string where, string key, string accepted)
     {

@@ -20,6 +20,8 @@ public sealed record QemuAdapterOptions
     public TimeSpan TerminateGrace { get; init; } = TimeSpan.FromSeconds(2);
     /// <summary>TCG translation cache (tb-size) in MiB (see <see cref="QemuLaunchSpec.TcgTranslationCacheMiB"/>).</summary>
     public int TcgTranslationCacheMiB { get; init; } = QemuLaunchSpec.DefaultTcgTranslationCacheMiB;
+    /// <summary>The same for a VM cloned from a template (<see cref="QemuLaunchSpec.DefaultCloneTcgTranslationCacheMiB"/>).</summary>
+    public int CloneTcgTranslationCacheMiB { get; init; } = QemuLaunchSpec.DefaultCloneTcgTranslationCacheMiB;
     /// <summary>QEMU starts tried when an automatically chosen kernel-vsock CID turns out to be taken.</summary>
     public int GuestCidAttempts { get; init; } = 5;
 }
@@ -88,13 +90,17 @@ public sealed class QemuAdapter : IHypervisor
     private string SandboxId => Plan.Spec.SandboxId;
     private QemuStateFiles Files => Plan.Spec.Files;
 
+    /// <summary>The tb-size of a VM in <paramref name="role"/>: a clone's own setting, else the booted VMs' one.</summary>
+    public int TcgTranslationCacheFor(VmTemplateRole? role) =>
+        role is VmTemplateRole.CloneOf ? _options.CloneTcgTranslationCacheMiB : _options.TcgTranslationCacheMiB;
+
     public Task PrepareAsync(VmConfig config, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         if (_plan is not null)
             throw new InvalidOperationException($"sandbox {config.SandboxId}: PrepareAsync was already called");
         var plan = QemuLaunchPlanner.Plan(config, _probeHost(config));
-        plan = plan with { Spec = plan.Spec with { TcgTranslationCacheMiB = _options.TcgTranslationCacheMiB } };
+        plan = plan with { Spec = plan.Spec with { TcgTranslationCacheMiB = TcgTranslationCacheFor(config.Template) } };
         try
         {
             Directory.CreateDirectory(plan.Spec.Files.Directory);

@@ -79,6 +79,9 @@ public sealed record QemuSettings
     public MachineType MachineType { get; init; } = MachineType.Microvm;
     /// <summary>QEMU's translation cache under TCG (tb-size), MiB: host memory per VM against re-translation time.</summary>
     public int TcgTranslationCacheMiB { get; init; } = QemuLaunchSpec.DefaultTcgTranslationCacheMiB;
+    /// <summary>The same for a VM cloned from a template, which has no boot to pay for but must not flush while its
+    /// first container starts.</summary>
+    public int CloneTcgTranslationCacheMiB { get; init; } = QemuLaunchSpec.DefaultCloneTcgTranslationCacheMiB;
     /// <summary>vhost-device-vsock for hybrid vsock; null = search PATH.</summary>
     public string? VhostDeviceVsockPath { get; init; }
     /// <summary>What QEMU and its helpers use on the host beyond the guest's memory (TCG's translation cache, device

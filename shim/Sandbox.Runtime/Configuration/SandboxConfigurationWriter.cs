@@ -40,6 +40,7 @@ public static class SandboxConfigurationWriter
         Line(text, "default_vcpus", configuration.Qemu.DefaultVcpus.ToString(CultureInfo.InvariantCulture));
         Line(text, "default_memory", configuration.Qemu.DefaultMemoryMiB.ToString(CultureInfo.InvariantCulture));
         Line(text, "tcg_translation_cache", configuration.Qemu.TcgTranslationCacheMiB.ToString(CultureInfo.InvariantCulture));
+        Line(text, "clone_tcg_translation_cache", configuration.Qemu.CloneTcgTranslationCacheMiB.ToString(CultureInfo.InvariantCulture));
         Line(text, "accel", Quote(configuration.Qemu.Accel switch
         {
             Acceleration.Kvm => "kvm",

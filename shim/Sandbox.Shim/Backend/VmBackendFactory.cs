@@ -87,7 +87,11 @@ public sealed class VmBackendFactory : ISandboxBackendFactory
     {
         var configuration = LoadConfiguration(context);
         context.Log($"VM backend: configuration from {configuration.Source}");
-        var adapterOptions = new QemuAdapterOptions { TcgTranslationCacheMiB = configuration.Qemu.TcgTranslationCacheMiB };
+        var adapterOptions = new QemuAdapterOptions
+        {
+            TcgTranslationCacheMiB = configuration.Qemu.TcgTranslationCacheMiB,
+            CloneTcgTranslationCacheMiB = configuration.Qemu.CloneTcgTranslationCacheMiB,
+        };
         return new VmSandboxBackend(configuration, () => new QemuAdapter(adapterOptions), context.Namespace, context.Log);
     }
 
