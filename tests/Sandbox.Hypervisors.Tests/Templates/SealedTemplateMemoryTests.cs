@@ -50,6 +50,25 @@ public sealed class SealedTemplateMemoryTests : IDisposable
     }
 
     [Fact]
+    public void A_data_extent_longer_than_one_copy_call_arrives_whole_at_its_offset()
+    {
+        var data = new byte[20 << 20];
+        new Random(14).NextBytes(data);
+        using (var stream = new FileStream(_file, FileMode.Create, FileAccess.Write))
+        {
+            stream.SetLength(32 << 20);
+            stream.Position = 4 << 20;
+            stream.Write(data);
+        }
+        using var memory = SealedTemplateMemory.CopyFrom(_file, "sandbox-template-test");
+
+        Assert.Equal(32 << 20, memory.Size);
+        Assert.Equal(data, ReadAt(memory.Descriptor, 4 << 20, data.Length));
+        Assert.Equal(new byte[4096], ReadAt(memory.Descriptor, 0, 4096));
+        Assert.Equal(new byte[4096], ReadAt(memory.Descriptor, 24 << 20, 4096));
+    }
+
+    [Fact]
     public void Another_process_can_open_the_memfd_a_holder_has_and_nothing_else()
     {
         WriteSparseMemory();
