@@ -22,8 +22,8 @@ public static class TemplateWarmUp
 {
     public const string ContainerId = "template-warm-up";
 
-    /// <summary>The guest directory its root is: busybox only, read-only (images/build-image.sh).</summary>
-    public const string RootfsPath = "/usr/share/sandbox/pod-namespaces";
+    /// <summary>The guest directory its root is: busybox only, read-only.</summary>
+    public const string RootfsPath = Sandboxes.GuestBusyboxRoot.Path;
 
     /// <summary>Creates, starts, waits for and removes the container in template <paramref name="templateId"/>'s
     /// source VM; returns how long that took. Throws <see cref="InvalidOperationException"/>, naming the step, when a

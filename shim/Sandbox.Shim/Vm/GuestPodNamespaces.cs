@@ -14,7 +14,7 @@ namespace Sandbox.Shim.Vm;
 internal static class GuestPodNamespaces
 {
     /// <summary>The guest directory its root is (made by images/build-image.sh).</summary>
-    public const string RootfsPath = "/usr/share/sandbox/pod-namespaces";
+    public const string RootfsPath = Sandbox.Runtime.Sandboxes.GuestBusyboxRoot.Path;
 
     public static string SpecJson(string sandboxId, string hostname)
     {
