@@ -9,7 +9,8 @@ namespace Sandbox.Runtime.Templates;
 /// <summary>
 /// Makes a template: boots a VM as a template source (no sandbox in it yet: no hostname, share unmounted), waits
 /// until its agent answers over the virtio-serial port, runs <see cref="TemplateWarmUp"/>'s throw-away container, waits
-/// until the agent is idle again, saves it, and moves the saved files into place with a manifest. Built in a sibling directory and renamed, so a template directory is complete or absent.
+/// until the agent is idle again, saves it, and moves the saved files into place with a manifest. Built in a sibling
+/// directory and renamed, so a template directory is complete or absent.
 /// </summary>
 public static class TemplateBuilder
 {
