@@ -111,6 +111,8 @@ public sealed class SandboxVm : IAsyncDisposable
 
     /// <summary>Where the boot's time went, for the shim's log: "state, cgroup and network 3 ms, template 41 ms, ...".</summary>
     public string BootPhases { get; private init; } = "";
+    /// <summary>Where the stop's time went, once <see cref="StopAsync"/> returned: "DestroySandbox 20 ms, QEMU stopped 15 ms, ...".</summary>
+    public string StopPhases { get; private set; } = "";
     public SandboxStateDirectory State { get; }
     public IHypervisor Hypervisor { get; }
     public AgentConnection Agent { get; }
@@ -153,7 +155,7 @@ public sealed class SandboxVm : IAsyncDisposable
         PodHostCgroup? hostCgroup = null;
         Task<string> bootImagesReleased = Task.FromResult("not started");
         Templates.TemplateClone? clone = null;
-        var phases = new BootPhaseClock();
+        var phases = new PhaseClock();
         try
         {
             if (options.JailerPath is not null)
@@ -367,6 +369,7 @@ public sealed class SandboxVm : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _stopped, 1) == 1)
             return;
+        var phases = new PhaseClock();
         try
         {
             await Agent.Client.DestroySandboxAsync(new DestroySandboxRequest(),
@@ -376,21 +379,28 @@ public sealed class SandboxVm : IAsyncDisposable
         {
             // The guest is going away regardless; a dead or wedged agent must not block the stop.
         }
+        phases.Mark("DestroySandbox");
         if (_portForwarder is not null)
             await _portForwarder.DisposeAsync();
         Agent.Dispose();
         await BootImagesReleased;
         await Hypervisor.StopAsync(cancellationToken);
         _clone?.Release();
+        phases.Mark("QEMU stopped");
         // QEMU and its helpers are gone: their cgroup can go
         if (HostCgroup is not null)
             await RemoveHostCgroupAsync(HostCgroup);
         WritePostMortem(_postMortems, _journal, State, _end.Reason, _end.Failed, error: null);
         TryDeleteState(State);
+        phases.Mark("cgroup, record and state");
         // After QEMU is gone; each ip/tc command has its own timeout, so the teardown is not cut short. containerd may
         // already have removed the namespace (CRI's StopPodSandbox does, racing the shim's exit): nothing is left then.
         if (Network is not null)
+        {
             await TryTearDownAsync(Network);
+            phases.Mark("network");
+        }
+        StopPhases = phases.Describe();
     }
 
     /// <summary>After QEMU and its helpers exited: the leaf cgroup goes (its parents belong to the kubelet or containerd).</summary>

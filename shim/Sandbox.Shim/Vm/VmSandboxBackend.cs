@@ -413,7 +413,9 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
                 return;
             _log($"sandbox {vm.SandboxId}: stopping its VM");
             _vm = null; // a second shutdown (StopSandbox, then the daemon's exit) finds nothing left to stop
+            long stopping = Stopwatch.GetTimestamp();
             await vm.DisposeAsync().ConfigureAwait(false); // DestroySandbox, QEMU and its helpers stopped, state directory removed
+            _log($"sandbox {vm.SandboxId}: VM stopped in {Milliseconds(stopping)} ({vm.StopPhases})");
             if (Directory.Exists(vm.State.Path))
                 await SandboxStateRemoval.RemoveAsync(vm.State, _log, cancellationToken).ConfigureAwait(false);
         }

@@ -3,8 +3,8 @@ using System.Globalization;
 
 namespace Sandbox.Runtime.Sandboxes;
 
-/// <summary>The milliseconds each step of a sandbox's boot took, in order, for one log line.</summary>
-public sealed class BootPhaseClock
+/// <summary>The milliseconds each step of a sandbox's boot, or of its stop, took, in order, for one log line.</summary>
+public sealed class PhaseClock
 {
     private readonly List<(string Name, double Milliseconds)> _phases = [];
     private long _last = Stopwatch.GetTimestamp();

@@ -3,12 +3,12 @@ using Sandbox.Runtime.Sandboxes;
 
 namespace Sandbox.UnitTests;
 
-public sealed class BootPhaseClockTests
+public sealed class PhaseClockTests
 {
     [Fact]
     public async Task Each_phase_is_the_time_since_the_previous_mark_in_the_order_marked()
     {
-        var clock = new BootPhaseClock();
+        var clock = new PhaseClock();
         clock.Mark("state");
         await Task.Delay(120);
         clock.Mark("QEMU restored");
@@ -21,5 +21,5 @@ public sealed class BootPhaseClockTests
     }
 
     [Fact]
-    public void Nothing_marked_describes_as_empty() => Assert.Equal("", new BootPhaseClock().Describe());
+    public void Nothing_marked_describes_as_empty() => Assert.Equal("", new PhaseClock().Describe());
 }
