@@ -23,7 +23,11 @@ public abstract record VmTemplateRole
     /// is mapped privately (copy-on-write) from <paramref name="MemoryDescriptor"/>, a descriptor this process holds
     /// and the VMM inherits: a sealed memfd with the template's memory, which every clone of the template shares until
     /// it writes a page.</summary>
-    public sealed record CloneOf(string StateFile, int MemoryDescriptor) : VmTemplateRole;
+    public sealed record CloneOf(string StateFile, int MemoryDescriptor) : VmTemplateRole
+    {
+        /// <summary>Completes once the memfd is filled and sealed: the VMM may start before, the restore waits for it.</summary>
+        public Task MemoryReady { get; init; } = Task.CompletedTask;
+    }
 
     /// <summary>The hardware address of a template's network card <paramref name="index"/> (locally administered).</summary>
     public static string PlaceholderMac(int index) => $"02:00:00:00:00:{index + 1:x2}";

@@ -200,7 +200,7 @@ public sealed class QemuAdapter : IHypervisor
 
     /// <summary>Starts QEMU; a clone's QEMU inherits the template memory's descriptor (close-on-exec is lifted for
     /// the start only; a child this process starts at that very moment inherits it too, which costs nothing: the memfd
-    /// is sealed against writes).</summary>
+    /// is sealed against writes, at the latest once its copy ends, before any guest runs on it).</summary>
     private SupervisedProcess StartQemu(ProcessCommand launch)
     {
         if (Plan.Spec.Template is not VmTemplateRole.CloneOf clone)
@@ -232,6 +232,8 @@ public sealed class QemuAdapter : IHypervisor
         var restore = Task.Run(async () =>
         {
             await using var qmp = await ConnectQmpAsync(Files.QmpSocket, wait.Token).ConfigureAwait(false);
+            // the device state points into guest RAM (virtio rings): the template's memory must be whole first
+            await clone.MemoryReady.WaitAsync(wait.Token).ConfigureAwait(false);
             await QemuTemplateMigration.RestoreAsync(qmp, Files.MigrationSocket, clone.StateFile, wait.Token).ConfigureAwait(false);
         }, wait.Token);
         if (await Task.WhenAny(restore, qemu.Exited).ConfigureAwait(false) != restore)

@@ -7,7 +7,7 @@ namespace Sandbox.Runtime.Templates;
 /// for it (from <see cref="TemplateMemoryHolders.Acquire"/>). The sandbox releases the memory when it ends.</summary>
 public sealed record TemplateClone(VmTemplate Template, SealedTemplateMemory Memory, bool MemoryShared)
 {
-    public VmTemplateRole Role => new VmTemplateRole.CloneOf(Template.StateFile, Memory.Descriptor);
+    public VmTemplateRole Role => new VmTemplateRole.CloneOf(Template.StateFile, Memory.Descriptor) { MemoryReady = Memory.Sealed };
 
     /// <summary>One line for logs and `sandboxctl list`.</summary>
     public string Describe() =>

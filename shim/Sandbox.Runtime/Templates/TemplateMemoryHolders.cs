@@ -10,8 +10,9 @@ namespace Sandbox.Runtime.Templates;
 /// </summary>
 public static class TemplateMemoryHolders
 {
-    /// <summary>A descriptor of the template's sealed memory, and whether it was shared or copied. The caller holds
-    /// it for as long as its sandbox runs (other clones may open it meanwhile) and calls <see cref="Release"/> then.</summary>
+    /// <summary>A descriptor of the template's sealed memory, and whether it was shared or copied (then the copy may
+    /// still run: <see cref="SealedTemplateMemory.Sealed"/>). The caller holds it for as long as its sandbox runs
+    /// (other clones may open it meanwhile) and calls <see cref="Release"/> then.</summary>
     public static (SealedTemplateMemory Memory, bool Shared) Acquire(VmTemplate template)
     {
         Directory.CreateDirectory(template.HoldersDirectory);
@@ -35,9 +36,23 @@ public static class TemplateMemoryHolders
             }
             TryDelete(entry);
         }
-        var copied = SealedTemplateMemory.CopyFrom(template.MemoryFile, template.MemoryName);
-        Register(template, copied);
+        var copied = SealedTemplateMemory.StartCopyFrom(template.MemoryFile, template.MemoryName);
+        _ = RegisterOnceSealedAsync(template, copied);
         return (copied, false);
+    }
+
+    /// <summary>Others may share a copy only once it is whole and sealed; a failed copy is never offered (the clone
+    /// that waits for it boots cold and says why).</summary>
+    private static async Task RegisterOnceSealedAsync(VmTemplate template, SealedTemplateMemory memory)
+    {
+        try
+        {
+            await memory.Sealed.ConfigureAwait(false);
+            Register(template, memory);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or UnauthorizedAccessException)
+        {
+        }
     }
 
     /// <summary>Drops this process's holder entry (the memfd itself closes with <paramref name="memory"/>).</summary>

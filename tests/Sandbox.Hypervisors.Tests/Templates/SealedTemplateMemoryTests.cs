@@ -28,10 +28,11 @@ public sealed class SealedTemplateMemoryTests : IDisposable
     }
 
     [Fact]
-    public void The_copy_holds_the_files_data_at_its_size_and_refuses_writes()
+    public async Task The_copy_holds_the_files_data_at_its_size_and_refuses_writes()
     {
         WriteSparseMemory();
-        using var memory = SealedTemplateMemory.CopyFrom(_file, "sandbox-template-test");
+        using var memory = SealedTemplateMemory.StartCopyFrom(_file, "sandbox-template-test");
+        await memory.Sealed;
 
         Assert.Equal(8 << 20, memory.Size);
         Assert.Equal("start"u8.ToArray(), ReadAt(memory.Descriptor, 0, 5));
@@ -50,7 +51,7 @@ public sealed class SealedTemplateMemoryTests : IDisposable
     }
 
     [Fact]
-    public void A_data_extent_longer_than_one_copy_call_arrives_whole_at_its_offset()
+    public async Task A_data_extent_longer_than_one_copy_call_arrives_whole_at_its_offset()
     {
         var data = new byte[20 << 20];
         new Random(14).NextBytes(data);
@@ -60,7 +61,8 @@ public sealed class SealedTemplateMemoryTests : IDisposable
             stream.Position = 4 << 20;
             stream.Write(data);
         }
-        using var memory = SealedTemplateMemory.CopyFrom(_file, "sandbox-template-test");
+        using var memory = SealedTemplateMemory.StartCopyFrom(_file, "sandbox-template-test");
+        await memory.Sealed;
 
         Assert.Equal(32 << 20, memory.Size);
         Assert.Equal(data, ReadAt(memory.Descriptor, 4 << 20, data.Length));
@@ -69,10 +71,11 @@ public sealed class SealedTemplateMemoryTests : IDisposable
     }
 
     [Fact]
-    public void Another_process_can_open_the_memfd_a_holder_has_and_nothing_else()
+    public async Task Another_process_can_open_the_memfd_a_holder_has_and_nothing_else()
     {
         WriteSparseMemory();
-        using var memory = SealedTemplateMemory.CopyFrom(_file, "sandbox-template-test");
+        using var memory = SealedTemplateMemory.StartCopyFrom(_file, "sandbox-template-test");
+        await memory.Sealed;
 
         using var opened = SealedTemplateMemory.OpenHeldBy(Environment.ProcessId, memory.Descriptor, "sandbox-template-test");
         Assert.NotNull(opened);
@@ -82,5 +85,34 @@ public sealed class SealedTemplateMemoryTests : IDisposable
         Assert.Null(SealedTemplateMemory.OpenHeldBy(Environment.ProcessId, memory.Descriptor, "sandbox-template-other"));
         Assert.Null(SealedTemplateMemory.OpenHeldBy(Environment.ProcessId, 0, "sandbox-template-test"));
         Assert.Null(SealedTemplateMemory.OpenHeldBy(int.MaxValue, memory.Descriptor, "sandbox-template-test"));
+    }
+
+    [Fact]
+    public async Task Disposed_while_it_copies_the_copy_still_ends_whole_and_only_then_the_descriptor_closes()
+    {
+        var data = new byte[48 << 20];
+        new Random(15).NextBytes(data);
+        await File.WriteAllBytesAsync(_file, data);
+        var memory = SealedTemplateMemory.StartCopyFrom(_file, "sandbox-template-test");
+        int fd = memory.Descriptor;
+        Assert.Equal(data.Length, memory.Size); // sized at once, for a VMM that maps it while the copy runs
+
+        memory.Dispose();
+        await memory.Sealed; // the copy was not cut short by the close (it would fault with EBADF)
+        for (int i = 0; i < 100 && IsTemplateMemfd(fd); i++)
+            await Task.Delay(10);
+        Assert.False(IsTemplateMemfd(fd));
+    }
+
+    private static bool IsTemplateMemfd(int fd)
+    {
+        try
+        {
+            return File.ResolveLinkTarget($"/proc/self/fd/{fd}", returnFinalTarget: false)?.FullName == "/memfd:sandbox-template-test (deleted)";
+        }
+        catch (IOException)
+        {
+            return false;
+        }
     }
 }
