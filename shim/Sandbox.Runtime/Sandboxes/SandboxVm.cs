@@ -67,6 +67,7 @@ public sealed class SandboxVm : IAsyncDisposable
     public const string GuestSharedMountPoint = "/run/sandbox/shared";
 
     private int _stopped;
+    private int _guestDestroyed;
 
     private SandboxVm(SandboxStateDirectory state, IHypervisor hypervisor, AgentConnection agent, PodNetwork? network,
         PodPortForwarder? portForwarder, Task<string> bootImagesReleased, PodHostCgroup? hostCgroup, SandboxVmOptions options,
@@ -370,15 +371,7 @@ public sealed class SandboxVm : IAsyncDisposable
         if (Interlocked.Exchange(ref _stopped, 1) == 1)
             return;
         var phases = new PhaseClock();
-        try
-        {
-            await Agent.Client.DestroySandboxAsync(new DestroySandboxRequest(),
-                deadline: DateTime.UtcNow.AddSeconds(5), cancellationToken: cancellationToken);
-        }
-        catch (Grpc.Core.RpcException)
-        {
-            // The guest is going away regardless; a dead or wedged agent must not block the stop.
-        }
+        await DestroyGuestAsync(cancellationToken);
         phases.Mark("DestroySandbox");
         if (_portForwarder is not null)
             await _portForwarder.DisposeAsync();
@@ -401,6 +394,23 @@ public sealed class SandboxVm : IAsyncDisposable
             phases.Mark("network");
         }
         StopPhases = phases.Describe();
+    }
+
+    /// <summary>The guest's half of the stop, once (StopAsync runs it unless it ran before): DestroySandbox with a
+    /// short deadline, which stops every container and unmounts the share. The VM keeps running.</summary>
+    public async Task DestroyGuestAsync(CancellationToken cancellationToken)
+    {
+        if (Interlocked.Exchange(ref _guestDestroyed, 1) == 1)
+            return;
+        try
+        {
+            await Agent.Client.DestroySandboxAsync(new DestroySandboxRequest(),
+                deadline: DateTime.UtcNow.AddSeconds(5), cancellationToken: cancellationToken);
+        }
+        catch (Grpc.Core.RpcException)
+        {
+            // The guest is going away regardless; a dead or wedged agent must not block the stop.
+        }
     }
 
     /// <summary>After QEMU and its helpers exited: the leaf cgroup goes (its parents belong to the kubelet or containerd).</summary>

@@ -66,6 +66,8 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
     /// <summary>The VM's vCPUs and memory, fixed at boot.</summary>
     private (int Vcpus, int MemoryMiB) _vmSize;
     private volatile bool _shuttingDown;
+    /// <summary>The VM was started through the Sandbox API: it lives until StopSandbox, not as long as its containers.</summary>
+    private volatile bool _vmOwnedBySandboxApi;
     /// <summary>Set before <see cref="_vmLost"/> completes: QEMU was killed by the host's OOM killer.</summary>
     private volatile bool _vmLostToHostOom;
 
@@ -365,6 +367,11 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
         var vm = _vm;
         if (vm is not null && !_vmLost.Task.IsCompleted)
         {
+            if (!_vmOwnedBySandboxApi && _containers.Count == 1 && _containers.ContainsKey(containerId))
+            {
+                await DeleteLastContainerAsync(vm, container, cancellationToken).ConfigureAwait(false);
+                return;
+            }
             try
             {
                 await vm.Agent.Client.RemoveContainerAsync(new RemoveContainerRequest { ContainerId = containerId, Force = true },
@@ -384,6 +391,25 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
             process.Stdio.Dispose();
         RootfsShare.Remove(container.ShareDirectory);
         _containers.TryRemove(containerId, out _);
+    }
+
+    /// <summary>
+    /// The last container of a VM that lives as long as its containers (ctr's; a CRI pod's, whose pause container goes
+    /// last; not a Sandbox API sandbox's, which lives until StopSandbox). containerd's Shutdown comes next, and the
+    /// shim would stop the VM then, while containerd's `delete` waited for it. The VM stops here instead: DestroySandbox
+    /// removes the container in the guest (a RemoveContainer first would be one more call into a guest that is torn
+    /// down anyway), and the shim exits at once at the Shutdown. Order as for any delete: the guest unmounts the
+    /// container's rootfs (pages dirtied through shared mmaps are written back) before the host unbinds it.
+    /// </summary>
+    private async Task DeleteLastContainerAsync(SandboxVm vm, VmContainer container, CancellationToken cancellationToken)
+    {
+        _log($"container {container.Id}: the last container of sandbox {vm.SandboxId} is deleted: its VM stops now");
+        await vm.DestroyGuestAsync(cancellationToken).ConfigureAwait(false);
+        foreach (var process in container.AllProcesses())
+            process.Stdio.Dispose();
+        RootfsShare.Remove(container.ShareDirectory);
+        _containers.TryRemove(container.Id, out _);
+        await ShutdownAsync(cancellationToken).ConfigureAwait(false);
     }
 
     public async Task ShutdownAsync(CancellationToken cancellationToken)
@@ -442,6 +468,7 @@ internal sealed class VmSandboxBackend : ISandboxBackend, IPodSandboxBackend
             if (_vm is not null)
                 throw new SandboxBackendException(TtrpcStatusCode.AlreadyExists, $"{owner}: this shim already runs the VM of sandbox {_vm.SandboxId}");
             vm = _vm = await BootAsync(spec, owner, cancellationToken).ConfigureAwait(false);
+            _vmOwnedBySandboxApi = true;
         }
         finally
         {
