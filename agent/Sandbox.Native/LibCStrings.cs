@@ -39,6 +39,12 @@ public static unsafe class LibCStrings
             return LibC.statvfs(p, buffer);
     }
 
+    public static int stat(string path, stat* buffer)
+    {
+        fixed (byte* p = CString(path))
+            return LibC.stat(p, buffer);
+    }
+
     /// <summary>UTF-8 bytes with a terminating NUL; null for null (fixed then gives a null pointer).</summary>
     public static byte[]? CString(string? value)
     {

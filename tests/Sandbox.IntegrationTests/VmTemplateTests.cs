@@ -58,6 +58,10 @@ public sealed class VmTemplateTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.True(template.IsComplete);
         // the source VM ran its warm-up container (TemplateWarmUp) and removed it before the save
         Assert.Matches(@"(?m)^warm_up_seconds [0-9.]+$", File.ReadAllText(template.ManifestFile));
+        // and the guest reported the pages the boot and the warm-up freed before the save (2 s after they were freed)
+        var settle = System.Text.RegularExpressions.Regex.Match(File.ReadAllText(template.ManifestFile), @"(?m)^free_page_report_seconds ([0-9.]+)$");
+        Assert.True(settle.Success, "no free_page_report_seconds line in the manifest");
+        Assert.True(double.Parse(settle.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) >= 2.5, settle.Value);
         string sourceConsole = File.ReadAllText(Path.Combine(template.Directory, "vm", "console.log"));
         Assert.Contains("sandbox-agent: CreateContainer template-war", sourceConsole);
         Assert.Contains("sandbox-agent: RemoveContainer template-war", sourceConsole);
@@ -89,6 +93,12 @@ public sealed class VmTemplateTests(ITestOutputHelper output) : IAsyncLifetime
             var result = await new GuestContainer(vm, $"c{i}").RunAsync(["sh", "-c", "echo container ran"], stdin: null, Timeout);
             Assert.Equal(0, result.ExitStatus);
             Assert.Equal("container ran\n", result.StdoutText);
+            // The template's pending free-page report no longer runs in the clone: saved with it pending, every clone
+            // sent ~50 ranges right after its restore, which QEMU 7.2 cannot discard from the private mapping of the
+            // sealed memory (a "Failed to fallocate" line each). Pages the clone frees itself are reported 2 s later,
+            // a few ranges at most by now.
+            int discardFailures = File.ReadLines(Path.Combine(vm.State.Path, "qemu.log")).Count(l => l.Contains("Failed to fallocate", StringComparison.Ordinal));
+            Assert.True(discardFailures < 8, $"clone {i}: {discardFailures} failed discards in its QEMU log: the template's free-page report ran in the clone");
             // in the guest itself: its generator, clock, hostname and boot id
             var (status, stdout, stderr) = await SandboxctlExecRefusalTests.RunAsync(vm,
                 ["sh", "-c", "cat /proc/sys/kernel/random/uuid; date +%s; hostname; cat /proc/sys/kernel/random/boot_id"], terminal: false);

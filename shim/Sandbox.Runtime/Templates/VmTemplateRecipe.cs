@@ -14,8 +14,8 @@ namespace Sandbox.Runtime.Templates;
 public sealed record VmTemplateRecipe
 {
     /// <summary>Bumped when what a template holds changes meaning (the device set, the agent channel; 3: the source VM
-    /// has run <see cref="TemplateWarmUp"/>'s container before its save).</summary>
-    public const int Version = 3;
+    /// has run <see cref="TemplateWarmUp"/>'s container before its save; 4: and has reported its free pages).</summary>
+    public const int Version = 4;
 
     public required GuestAssets Assets { get; init; }
     public required string QemuPath { get; init; }
