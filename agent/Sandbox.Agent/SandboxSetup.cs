@@ -57,7 +57,7 @@ public sealed class SandboxSetup(AgentRuntime runtime, KernelModules modules, Gu
         await _lock.WaitAsync(cancellationToken);
         try
         {
-            var errors = await containers.RemoveAllAsync(cancellationToken);
+            var errors = await containers.RemoveAllBeforePowerOffAsync(cancellationToken);
             if (_mountPoint != null)
             {
                 if (LibCStrings.umount2(_mountPoint, 0) != 0)

@@ -33,6 +33,50 @@ public sealed class VmLifecycleTests
         }
     }
 
+    /// <summary>DestroySandbox is the last call before the power-off: a container that exited with nothing left in its
+    /// cgroup is not run through `crun delete` (its record and cgroup go with the VM: one crun run less in the last
+    /// container's delete), one with a process left is, and the share still unmounts.</summary>
+    [Fact]
+    public async Task DestroySandbox_runs_crun_delete_only_for_containers_with_a_process_left()
+    {
+        var stateRoot = TestVm.NewStateRoot();
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+            await using var vm = await TestVm.BootAsync(stateRoot, "destroy", timeout.Token);
+            var agent = vm.Agent.Client;
+            var deadline = () => DateTime.UtcNow.AddSeconds(60);
+
+            var exited = new GuestContainer(vm, "exited");
+            await exited.CreateAsync(OciSpecs.Busybox(["true"]), stdin: false, timeout.Token);
+            await agent.StartContainerAsync(new StartContainerRequest { ContainerId = exited.Id }, deadline: deadline());
+            Assert.Equal(0, (await exited.WaitAsync(timeout.Token)).ExitStatus);
+
+            // Without a PID namespace of its own, the init's background child outlives it, in the container's cgroup.
+            var leftOver = new GuestContainer(vm, "left-over");
+            var spec = System.Text.Json.Nodes.JsonNode.Parse(OciSpecs.Busybox(["sh", "-c", "sleep 600 </dev/null >/dev/null 2>&1 & exit 0"]))!;
+            var namespaces = spec["linux"]!["namespaces"]!.AsArray();
+            namespaces.Remove(namespaces.First(n => (string?)n!["type"] == "pid"));
+            await leftOver.CreateAsync(spec.ToJsonString(), stdin: false, timeout.Token);
+            await agent.StartContainerAsync(new StartContainerRequest { ContainerId = leftOver.Id }, deadline: deadline());
+            Assert.Equal(0, (await leftOver.WaitAsync(timeout.Token)).ExitStatus);
+
+            await agent.DestroySandboxAsync(new DestroySandboxRequest(), deadline: deadline());
+
+            string consoleLog = Path.Combine(vm.State.Path, "console.log");
+            string console = "";
+            for (int i = 0; i < 50 && !console.Contains("DestroySandbox:"); i++, await Task.Delay(100))
+                console = File.ReadAllText(consoleLog);
+            Assert.Contains("DestroySandbox:", console);
+            Assert.Contains("crun delete left-over", console);
+            Assert.DoesNotContain("crun delete exited", console);
+        }
+        finally
+        {
+            Directory.Delete(stateRoot, recursive: true);
+        }
+    }
+
     [Fact]
     public async Task A_missing_kernel_fails_with_its_path_and_leaves_nothing_behind()
     {

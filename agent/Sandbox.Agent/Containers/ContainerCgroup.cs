@@ -50,6 +50,11 @@ public sealed class ContainerCgroup(string directory)
         return stats;
     }
 
+    /// <summary>Whether the cgroup is known to hold no process: "populated 0" in cgroup.events (which counts its
+    /// descendants too). False when the file cannot be read: the caller then cannot rely on it being empty.</summary>
+    public bool IsKnownEmpty() =>
+        ReadFile("cgroup.events") is { } events && ParseKeyedLines(events).TryGetValue("populated", out ulong populated) && populated == 0;
+
     /// <summary>oom_kill of memory.events: how many processes of this cgroup the kernel killed for its memory limit.</summary>
     public ulong OomKills() => ReadKeyedFile("memory.events").GetValueOrDefault("oom_kill");
 
