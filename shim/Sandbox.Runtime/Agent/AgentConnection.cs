@@ -24,8 +24,12 @@ public sealed class AgentConnection : IDisposable
             // a virtio-serial port serves one connection at a time; the agent allows 1000 streams on one
             EnableMultipleHttp2Connections = !dialer.SingleConnection,
             PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
-            KeepAlivePingDelay = TimeSpan.FromSeconds(30),
-            KeepAlivePingTimeout = TimeSpan.FromSeconds(20),
+            // No HTTP/2 keep-alive pings. They took a guest that did not answer one within 20 s for a dead connection
+            // and failed the call in flight: a CI run of the 20-pods-at-once test lost a pod that way, its CreateContainer
+            // failing with net_ping_request_timed_out while 20 TCG guests shared two cores. A connection does end when
+            // the VM does (QEMU's or the vsock daemon's socket closes, or vhost-vsock resets it), the shim watches QEMU's
+            // process, and every call that should end carries a deadline; a slow guest is not a dead one.
+            KeepAlivePingDelay = Timeout.InfiniteTimeSpan,
             // a stream's window of 64 KiB would stop the agent every 64 KiB of output until a WINDOW_UPDATE came back
             // through the guest; 4 MiB keeps a fast writer's output flowing (the agent sends up to 1 MiB per message)
             InitialHttp2StreamWindowSize = 4 * 1024 * 1024,
