@@ -33,13 +33,14 @@ public sealed class AgentService : Protocol.Agent.AgentBase
     public void MarkReady(double uptimeSeconds) => _readyUptime = uptimeSeconds;
 
     /// <summary>Work that can wait until the agent listens: start the reaper (the agent is PID 1) and the fd poller; in the
-    /// guest, give the helper processes a fixed address layout and load the modules of the VM's devices (the 9p share,
-    /// network cards) while the host connects.</summary>
+    /// guest, give the helper processes a fixed address layout, load the modules of the VM's devices (the 9p share,
+    /// network cards) and bring lo up while the host connects.</summary>
     public void StartBackgroundWork()
     {
         if (_isGuestInit) HelperAddressLayout.Enable();
         _ = ChildProcesses.Shared;
         if (_isGuestInit) _ = _modules.PreloadForVirtioDevices();
+        if (_isGuestInit) _network.BringLoopbackUpAhead();
         _ = FdPoller.Shared;
     }
 

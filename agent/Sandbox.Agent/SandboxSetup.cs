@@ -29,7 +29,7 @@ public sealed class SandboxSetup(AgentRuntime runtime, KernelModules modules, Gu
             if (hostname.Length > 64) throw AgentErrors.InvalidArgument($"hostname '{hostname}' is longer than 64 bytes");
             if (hostname.Length > 0) SetHostName(hostname);
             // The VM is the pod's network namespace: its containers talk to each other over localhost.
-            await network.BringLoopbackUpAsync(cancellationToken);
+            await network.EnsureLoopbackUpAsync(cancellationToken);
             if (shareTag.Length > 0)
             {
                 if (mountPoint.Length == 0) mountPoint = runtime.DefaultSharedMountPoint;

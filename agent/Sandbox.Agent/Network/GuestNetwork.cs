@@ -17,6 +17,38 @@ public sealed class GuestNetwork(KernelModules modules)
     private static readonly TimeSpan InterfaceAppearTimeout = TimeSpan.FromSeconds(3);
     private readonly SemaphoreSlim _lock = new(1, 1);
 
+    private Task? _loopbackAhead;
+
+    /// <summary>
+    /// Starts bringing lo up in the background, once: the agent does it when it starts as a guest's init, while the host
+    /// connects. lo is the same in every pod's VM, so a template is saved with it up and its clones no longer run the
+    /// kernel's netlink, address and route code for it at CreateSandbox (under TCG, ~11k guest instructions translated
+    /// afresh in every clone: ~4% of a clone's first-run translation, measured with QEMU's `-d in_asm`).
+    /// </summary>
+    public void BringLoopbackUpAhead() => _loopbackAhead ??= Task.Run(() => BringLoopbackUpAsync(CancellationToken.None));
+
+    /// <summary>
+    /// lo is up when this returns (CreateSandbox): at once when <see cref="BringLoopbackUpAhead"/> did it (nothing else
+    /// runs in the VM before CreateSandbox to take it down again), otherwise brought up now, with its error when that
+    /// fails.
+    /// </summary>
+    public async Task EnsureLoopbackUpAsync(CancellationToken cancellationToken)
+    {
+        if (_loopbackAhead is { } ahead)
+        {
+            try
+            {
+                await ahead.WaitAsync(cancellationToken);
+                return;
+            }
+            catch (global::Grpc.Core.RpcException)
+            {
+                // the attempt ahead failed: try again, and let this one's error reach the caller
+            }
+        }
+        await BringLoopbackUpAsync(cancellationToken);
+    }
+
     /// <summary>Brings lo up (containers of a pod talk over localhost). Does nothing when it is already up.</summary>
     public async Task BringLoopbackUpAsync(CancellationToken cancellationToken)
     {
