@@ -8,15 +8,20 @@ namespace Sandbox.Agent.Server;
 /// <summary>
 /// Accepts host connections on a virtio-serial port, one at a time, and hands each to Kestrel as a socket: a socket
 /// pair whose other end a <see cref="VirtioSerialBridge"/> joins to the port. A port has no accept: it opens once, and
-/// the host is "connected" while a client holds QEMU's chardev socket (the port polls POLLHUP until then; the kernel
-/// offers no wait for it, so the listener looks every <see cref="HostPollInterval"/>). When the host disconnects,
-/// reads give end-of-file, the bridge ends, Kestrel's connection ends, and the port is opened again for the next.
+/// the host is "connected" while a client holds QEMU's chardev socket (the port polls POLLHUP until then). The listener
+/// waits for the kernel's SIGIO on the port (<see cref="VirtioSerialHostSignal"/>), and looks again every
+/// <see cref="HostPollInterval"/> in case a signal never comes. When the host disconnects, reads give end-of-file, the
+/// bridge ends, Kestrel's connection ends, and the port is opened again for the next.
 /// </summary>
 public sealed class VirtioSerialListener(VirtioSerialEndPoint endPoint, Action<string> log)
 {
-    /// <summary>How often a port without a host is looked at again. A clone's shim connects right after the restore,
-    /// so this bounds what the clone's first call waits; it is also an idle agent's only wake-up on this port.</summary>
-    public static readonly TimeSpan HostPollInterval = TimeSpan.FromMilliseconds(10);
+    /// <summary>How often a port without a host is looked at again when no SIGIO came. A clone's shim connects right
+    /// after the restore: with a 10 ms timer as the only wake-up (before the signal), its first call waited 5 ms on
+    /// average for the agent to notice, and every idle VM woke each 10 ms for each port no host held.</summary>
+    public static readonly TimeSpan HostPollInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>How soon a port that the last connection's bridge still holds (EBUSY) is opened again.</summary>
+    private static readonly TimeSpan BusyRetryInterval = TimeSpan.FromMilliseconds(10);
 
     /// <summary>Logged each time the port waits for a host again (the shim's TemplateBuilder looks for it).</summary>
     public const string WaitingForHostMessage = "waiting for the host to connect";
@@ -58,11 +63,23 @@ public sealed class VirtioSerialListener(VirtioSerialEndPoint endPoint, Action<s
             {
                 // the template builder waits for this line before it saves the VM: the port is then idle
                 log($"{endPoint}: {WaitingForHostMessage}");
-                while (!HostConnected(fd))
-                    await Task.Delay(HostPollInterval, cancellationToken);
-                return fd;
+                if (!VirtioSerialHostSignal.Enable(fd))
+                    log($"{endPoint}: no SIGIO for the host's connection ({Errno.DescribeLast()}); looking every {HostPollInterval.TotalSeconds:0} s");
+                while (true)
+                {
+                    var signal = VirtioSerialHostSignal.Next();
+                    if (HostConnected(fd))
+                    {
+                        VirtioSerialHostSignal.Disable(fd); // the port also signals each arrival of data
+                        return fd;
+                    }
+                    using var timer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                    await Task.WhenAny(signal, Task.Delay(HostPollInterval, timer.Token));
+                    timer.Cancel();
+                    cancellationToken.ThrowIfCancellationRequested();
+                }
             }
-            await Task.Delay(HostPollInterval, cancellationToken);
+            await Task.Delay(BusyRetryInterval, cancellationToken);
         }
     }
 
