@@ -9,32 +9,82 @@ namespace Sandbox.Agent.Server;
 /// direction, until either side ends: the host disconnects (the port reads end-of-file or polls POLLHUP) or Kestrel
 /// closes its end. Then both descriptors are closed. A write to a port whose host has gone would block for ever, so
 /// writes to the port are non-blocking and give up when the host is gone.
+/// The two threads are started once, with the port's listener, and serve its connections one after the other: a
+/// clone's threads already wait in its template, so the shim's first connection starts none (under TCG a restored
+/// guest translates afresh whatever code it runs, thread creation included).
 /// </summary>
-public static unsafe class VirtioSerialBridge
+public sealed unsafe class VirtioSerialBridge
 {
     private const int BufferSize = 64 * 1024;
     private const int PollMs = 200;
 
-    public static Task RunAsync(int port, int socket, string description, Action<string> log)
+    private readonly string _description;
+    private readonly Action<string> _log;
+    private readonly SemaphoreSlim _inbound = new(0);
+    private readonly SemaphoreSlim _outbound = new(0);
+    private Connection? _current;
+
+    private sealed class Connection(int port, int socket)
     {
-        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        int running = 2;
-        void Finish()
-        {
-            shutdown(socket, SHUT_RDWR); // wakes the other direction's blocking socket read
-            if (Interlocked.Decrement(ref running) == 0)
-            {
-                FileDescriptors.CloseQuietly(port);
-                FileDescriptors.CloseQuietly(socket);
-                done.TrySetResult();
-            }
-        }
-        Start($"serial-in", () => { try { PortToSocket(port, socket); } catch (Exception e) { log($"{description}: {e.Message}"); } finally { Finish(); } });
-        Start($"serial-out", () => { try { SocketToPort(socket, port); } catch (Exception e) { log($"{description}: {e.Message}"); } finally { Finish(); } });
-        return done.Task;
+        public readonly int Port = port;
+        public readonly int Socket = socket;
+        public int Running = 2;
+        public readonly TaskCompletionSource Done = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
-    private static void Start(string name, Action body) => new Thread(() => body()) { IsBackground = true, Name = name }.Start();
+    public VirtioSerialBridge(string description, Action<string> log)
+    {
+        _description = description;
+        _log = log;
+        Start("serial-in", _inbound, connection => PortToSocket(connection.Port, connection.Socket));
+        Start("serial-out", _outbound, connection => SocketToPort(connection.Socket, connection.Port));
+    }
+
+    /// <summary>Joins <paramref name="port"/> and <paramref name="socket"/> until either ends, then closes both. One
+    /// connection at a time: the caller awaits the returned task before it passes the next.</summary>
+    public Task RunAsync(int port, int socket)
+    {
+        var connection = new Connection(port, socket);
+        Volatile.Write(ref _current, connection);
+        _inbound.Release();
+        _outbound.Release();
+        return connection.Done.Task;
+    }
+
+    private void Start(string name, SemaphoreSlim next, Action<Connection> copy)
+    {
+        new Thread(() =>
+        {
+            while (true)
+            {
+                next.Wait();
+                var connection = Volatile.Read(ref _current)!;
+                try
+                {
+                    copy(connection);
+                }
+                catch (Exception e)
+                {
+                    _log($"{_description}: {e.Message}");
+                }
+                finally
+                {
+                    Finish(connection);
+                }
+            }
+        }) { IsBackground = true, Name = name }.Start();
+    }
+
+    private static void Finish(Connection connection)
+    {
+        shutdown(connection.Socket, SHUT_RDWR); // wakes the other direction's blocking socket read
+        if (Interlocked.Decrement(ref connection.Running) == 0)
+        {
+            FileDescriptors.CloseQuietly(connection.Port);
+            FileDescriptors.CloseQuietly(connection.Socket);
+            connection.Done.TrySetResult();
+        }
+    }
 
     private static void PortToSocket(int port, int socket)
     {

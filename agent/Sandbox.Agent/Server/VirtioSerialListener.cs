@@ -27,6 +27,7 @@ public sealed class VirtioSerialListener(VirtioSerialEndPoint endPoint, Action<s
     public const string WaitingForHostMessage = "waiting for the host to connect";
 
     private Task _previous = Task.CompletedTask;
+    private readonly VirtioSerialBridge _bridge = new(endPoint.ToString(), log);
 
     public VirtioSerialEndPoint EndPoint => endPoint;
 
@@ -38,7 +39,7 @@ public sealed class VirtioSerialListener(VirtioSerialEndPoint endPoint, Action<s
             await _previous.WaitAsync(cancellationToken); // the port opens once at a time
             int port = await OpenWhenHostConnectedAsync(cancellationToken);
             var (kestrelEnd, bridgeEnd) = CreateSocketPair(port);
-            _previous = VirtioSerialBridge.RunAsync(port, bridgeEnd, endPoint.ToString(), log);
+            _previous = _bridge.RunAsync(port, bridgeEnd);
             return new Socket(new SafeSocketHandle(kestrelEnd, ownsHandle: true));
         }
         catch (OperationCanceledException)
