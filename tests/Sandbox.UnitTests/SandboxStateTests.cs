@@ -21,6 +21,30 @@ public sealed class SandboxStateTests
     }
 
     [Fact]
+    public void Delete_removes_the_directory_whole_and_leaves_nothing_beside_it()
+    {
+        string root = Path.Combine(Path.GetTempPath(), $"state-root-{Guid.NewGuid():N}");
+        try
+        {
+            var state = new SandboxStateDirectory(root, "pod1");
+            state.Create();
+            File.WriteAllText(Path.Combine(state.Path, "shim.pid"), "1 2\n");
+            Directory.CreateDirectory(Path.Combine(state.SharedDirectory, "c1", "rootfs"));
+            File.WriteAllText(Path.Combine(state.SharedDirectory, "c1", "rootfs", "f"), "x");
+
+            state.Delete();
+
+            Assert.False(Directory.Exists(state.Path));
+            Assert.Empty(Directory.EnumerateFileSystemEntries(root)); // no ".removing-..." directory left
+            state.Delete(); // already gone: nothing to do
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    [Fact]
     public void Metadata_round_trips_through_sandbox_json()
     {
         var path = Path.Combine(Path.GetTempPath(), $"sandbox-{Guid.NewGuid():N}.json");

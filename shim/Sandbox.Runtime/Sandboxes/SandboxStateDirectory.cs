@@ -72,7 +72,21 @@ public sealed class SandboxStateDirectory
         if (mounted.Count > 0)
             throw new IOException(
                 $"sandbox {SandboxId}: cannot remove state directory {Path}: still mounted below it: {string.Join(", ", mounted)}");
-        Directory.Delete(Path, recursive: true);
+        // Out of sight in one step, then removed: containerd's `delete` (VmSandboxCleanup) tells a sandbox whose daemon
+        // died from a live one by the owner file in this directory, and a recursive delete may remove that file before
+        // the rest. A `delete` running meanwhile then took the half-removed directory for one whose daemon had died,
+        // and recorded that over the daemon's own post-mortem record (seen once in CI on containerd 2.1:
+        // SandboxctlDoctorTests, a killed QEMU). Names that start with "." are never listed as sandboxes.
+        string removing = System.IO.Path.Combine(Root, $".removing-{SandboxId}-{Environment.ProcessId}");
+        try
+        {
+            Directory.Move(Path, removing);
+        }
+        catch (DirectoryNotFoundException)
+        {
+            return; // removed by another process meanwhile
+        }
+        Directory.Delete(removing, recursive: true);
     }
 
     public static IEnumerable<SandboxStateDirectory> List(string root)
