@@ -13,17 +13,22 @@ public sealed record GcSandbox(string SandboxId, string StateDirectory, int? Shi
 /// <summary>One orphan VM process in a gc report.</summary>
 public sealed record GcOrphan(int Pid, string CommandLine, string StateDirectory, bool Killed, string? Error);
 
+/// <summary>A state directory whose removal was cut short (<see cref="SandboxStateDirectory.AbandonedRemovals"/>), in a gc report.</summary>
+public sealed record GcAbandonedRemoval(string Directory, bool Removed, string? Error);
+
 /// <summary>What `sandboxctl gc` found and did. With <see cref="DryRun"/> nothing was removed or killed.</summary>
 public sealed record GcReport(string StateRoot, bool DryRun, IReadOnlyList<GcSandbox> Sandboxes, IReadOnlyList<GcOrphan> Orphans,
-    IReadOnlyList<string> LiveSandboxes, IReadOnlyList<string> StartingSandboxes)
+    IReadOnlyList<string> LiveSandboxes, IReadOnlyList<string> StartingSandboxes, IReadOnlyList<GcAbandonedRemoval> AbandonedRemovals)
 {
-    public bool Failed => Sandboxes.Any(s => s.Error is not null) || Orphans.Any(o => o.Error is not null);
+    public bool Failed => Sandboxes.Any(s => s.Error is not null) || Orphans.Any(o => o.Error is not null)
+                          || AbandonedRemovals.Any(r => r.Error is not null);
 }
 
 /// <summary>
 /// `sandboxctl gc [--dry-run]`: removes what dead sandboxes left (<see cref="LeftoverScan"/>): for each state
 /// directory whose shim is gone, its VM processes, host cgroup, mounts and the directory
-/// (<see cref="SandboxStateRemoval"/>); and VM processes whose state directory is gone. A live or starting sandbox is
+/// (<see cref="SandboxStateRemoval"/>); VM processes whose state directory is gone; and state directories whose
+/// removal a killed process left half done. A live or starting sandbox is
 /// never touched: that is decided by the same <see cref="SandboxOwnership"/> that `list` shows. Exit 0 when
 /// everything found was removed (or nothing was found), 1 when something could not be.
 /// </summary>
@@ -89,7 +94,27 @@ public static class GcCommand
             }
             orphans.Add(new GcOrphan(orphan.Process.Pid, orphan.Process.CommandLine, orphan.StateDirectory, Killed: !dryRun && error is null, error));
         }
-        return new GcReport(stateRoot, dryRun, sandboxes, orphans, scan.LiveSandboxes, scan.StartingSandboxes);
+        var removals = new List<GcAbandonedRemoval>();
+        foreach (var directory in scan.AbandonedRemovals)
+        {
+            string? error = null;
+            if (!dryRun)
+            {
+                try
+                {
+                    if (MountTable.MountPointsBelow(directory) is { Count: > 0 } mounted)
+                        error = $"still mounted below it: {string.Join(", ", mounted)} (unmount them, then run gc again)";
+                    else
+                        Directory.Delete(directory, recursive: true);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    error = e.Message;
+                }
+            }
+            removals.Add(new GcAbandonedRemoval(directory, Removed: !dryRun && error is null, error));
+        }
+        return new GcReport(stateRoot, dryRun, sandboxes, orphans, scan.LiveSandboxes, scan.StartingSandboxes, removals);
     }
 
     private static async Task<bool> ExitsWithinAsync(int pid, TimeSpan wait, CancellationToken cancellationToken)
@@ -124,7 +149,13 @@ public static class GcCommand
                 ? $"gc: process {o.Pid} ({Program(o.CommandLine)}): its state directory {o.StateDirectory} is gone; {(report.DryRun ? "would kill it" : "killed")}"
                 : $"gc: process {o.Pid} ({Program(o.CommandLine)}): FAILED to kill: {o.Error}");
         }
-        if (report.Sandboxes.Count == 0 && report.Orphans.Count == 0)
+        foreach (var r in report.AbandonedRemovals)
+        {
+            Console.WriteLine(r.Error is null
+                ? $"gc: {r.Directory}: a removal its process did not finish; {would} it"
+                : $"gc: {r.Directory}: FAILED to remove: {r.Error}");
+        }
+        if (report.Sandboxes.Count == 0 && report.Orphans.Count == 0 && report.AbandonedRemovals.Count == 0)
             Console.WriteLine($"gc: nothing to remove under {report.StateRoot}");
         if (report.LiveSandboxes.Count + report.StartingSandboxes.Count > 0)
             Console.WriteLine($"gc: left alone: {report.LiveSandboxes.Count} live, {report.StartingSandboxes.Count} starting sandbox(es)");

@@ -121,6 +121,29 @@ public sealed class SandboxOwnershipTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task Gc_removes_a_removal_whose_process_died_and_leaves_one_in_progress()
+    {
+        // a remover that is gone (no pid is that large) and one that runs (this process)
+        string abandoned = Path.Combine(_root, $"{SandboxStateDirectory.RemovingPrefix}pod1-999999999");
+        string inProgress = Path.Combine(_root, $"{SandboxStateDirectory.RemovingPrefix}pod2-{Environment.ProcessId}");
+        Directory.CreateDirectory(Path.Combine(abandoned, "shared", "c1"));
+        Directory.CreateDirectory(inProgress);
+
+        Assert.Empty(SandboxStateDirectory.List(_root));
+        Assert.Equal([abandoned], LeftoverScan.Scan(_root, DateTime.UtcNow).AbandonedRemovals);
+
+        var dryRun = await Sandbox.Ctl.GcCommand.RunAsync(_root, dryRun: true, CancellationToken.None);
+        Assert.False(Assert.Single(dryRun.AbandonedRemovals).Removed);
+        Assert.True(Directory.Exists(abandoned));
+
+        var report = await Sandbox.Ctl.GcCommand.RunAsync(_root, dryRun: false, CancellationToken.None);
+        Assert.False(report.Failed);
+        Assert.Equal(abandoned, Assert.Single(report.AbandonedRemovals).Directory);
+        Assert.False(Directory.Exists(abandoned));
+        Assert.True(Directory.Exists(inProgress));
+    }
+
     private static async Task WaitUntilAsync(Func<bool> condition)
     {
         for (int i = 0; i < 100 && !condition(); i++)

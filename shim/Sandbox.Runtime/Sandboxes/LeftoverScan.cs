@@ -11,9 +11,9 @@ public sealed record OrphanProcess(LeftoverProcess Process, string StateDirector
 
 /// <summary>What <see cref="LeftoverScan"/> found under one state root.</summary>
 public sealed record LeftoverReport(string StateRoot, IReadOnlyList<DeadSandbox> DeadSandboxes, IReadOnlyList<OrphanProcess> Orphans,
-    IReadOnlyList<string> LiveSandboxes, IReadOnlyList<string> StartingSandboxes)
+    IReadOnlyList<string> LiveSandboxes, IReadOnlyList<string> StartingSandboxes, IReadOnlyList<string> AbandonedRemovals)
 {
-    public bool IsClean => DeadSandboxes.Count == 0 && Orphans.Count == 0;
+    public bool IsClean => DeadSandboxes.Count == 0 && Orphans.Count == 0 && AbandonedRemovals.Count == 0;
 }
 
 /// <summary>
@@ -48,7 +48,8 @@ public static class LeftoverScan
                     break;
             }
         }
-        return new LeftoverReport(stateRoot, dead, FindOrphans(stateRoot, procRoot), live, starting);
+        return new LeftoverReport(stateRoot, dead, FindOrphans(stateRoot, procRoot), live, starting,
+            SandboxStateDirectory.AbandonedRemovals(stateRoot));
     }
 
     private static List<OrphanProcess> FindOrphans(string stateRoot, string procRoot)

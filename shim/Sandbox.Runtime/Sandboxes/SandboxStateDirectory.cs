@@ -77,7 +77,7 @@ public sealed class SandboxStateDirectory
         // the rest. A `delete` running meanwhile then took the half-removed directory for one whose daemon had died,
         // and recorded that over the daemon's own post-mortem record (seen once in CI on containerd 2.1:
         // SandboxctlDoctorTests, a killed QEMU). Names that start with "." are never listed as sandboxes.
-        string removing = System.IO.Path.Combine(Root, $".removing-{SandboxId}-{Environment.ProcessId}");
+        string removing = System.IO.Path.Combine(Root, $"{RemovingPrefix}{SandboxId}-{Environment.ProcessId}");
         try
         {
             Directory.Move(Path, removing);
@@ -87,6 +87,22 @@ public sealed class SandboxStateDirectory
             return; // removed by another process meanwhile
         }
         Directory.Delete(removing, recursive: true);
+    }
+
+    /// <summary>Name prefix of a state directory being removed (<see cref="Delete"/>): ".removing-&lt;id&gt;-&lt;pid&gt;".</summary>
+    public const string RemovingPrefix = ".removing-";
+
+    /// <summary>State directories whose removal (<see cref="Delete"/>) was cut short: their remover, the pid at the end
+    /// of the name, no longer runs. `sandboxctl gc` removes them.</summary>
+    public static IReadOnlyList<string> AbandonedRemovals(string root)
+    {
+        if (!Directory.Exists(root))
+            return [];
+        return Directory.EnumerateDirectories(root, RemovingPrefix + "*")
+            .Where(dir => !int.TryParse(System.IO.Path.GetFileName(dir).AsSpan(System.IO.Path.GetFileName(dir).LastIndexOf('-') + 1), out var pid)
+                          || SandboxOwnerFile.StartTimeOf(pid) is null)
+            .Order(StringComparer.Ordinal)
+            .ToArray();
     }
 
     public static IEnumerable<SandboxStateDirectory> List(string root)

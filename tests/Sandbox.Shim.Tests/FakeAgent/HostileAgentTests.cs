@@ -68,7 +68,7 @@ public sealed class HostileAgentTests(ITestOutputHelper output) : IAsyncLifetime
             fuzzCase.Input = $"container {id}, hostility {hostility:0.00}, agent answers from the iteration's random source";
             foreach (var (call, outcome) in await LiveAsync(id, new HostileAgent(fuzzCase.Random, hostility)))
                 outcomes[$"{call} {outcome}"] = outcomes.GetValueOrDefault($"{call} {outcome}") + 1;
-            Assert.Empty(Directory.GetFileSystemEntries(StateRoot).Where(e => Path.GetFileName(e) != Sandbox.Runtime.PostMortem.PostMortemStore.DirectoryName));
+            Assert.DoesNotContain(Directory.GetFileSystemEntries(StateRoot), e => Path.GetFileName(e) != Sandbox.Runtime.PostMortem.PostMortemStore.DirectoryName);
         });
         output.WriteLine(string.Join("\n", _log.Where(l => l.StartsWith("create failed")).Take(3)));
         output.WriteLine($"seed {run.Seed}: {run.Completed} sandboxes\n" + string.Join("\n", outcomes.Select(o => $"  {o.Key}: {o.Value}")));
