@@ -27,11 +27,14 @@ public static unsafe class FileDescriptors
     public static int TrySetPipeCapacity(int fd, int bytes) => fcntl(fd, LibCSupplement.F_SETPIPE_SZ, bytes);
 
     /// <summary>Sets or clears O_NONBLOCK. Best effort: a failure leaves the descriptor as it was.</summary>
-    public static void SetNonBlocking(int fd, bool nonBlocking = true)
+    public static void SetNonBlocking(int fd, bool nonBlocking = true) => TrySetStatusFlag(fd, O_NONBLOCK, nonBlocking);
+
+    /// <summary>Sets or clears one file status flag (O_NONBLOCK, O_ASYNC, ...) with F_GETFL/F_SETFL. False (errno set)
+    /// when fcntl refused: the descriptor is then as it was.</summary>
+    public static bool TrySetStatusFlag(int fd, int flag, bool on)
     {
         int flags = fcntl(fd, F_GETFL);
-        if (flags < 0) return;
-        fcntl(fd, F_SETFL, nonBlocking ? flags | O_NONBLOCK : flags & ~O_NONBLOCK);
+        return flags >= 0 && fcntl(fd, F_SETFL, on ? flags | flag : flags & ~flag) == 0;
     }
 
     /// <summary>Sets or clears FD_CLOEXEC: a descriptor without it is inherited by the programs this process runs.</summary>

@@ -41,20 +41,12 @@ public static class VirtioSerialHostSignal
     /// set) when the port refuses: the caller then only has its timer.</summary>
     public static bool Enable(int port)
     {
-        if (fcntl(port, F_SETOWN, getpid()) != 0)
-            return false;
-        int flags = fcntl(port, F_GETFL);
-        return flags >= 0 && fcntl(port, F_SETFL, flags | O_ASYNC) == 0;
+        return fcntl(port, F_SETOWN, getpid()) == 0 && FileDescriptors.TrySetStatusFlag(port, O_ASYNC, on: true);
     }
 
     /// <summary>Stops the signals of <paramref name="port"/> (best effort): once a host holds it, the kernel would also
     /// signal every arrival of data.</summary>
-    public static void Disable(int port)
-    {
-        int flags = fcntl(port, F_GETFL);
-        if (flags >= 0)
-            fcntl(port, F_SETFL, flags & ~O_ASYNC);
-    }
+    public static void Disable(int port) => FileDescriptors.TrySetStatusFlag(port, O_ASYNC, on: false);
 
     private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 }

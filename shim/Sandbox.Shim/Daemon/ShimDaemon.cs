@@ -158,9 +158,7 @@ public static class ShimDaemon
         int fd = LibCStrings.open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC, 0);
         if (fd < 0)
             return; // ENXIO: nobody reads the FIFO (containerd restarted); keep stderr
-        int flags = fcntl(fd, F_GETFL, 0);
-        if (flags >= 0)
-            fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+        FileDescriptors.SetNonBlocking(fd, nonBlocking: false);
         dup2(fd, 2);
         close(fd);
     }

@@ -45,7 +45,7 @@ public sealed class EscapeDrillTests : IClassFixture<VmBackedContainerdFixture>
         await ExecOkAsync(Victim, "token", $"echo {_token} > /tmp/token");
         int victimQemu = QemuPidOf(Victim);
         await Containerd.CtrOkAsync("run", "--fifo-dir", Containerd.FifoDirectory, "-d", "--privileged", "--runtime", Runtime, _fixture.Image, Attacker, "sleep", "100000");
-        File.Copy(await BuildVsockProbeAsync(), Path.Combine(AttackerShare, Attacker, "rootfs", "vsock-probe"));
+        await BuildVsockProbeAsync(Path.Combine(AttackerShare, Attacker, "rootfs", "vsock-probe"));
 
         // the agent's API: the guest's own CID (3 with hybrid vsock), the local CID 1, the host's CID 2
         var vsock = await ExecAsync(Attacker, "vsock", "for cid in 3 1 2; do /vsock-probe $cid 1024; done");
@@ -160,12 +160,11 @@ public sealed class EscapeDrillTests : IClassFixture<VmBackedContainerdFixture>
         Assert.True(result.ExitCode == 0, result.ToString());
     }
 
-    /// <summary>vsock-probe.c, linked static (the busybox image has no libc).</summary>
-    private static async Task<string> BuildVsockProbeAsync()
+    /// <summary>vsock-probe.c, linked static (the busybox image has no libc), built straight into the container's rootfs
+    /// so that nothing is left on the host's /tmp.</summary>
+    private static async Task BuildVsockProbeAsync(string destination)
     {
-        string output = Path.Combine(Path.GetTempPath(), $"vsock-probe-{Environment.ProcessId}");
-        var gcc = await ExternalCommand.RunAsync("gcc", ["-static", "-O2", "-o", output, Path.Combine(AppContext.BaseDirectory, "Confinement", "vsock-probe.c")], TimeSpan.FromMinutes(1));
+        var gcc = await ExternalCommand.RunAsync("gcc", ["-static", "-O2", "-o", destination, Path.Combine(AppContext.BaseDirectory, "Confinement", "vsock-probe.c")], TimeSpan.FromMinutes(1));
         Assert.True(gcc.ExitCode == 0, gcc.ToString());
-        return output;
     }
 }
