@@ -68,14 +68,18 @@ public sealed class CrunRunner(CrunCommandLine commandLine, CrunBinary binary, s
             ChildExit exit;
             try
             {
-                exit = await exited.WaitAsync(timeoutSource.Token);
+                exit = await WaitReportingStallAsync(pid, exited, args, timeoutSource.Token);
             }
             catch (OperationCanceledException)
             {
+                string tree = ProcessTreeSnapshot.Describe(pid);
                 ChildProcesses.Shared.Signal(pid, 9);
                 await exited;
-                if (cancellationToken.IsCancellationRequested) throw;
-                throw new CrunFailedException($"crun {Describe(args)} did not finish within {timeout.TotalSeconds:F0} s and was killed");
+                bool cancelled = cancellationToken.IsCancellationRequested;
+                AgentLog.Write($"crun {Summary(args)} killed after {AgentLog.Milliseconds(spawned)} " +
+                               $"({(cancelled ? "its call was cancelled" : "timed out")}); it was at: {tree}");
+                if (cancelled) throw;
+                throw new CrunFailedException($"crun {Describe(args)} did not finish within {timeout.TotalSeconds:F0} s and was killed; it was at: {tree}");
             }
             AgentLog.Write($"crun {Summary(args)}: {(exit.ExitStatus == 0 ? "" : $"exit status {exit.ExitStatus} after ")}{AgentLog.Milliseconds(spawned)}");
             string output = await SwallowCancellation(outText);
@@ -91,6 +95,27 @@ public sealed class CrunRunner(CrunCommandLine commandLine, CrunBinary binary, s
             CloseFd(ref devNull);
             stdout?.Dispose();
             stderr?.Dispose();
+        }
+    }
+
+    /// <summary>How long a crun command runs before the agent logs what it and its children are doing (once; the command
+    /// keeps its timeout). crun's commands take well under a second even under TCG and load; one that hung in a 20-pod
+    /// CI run left nothing to say where, because the shim's call timed out and stopped the VM first.</summary>
+    public static readonly TimeSpan StallReportAfter = TimeSpan.FromSeconds(15);
+
+    private static async Task<ChildExit> WaitReportingStallAsync(int pid, Task<ChildExit> exited, List<string> args, CancellationToken cancellationToken)
+    {
+        using var stallTimer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var stalled = Task.Delay(StallReportAfter, stallTimer.Token);
+        try
+        {
+            if (await Task.WhenAny(exited, stalled) == stalled && !stalled.IsCanceled && !exited.IsCompleted)
+                AgentLog.Write($"crun {Summary(args)} still running after {StallReportAfter.TotalSeconds:0} s: {ProcessTreeSnapshot.Describe(pid)}");
+            return await exited.WaitAsync(cancellationToken);
+        }
+        finally
+        {
+            stallTimer.Cancel(); // no timer left behind a command that finished in time
         }
     }
 
