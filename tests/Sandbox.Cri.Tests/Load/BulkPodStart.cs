@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.RegularExpressions;
 using Sandbox.Cri.Tests.Api;
 using Sandbox.Cri.Tests.Fixture;
 
@@ -109,9 +110,29 @@ public sealed class BulkPodStart(CriFixture fixture, Action<string> log)
         }
         catch (Exception e)
         {
+            string failure = $"starting pod {name} failed after {clock.Elapsed.TotalSeconds:0.0} s: {e.Message}" +
+                             await GuestConsoleTailAsync(e.Message);
             lock (failures)
-                failures.Add($"starting pod {name} failed after {clock.Elapsed.TotalSeconds:0.0} s: {e.Message}");
+                failures.Add(failure);
             return (pod, clock.Elapsed); // a pod that exists is still removed and checked
         }
+    }
+
+    /// <summary>The end of the failed sandbox's guest console, from the post-mortem record its shim writes as it stops
+    /// the VM (the state directory is gone by then), so that a CI log says what the guest was doing. The sandbox id is
+    /// the one containerd's error names.</summary>
+    private async Task<string> GuestConsoleTailAsync(string error)
+    {
+        string id = Regex.Match(error, "sandbox \"([0-9a-f]{64})\"").Groups[1].Value;
+        if (id.Length == 0)
+            return "";
+        var store = new Sandbox.Runtime.PostMortem.PostMortemStore(fixture.StateRoot);
+        for (int attempt = 0; attempt < 50; attempt++)
+        {
+            if (store.Read(id) is { } record)
+                return $"\n    guest console of sandbox {id[..12]} (its post-mortem record):\n      " + string.Join("\n      ", record.ConsoleTail.TakeLast(15));
+            await Task.Delay(100);
+        }
+        return $"\n    (no post-mortem record of sandbox {id[..12]} under {fixture.StateRoot})";
     }
 }
