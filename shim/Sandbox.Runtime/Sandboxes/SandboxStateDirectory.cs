@@ -99,10 +99,16 @@ public sealed class SandboxStateDirectory
         if (!Directory.Exists(root))
             return [];
         return Directory.EnumerateDirectories(root, RemovingPrefix + "*")
-            .Where(dir => !int.TryParse(System.IO.Path.GetFileName(dir).AsSpan(System.IO.Path.GetFileName(dir).LastIndexOf('-') + 1), out var pid)
-                          || SandboxOwnerFile.StartTimeOf(pid) is null)
+            .Where(directory => RemoverOf(directory) is not { } pid || SandboxOwnerFile.StartTimeOf(pid) is null)
             .Order(StringComparer.Ordinal)
             .ToArray();
+    }
+
+    /// <summary>The pid at the end of a ".removing-&lt;id&gt;-&lt;pid&gt;" name, or null when it has none.</summary>
+    private static int? RemoverOf(string directory)
+    {
+        string name = System.IO.Path.GetFileName(directory);
+        return int.TryParse(name.AsSpan(name.LastIndexOf('-') + 1), out int pid) ? pid : null;
     }
 
     public static IEnumerable<SandboxStateDirectory> List(string root)
