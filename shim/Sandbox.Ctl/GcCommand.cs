@@ -102,10 +102,7 @@ public static class GcCommand
             {
                 try
                 {
-                    if (MountTable.MountPointsBelow(directory) is { Count: > 0 } mounted)
-                        error = $"still mounted below it: {string.Join(", ", mounted)} (unmount them, then run gc again)";
-                    else
-                        Directory.Delete(directory, recursive: true);
+                    SandboxStateDirectory.RemoveAbandoned(directory);
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {

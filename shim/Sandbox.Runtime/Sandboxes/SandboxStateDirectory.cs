@@ -104,6 +104,16 @@ public sealed class SandboxStateDirectory
             .ToArray();
     }
 
+    /// <summary>Finishes a removal that <see cref="AbandonedRemovals"/> found. Refuses, as <see cref="Delete"/> does, while
+    /// something is still mounted below it, with a message naming the mounts.</summary>
+    public static void RemoveAbandoned(string directory)
+    {
+        var mounted = MountTable.MountPointsBelow(directory);
+        if (mounted.Count > 0)
+            throw new IOException($"still mounted below it: {string.Join(", ", mounted)} (unmount them, then run gc again)");
+        Directory.Delete(directory, recursive: true);
+    }
+
     /// <summary>The pid at the end of a ".removing-&lt;id&gt;-&lt;pid&gt;" name, or null when it has none.</summary>
     private static int? RemoverOf(string directory)
     {
